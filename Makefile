@@ -1,0 +1,44 @@
+# replbox: `make run` serves the app, `make test` runs every test.
+# Each step installs or builds what it needs and skips what is already there.
+
+AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
+CARGO ?= cargo
+
+.PHONY: run test bench docker image agent check clean-test-sandboxes
+
+run: docker agent image
+	@echo "==> build: server (release)"
+	@$(CARGO) build --release --quiet --bin replbox
+	@echo "==> serving on http://127.0.0.1:8080 (Ctrl-C stops)"
+	@./target/release/replbox
+
+test: docker agent image
+	@echo "==> test: unit and integration tests against the Docker engine"
+	@$(CARGO) test --workspace --quiet -- --test-threads=4 ; status=$$?; \
+	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
+
+bench: docker agent image
+	@echo "==> bench: release build against the real engine"
+	@$(CARGO) bench --quiet --bench replbox
+
+docker:
+	@./scripts/ensure-docker.sh
+
+agent:
+	@echo "==> build: static agent ($(AGENT))"
+	@RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --quiet --release \
+	  --target x86_64-unknown-linux-gnu -p replbox-agent
+
+image: docker
+	@./docker/build-image.sh
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Containers and volumes left by tests that failed half-way (prefix rbt-).
+clean-test-sandboxes:
+	@ids=$$(docker ps -aq --filter label=replbox.managed | xargs -r docker inspect -f '{{.Id}} {{index .Config.Labels "replbox.managed"}}' | awk '$$2 ~ /^rbt-/ {print $$1}'); \
+	  [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
+	  vols=$$(docker volume ls -q --filter label=replbox.managed | grep '^rbt-' || true); \
+	  [ -z "$$vols" ] || docker volume rm -f $$vols >/dev/null; true

@@ -1,0 +1,261 @@
+//! File operations under the workspace. Paths are checked lexically (no
+//! absolute paths, no `..`) and then by resolution: a symlink whose target
+//! lies outside the workspace is refused.
+
+use replbox_protocol::{path, DirEntry, EntryKind, FileError, FileOp, FileReply, MAX_FILE_LEN};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
+    match op {
+        FileOp::Read { path } => {
+            let full = resolve(root, &path, Mode::Follow)?;
+            let meta = fs::metadata(&full).map_err(|e| io_error(e, &path))?;
+            if meta.is_dir() {
+                return Err(FileError::IsADirectory(path));
+            }
+            if meta.len() > MAX_FILE_LEN {
+                return Err(FileError::TooLarge { limit: MAX_FILE_LEN });
+            }
+            fs::read(&full).map(FileReply::Data).map_err(|e| io_error(e, &path))
+        }
+        FileOp::Write { path, data, parents } => {
+            if data.len() as u64 > MAX_FILE_LEN {
+                return Err(FileError::TooLarge { limit: MAX_FILE_LEN });
+            }
+            let full = resolve(root, &path, Mode::Write)?;
+            if full == root {
+                return Err(FileError::IsADirectory(path));
+            }
+            if parents {
+                if let Some(parent) = full.parent() {
+                    fs::create_dir_all(parent).map_err(|e| io_error(e, &path))?;
+                    // Created directories must not have let us out.
+                    resolve(root, &path, Mode::Write)?;
+                }
+            }
+            write_atomically(&full, &data).map_err(|e| io_error(e, &path))?;
+            Ok(FileReply::Done)
+        }
+        FileOp::List { path } => {
+            let full = resolve(root, &path, Mode::Follow)?;
+            let mut entries = Vec::new();
+            for entry in fs::read_dir(&full).map_err(|e| io_error(e, &path))? {
+                let entry = entry.map_err(|e| io_error(e, &path))?;
+                let meta = match entry.path().symlink_metadata() {
+                    Ok(m) => m,
+                    Err(_) => continue, // gone meanwhile
+                };
+                let kind = if meta.is_dir() {
+                    EntryKind::Dir
+                } else if meta.is_file() {
+                    EntryKind::File
+                } else if meta.file_type().is_symlink() {
+                    EntryKind::Symlink
+                } else {
+                    EntryKind::Other
+                };
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                entries.push(DirEntry {
+                    name: String::from_utf8_lossy(entry.file_name().as_bytes()).into_owned(),
+                    kind,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(FileReply::Listing(entries))
+        }
+        FileOp::Mkdir { path } => {
+            let full = resolve(root, &path, Mode::Write)?;
+            fs::create_dir_all(&full).map_err(|e| io_error(e, &path))?;
+            resolve(root, &path, Mode::Follow)?;
+            Ok(FileReply::Done)
+        }
+        FileOp::Rename { from, to } => {
+            let src = resolve(root, &from, Mode::Entry)?;
+            let dst = resolve(root, &to, Mode::Write)?;
+            if src == root || dst == root {
+                return Err(FileError::InvalidPath(from));
+            }
+            if src.symlink_metadata().is_err() {
+                return Err(FileError::NotFound(from));
+            }
+            if dst.symlink_metadata().is_ok() {
+                return Err(FileError::AlreadyExists(to));
+            }
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_error(e, &to))?;
+            }
+            fs::rename(&src, &dst).map_err(|e| io_error(e, &from))?;
+            Ok(FileReply::Done)
+        }
+        FileOp::Delete { path } => {
+            let full = resolve(root, &path, Mode::Entry)?;
+            if full == root {
+                return Err(FileError::InvalidPath(path));
+            }
+            let meta = full.symlink_metadata().map_err(|e| io_error(e, &path))?;
+            if meta.is_dir() {
+                fs::remove_dir_all(&full)
+            } else {
+                fs::remove_file(&full)
+            }
+            .map_err(|e| io_error(e, &path))?;
+            Ok(FileReply::Done)
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The whole path is resolved (reading, listing).
+    Follow,
+    /// The parent is resolved, and a symlink as the last component must
+    /// point inside, since writing through it follows it.
+    Write,
+    /// The parent is resolved; the last component is the entry itself
+    /// (deleting or renaming a symlink acts on the link).
+    Entry,
+}
+
+/// Maps a workspace path to a real one inside `root`.
+fn resolve(root: &Path, path: &str, mode: Mode) -> Result<PathBuf, FileError> {
+    let rel = path::normalize(path)?;
+    let root = root
+        .canonicalize()
+        .map_err(|e| FileError::Io(format!("workspace unavailable: {e}")))?;
+    let full = root.join(&rel);
+    if rel.is_empty() {
+        return Ok(root);
+    }
+    let inside = |p: &Path| p.starts_with(&root);
+    if mode == Mode::Follow {
+        let real = full.canonicalize().map_err(|e| io_error(e, path))?;
+        if !inside(&real) {
+            return Err(FileError::OutsideWorkspace(path.to_string()));
+        }
+        return Ok(real);
+    }
+    // The deepest existing ancestor must resolve inside the workspace.
+    let mut ancestor = full.parent().map(Path::to_path_buf);
+    while let Some(a) = ancestor {
+        match a.canonicalize() {
+            Ok(real) => {
+                if !inside(&real) {
+                    return Err(FileError::OutsideWorkspace(path.to_string()));
+                }
+                break;
+            }
+            Err(_) => ancestor = a.parent().map(Path::to_path_buf),
+        }
+    }
+    if mode == Mode::Entry {
+        return Ok(full);
+    }
+    if let Ok(meta) = full.symlink_metadata() {
+        if meta.file_type().is_symlink() {
+            match full.canonicalize() {
+                Ok(real) if inside(&real) => {}
+                Ok(_) => return Err(FileError::OutsideWorkspace(path.to_string())),
+                Err(_) => {
+                    // A dangling link: resolve its target lexically.
+                    let target = fs::read_link(&full).map_err(|e| io_error(e, path))?;
+                    if target.is_absolute() && !target.starts_with(&root) {
+                        return Err(FileError::OutsideWorkspace(path.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(full)
+}
+
+fn write_atomically(full: &Path, data: &[u8]) -> io::Result<()> {
+    // A symlink inside the workspace is written through, in place.
+    if full.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        return fs::write(full, data);
+    }
+    let name = full.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let mut tmp_name = b".".to_vec();
+    tmp_name.extend_from_slice(&name);
+    tmp_name.extend_from_slice(b".replbox-tmp");
+    let tmp = full.with_file_name(std::ffi::OsStr::from_bytes(&tmp_name));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        fs::rename(&tmp, full)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn io_error(e: io::Error, path: &str) -> FileError {
+    let p = path.to_string();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => FileError::NotFound(p),
+        Some(libc::EEXIST) => FileError::AlreadyExists(p),
+        Some(libc::EISDIR) => FileError::IsADirectory(p),
+        Some(libc::ENOTDIR) => FileError::NotADirectory(p),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => FileError::NoSpace,
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => FileError::PermissionDenied(p),
+        Some(libc::ENOTEMPTY) => FileError::NotEmpty(p),
+        Some(libc::ENAMETOOLONG) | Some(libc::EINVAL) => FileError::InvalidPath(p),
+        _ => FileError::Io(e.kind().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn write(root: &Path, path: &str, data: &[u8]) -> Result<FileReply, FileError> {
+        apply(root, FileOp::Write { path: path.into(), data: data.to_vec(), parents: true })
+    }
+
+    #[test]
+    fn write_read_list_rename_delete() {
+        let dir = ws();
+        let root = dir.path();
+        write(root, "a/b.txt", b"hi").unwrap();
+        assert_eq!(apply(root, FileOp::Read { path: "a/b.txt".into() }).unwrap(), FileReply::Data(b"hi".to_vec()));
+        apply(root, FileOp::Rename { from: "a/b.txt".into(), to: "c.txt".into() }).unwrap();
+        let FileReply::Listing(list) = apply(root, FileOp::List { path: "".into() }).unwrap() else { panic!() };
+        let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "c.txt"]);
+        apply(root, FileOp::Delete { path: "a".into() }).unwrap();
+        assert!(matches!(apply(root, FileOp::Read { path: "a/b.txt".into() }), Err(FileError::NotFound(_))));
+    }
+
+    #[test]
+    fn refuses_escapes_and_outward_symlinks() {
+        let dir = ws();
+        let root = dir.path();
+        std::os::unix::fs::symlink("/", root.join("root")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("pw")).unwrap();
+        for p in ["../etc/passwd", "/etc/passwd", "root/etc/passwd", "pw"] {
+            let got = apply(root, FileOp::Read { path: p.into() });
+            assert!(matches!(got, Err(FileError::OutsideWorkspace(_))), "{p}: {got:?}");
+        }
+        assert!(matches!(write(root, "root/tmp/x", b"x"), Err(FileError::OutsideWorkspace(_))));
+        assert!(matches!(write(root, "pw", b"x"), Err(FileError::OutsideWorkspace(_))));
+        // Deleting the link itself is fine and leaves its target alone.
+        apply(root, FileOp::Delete { path: "root".into() }).unwrap();
+        assert!(Path::new("/etc").exists());
+    }
+}

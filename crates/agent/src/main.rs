@@ -1,0 +1,149 @@
+//! replbox-agent: PID 1 inside every sandbox container.
+//!
+//! It reads [`ToAgent`] frames on stdin and writes [`FromAgent`] frames on
+//! stdout (the container's attached stdio), runs jobs, serves files under
+//! the workspace, and reaps every process that ends up as its child.
+//! Diagnostics go to stderr.
+
+mod files;
+mod jobs;
+mod pty;
+mod reaper;
+
+use futures::{SinkExt, StreamExt};
+use replbox_protocol::{FrameCodec, FromAgent, ToAgent, PROTOCOL_VERSION};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// A partial frame that gets no more bytes for this long is dropped: its
+/// sender went away mid-frame (a server restart) and the next bytes start a
+/// new conversation.
+const STALL_RESET: Duration = Duration::from_millis(250);
+
+/// Where the outgoing frames queue; bounded so a slow reader slows the jobs.
+pub type Outbox = mpsc::Sender<FromAgent>;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("agent: cannot start the runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let workspace = PathBuf::from(
+        std::env::var("REPLBOX_WORKSPACE").unwrap_or_else(|_| "/workspace".to_string()),
+    );
+    let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(64);
+
+    // One writer owns stdout; it batches what is queued before flushing.
+    let writer = tokio::spawn(async move {
+        let mut sink = FramedWrite::new(tokio::io::stdout(), FrameCodec::<()>::new());
+        while let Some(frame) = out_rx.recv().await {
+            if sink.feed(frame).await.is_err() {
+                break;
+            }
+            while let Ok(frame) = out_rx.try_recv() {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+            }
+            if SinkExt::<FromAgent>::flush(&mut sink).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let table = Arc::new(jobs::JobTable::default());
+    let _reaper = reaper::spawn(table.clone());
+    let mut reader = FramedRead::new(tokio::io::stdin(), FrameCodec::<ToAgent>::new());
+
+    loop {
+        let next = match tokio::time::timeout(STALL_RESET, reader.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                if !reader.read_buffer().is_empty() {
+                    eprintln!(
+                        "agent: dropping {} bytes of a stalled frame",
+                        reader.read_buffer().len()
+                    );
+                    reader.read_buffer_mut().clear();
+                }
+                continue;
+            }
+        };
+        let frame = match next {
+            Some(Ok(Ok(frame))) => frame,
+            Some(Ok(Err(e))) => {
+                let _ = out_tx
+                    .send(FromAgent::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
+                continue;
+            }
+            Some(Err(e)) => {
+                eprintln!("agent: reading stdin: {e}");
+                break;
+            }
+            None => break,
+        };
+        handle(frame, &table, &out_tx, &workspace).await;
+    }
+
+    // stdin is gone. As PID 1 the container lives as long as we do, so keep
+    // the jobs running; anywhere else (tests), end.
+    drop(out_tx);
+    if std::process::id() == 1 {
+        std::future::pending::<()>().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, workspace: &PathBuf) {
+    match frame {
+        ToAgent::Hello { version, nonce } => {
+            if version != PROTOCOL_VERSION {
+                eprintln!("agent: server speaks protocol {version}, agent {PROTOCOL_VERSION}");
+            }
+            let _ = out
+                .send(FromAgent::Hello {
+                    version: PROTOCOL_VERSION,
+                    nonce,
+                    agent: concat!("replbox-agent ", env!("CARGO_PKG_VERSION")).to_string(),
+                })
+                .await;
+        }
+        ToAgent::Spawn { id, spec } => {
+            jobs::spawn(table.clone(), id, spec, workspace.clone(), out.clone());
+        }
+        ToAgent::Stdin { id, data } => table.control(id, jobs::Control::Stdin(data)).await,
+        ToAgent::CloseStdin { id } => table.control(id, jobs::Control::CloseStdin).await,
+        ToAgent::Resize { id, rows, cols } => {
+            table.control(id, jobs::Control::Resize(rows, cols)).await
+        }
+        ToAgent::Signal { id, signal } => table.signal(id, signal),
+        ToAgent::ListJobs => {
+            let _ = out
+                .send(FromAgent::Jobs {
+                    running: table.running(),
+                })
+                .await;
+        }
+        ToAgent::File { req, op } => {
+            let out = out.clone();
+            let workspace = workspace.clone();
+            tokio::spawn(async move {
+                let result = tokio::task::spawn_blocking(move || files::apply(&workspace, op))
+                    .await
+                    .unwrap_or_else(|e| Err(replbox_protocol::FileError::Io(e.to_string())));
+                let _ = out.send(FromAgent::File { req, result }).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The frames the replbox server and the in-container agent exchange.
+//!
+//! Transport: the container's attached stdin (server -> agent) and stdout
+//! (agent -> server). Each frame is `MAGIC | u32 length (big endian) | payload`
+//! where the payload is a postcard-encoded [`ToAgent`] or [`FromAgent`]. The
+//! magic lets either side find the next frame boundary again after a peer
+//! went away mid-frame (a server restart re-attaching to a running agent).
+//!
+//! The conversation opens with [`ToAgent::Hello`] and [`FromAgent::Hello`];
+//! a version mismatch is reported by the agent and the server refuses it.
+
+pub mod codec;
+pub mod path;
+pub mod utf8;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use codec::{FrameCodec, FrameError, MAX_FRAME_LEN};
+
+/// Bumped on any incompatible change to the frames below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Identifies a job within one agent connection; chosen by the server.
+pub type JobId = u64;
+/// Identifies a file request within one agent connection.
+pub type RequestId = u64;
+
+/// Frames from the server to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// Opens (or re-opens after a re-attach) the conversation. `nonce` is
+    /// echoed back so the server can tell this answer from stale frames.
+    Hello { version: u32, nonce: u64 },
+    Spawn { id: JobId, spec: JobSpec },
+    Stdin {
+        id: JobId,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    CloseStdin { id: JobId },
+    Resize { id: JobId, rows: u16, cols: u16 },
+    Signal { id: JobId, signal: i32 },
+    File { req: RequestId, op: FileOp },
+    /// Asks which jobs are still running (after a re-attach).
+    ListJobs,
+}
+
+/// Frames from the agent to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromAgent {
+    Hello {
+        version: u32,
+        nonce: u64,
+        agent: String,
+    },
+    Started {
+        id: JobId,
+        pid: i32,
+    },
+    /// Output, cut so that a chunk never ends inside a UTF-8 character
+    /// (unless the bytes are not UTF-8 at all).
+    Output {
+        id: JobId,
+        stream: Stream,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    Exit {
+        id: JobId,
+        exit: ExitStatus,
+    },
+    /// The job could not be started (no such program, bad cwd, ...).
+    SpawnFailed {
+        id: JobId,
+        message: String,
+    },
+    File {
+        req: RequestId,
+        result: Result<FileReply, FileError>,
+    },
+    Jobs {
+        running: Vec<JobId>,
+    },
+    /// A frame the agent could not act on.
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// The merged output of a pty.
+    Pty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Executed directly, no shell.
+    Argv(Vec<String>),
+    /// A shell command line, run by `/bin/sh -c`.
+    Shell(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub command: Command,
+    /// Relative to /workspace; empty means /workspace.
+    pub cwd: String,
+    pub env: BTreeMap<String, String>,
+    /// `Some` runs the job on a pty of that size, `None` on pipes.
+    pub pty: Option<PtySize>,
+    /// Killed (SIGKILL to the group) after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Killed once it wrote more than this many bytes of output.
+    pub output_limit: Option<u64>,
+}
+
+impl JobSpec {
+    pub fn shell(line: impl Into<String>) -> Self {
+        Self::new(Command::Shell(line.into()))
+    }
+
+    pub fn argv<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        Self::new(Command::Argv(argv.into_iter().map(Into::into).collect()))
+    }
+
+    pub fn new(command: Command) -> Self {
+        Self {
+            command,
+            cwd: String::new(),
+            env: BTreeMap::new(),
+            pty: None,
+            timeout_ms: None,
+            output_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code when the job exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    pub wall_ms: u64,
+    pub cpu_ms: u64,
+    pub peak_rss_kb: u64,
+    /// The wall-time limit ended it.
+    pub timed_out: bool,
+    /// The output limit ended it; output past the limit was dropped.
+    pub truncated: bool,
+    /// Bytes of output the job wrote (up to the limit).
+    pub output_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileOp {
+    Read {
+        path: String,
+    },
+    Write {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// Create missing parent directories.
+        parents: bool,
+    },
+    List {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Delete {
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// The name as bytes may not be UTF-8; this is its lossy form.
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileReply {
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Listing(Vec<DirEntry>),
+    Done,
+}
+
+/// Why a file operation was refused. Each has a stable code and a message a
+/// student can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FileError {
+    #[error("the path {0:?} leaves /workspace")]
+    OutsideWorkspace(String),
+    #[error("the path {0:?} is not valid")]
+    InvalidPath(String),
+    #[error("{0:?} does not exist")]
+    NotFound(String),
+    #[error("{0:?} already exists")]
+    AlreadyExists(String),
+    #[error("{0:?} is a directory")]
+    IsADirectory(String),
+    #[error("{0:?} is not a directory")]
+    NotADirectory(String),
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the workspace is full")]
+    NoSpace,
+    #[error("permission denied for {0:?}")]
+    PermissionDenied(String),
+    #[error("the directory {0:?} is not empty")]
+    NotEmpty(String),
+    #[error("file operation failed: {0}")]
+    Io(String),
+}
+
+impl FileError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FileError::OutsideWorkspace(_) => "path_outside_workspace",
+            FileError::InvalidPath(_) => "invalid_path",
+            FileError::NotFound(_) => "not_found",
+            FileError::AlreadyExists(_) => "already_exists",
+            FileError::IsADirectory(_) => "is_a_directory",
+            FileError::NotADirectory(_) => "not_a_directory",
+            FileError::TooLarge { .. } => "file_too_large",
+            FileError::NoSpace => "workspace_full",
+            FileError::PermissionDenied(_) => "permission_denied",
+            FileError::NotEmpty(_) => "directory_not_empty",
+            FileError::Io(_) => "file_error",
+        }
+    }
+}
+
+/// The maximum file size read or written in one frame.
+pub const MAX_FILE_LEN: u64 = 8 * 1024 * 1024;

@@ -1,0 +1,207 @@
+//! The one typed configuration. Every field is a command-line flag and an
+//! environment variable `REPLBOX_*`; the defaults live here and nowhere else.
+
+use clap::{Args, Parser};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "replbox", version, about = "A self-hosted online IDE and REPL")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "REPLBOX_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Where the session store and other state live.
+    #[arg(long, env = "REPLBOX_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds without user input before a sandbox expires.
+    #[arg(long, env = "REPLBOX_IDLE_TTL_SECS", default_value_t = 30 * 60)]
+    pub idle_ttl_secs: u64,
+
+    /// Seconds a sandbox may live at most, busy or not.
+    #[arg(long, env = "REPLBOX_MAX_LIFETIME_SECS", default_value_t = 8 * 3600)]
+    pub max_lifetime_secs: u64,
+
+    /// Seconds a workspace volume is kept after its sandbox expired.
+    #[arg(long, env = "REPLBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub retention_secs: u64,
+
+    /// How often the reaper looks for expired sandboxes, in milliseconds.
+    #[arg(long, env = "REPLBOX_REAP_INTERVAL_MS", default_value_t = 1000)]
+    pub reap_interval_ms: u64,
+
+    /// Comma-separated bearer tokens for the REST API (empty: API disabled).
+    #[arg(long, env = "REPLBOX_API_TOKENS", value_delimiter = ',', default_value = "")]
+    pub api_tokens: Vec<String>,
+
+    /// Serve cookies with the Secure flag (behind https).
+    #[arg(long, env = "REPLBOX_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Extra origins allowed to open the page's WebSocket, comma-separated
+    /// (the server's own origin is always allowed).
+    #[arg(long, env = "REPLBOX_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "REPLBOX_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Output bytes kept per job for a tab that reconnects.
+    #[arg(long, env = "REPLBOX_REPLAY_BYTES", default_value_t = 256 * 1024)]
+    pub replay_bytes: usize,
+
+    /// Languages: `name=extension:command` entries, `{file}` standing for the
+    /// entry file. Replaces the default table when given.
+    #[arg(long, env = "REPLBOX_LANGUAGES", value_delimiter = ';')]
+    pub languages: Vec<String>,
+
+    #[command(flatten)]
+    pub sandbox: SandboxConfig,
+}
+
+/// How sandboxes are made: the engine, the image and the limits.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxConfig {
+    /// The Docker engine's socket.
+    #[arg(long, env = "REPLBOX_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
+
+    /// The default sandbox image.
+    #[arg(long, env = "REPLBOX_IMAGE", default_value = "replbox-sandbox:latest")]
+    pub image: String,
+
+    /// Images the API may ask for by `imageId`, comma-separated (the default
+    /// image is always allowed).
+    #[arg(long, env = "REPLBOX_ALLOWED_IMAGES", value_delimiter = ',', default_value = "")]
+    pub allowed_images: Vec<String>,
+
+    /// The static agent binary bind-mounted into every container.
+    #[arg(
+        long,
+        env = "REPLBOX_AGENT_PATH",
+        default_value = "target/x86_64-unknown-linux-gnu/release/replbox-agent"
+    )]
+    pub agent_path: PathBuf,
+
+    /// uid:gid the agent and the user's processes run as.
+    #[arg(long, env = "REPLBOX_SANDBOX_USER", default_value = "1000:1000")]
+    pub user: String,
+
+    /// Memory limit per sandbox, in MiB (no extra swap).
+    #[arg(long, env = "REPLBOX_MEMORY_MB", default_value_t = 512)]
+    pub memory_mb: i64,
+
+    /// CPU quota per sandbox, in CPUs.
+    #[arg(long, env = "REPLBOX_CPUS", default_value_t = 1.0)]
+    pub cpus: f64,
+
+    /// Processes (and threads) per sandbox.
+    #[arg(long, env = "REPLBOX_PIDS_LIMIT", default_value_t = 256)]
+    pub pids_limit: i64,
+
+    /// Open files per process.
+    #[arg(long, env = "REPLBOX_NOFILE", default_value_t = 1024)]
+    pub nofile: i64,
+
+    /// Size of the tmpfs at /tmp, in MiB.
+    #[arg(long, env = "REPLBOX_TMP_MB", default_value_t = 512)]
+    pub tmp_mb: u64,
+
+    /// Docker network mode for sandboxes.
+    #[arg(long, env = "REPLBOX_NETWORK", default_value = "none")]
+    pub network: String,
+
+    /// Mount the root filesystem read-only.
+    #[arg(long, env = "REPLBOX_READONLY_ROOT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub readonly_root: bool,
+
+    /// Wall-time limit of a job unless the caller asks for another, in ms
+    /// (0: none for interactive jobs).
+    #[arg(long, env = "REPLBOX_JOB_TIMEOUT_MS", default_value_t = 0)]
+    pub job_timeout_ms: u64,
+
+    /// Output bytes a job may write before it is stopped.
+    #[arg(long, env = "REPLBOX_JOB_OUTPUT_LIMIT", default_value_t = 1024 * 1024 * 1024)]
+    pub job_output_limit: u64,
+
+    /// Prefix of container and volume names (tests use their own).
+    #[arg(long, env = "REPLBOX_NAME_PREFIX", default_value = "replbox")]
+    pub name_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["replbox"])
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Config::default().sandbox
+    }
+}
+
+/// One language: how a file of it is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Language {
+    pub name: String,
+    pub extension: String,
+    /// A shell line; `{file}` is the entry file, quoted.
+    pub command: String,
+}
+
+/// The default language table.
+pub const DEFAULT_LANGUAGES: &[&str] = &[
+    "python=py:python3 -u {file}",
+    "javascript=js:node {file}",
+    "bash=sh:bash {file}",
+    "go=go:[ -d \"$GOCACHE\" ] || cp -r /opt/gocache \"$GOCACHE\" 2>/dev/null; go run {file}",
+];
+
+impl Config {
+    /// The language table from config, or the default one.
+    pub fn language_table(&self) -> Result<BTreeMap<String, Language>, String> {
+        let entries: Vec<&str> = if self.languages.iter().all(|l| l.trim().is_empty()) {
+            DEFAULT_LANGUAGES.to_vec()
+        } else {
+            self.languages.iter().map(String::as_str).collect()
+        };
+        let mut table = BTreeMap::new();
+        for entry in entries {
+            let (name, rest) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("language entry {entry:?}: expected name=ext:command"))?;
+            let (ext, command) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("language entry {entry:?}: expected name=ext:command"))?;
+            table.insert(
+                name.trim().to_string(),
+                Language {
+                    name: name.trim().to_string(),
+                    extension: ext.trim().to_string(),
+                    command: command.trim().to_string(),
+                },
+            );
+        }
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::default();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.idle_ttl_secs, 1800);
+        let langs = c.language_table().unwrap();
+        assert_eq!(langs["python"].extension, "py");
+        assert_eq!(langs.len(), 4);
+    }
+}

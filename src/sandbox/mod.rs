@@ -1,0 +1,453 @@
+//! Sandboxes: one Docker container per session, its workspace on a named
+//! volume, the agent bind-mounted read-only as its entrypoint. Docker's error
+//! text is logged here and never leaves this module: callers get a
+//! [`SandboxError`].
+
+mod handle;
+
+pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
+
+use crate::config::SandboxConfig;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions,
+    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use replbox_protocol::FileError;
+use std::collections::HashMap;
+use tracing::{debug, warn};
+
+pub const LABEL_MANAGED: &str = "replbox.managed";
+pub const LABEL_SESSION: &str = "replbox.session";
+pub const LABEL_EXPIRES_AT: &str = "replbox.expires-at";
+pub const LABEL_KIND: &str = "replbox.kind";
+
+/// Where the agent is mounted inside every container.
+const AGENT_MOUNT: &str = "/opt/replbox/agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the container engine is not reachable")]
+    EngineUnavailable,
+    #[error("the sandbox image {0} is not available")]
+    ImageMissing(String),
+    #[error("the sandbox does not exist")]
+    NotFound,
+    #[error("the sandbox already exists")]
+    Conflict,
+    #[error("the sandbox stopped")]
+    AgentGone,
+    #[error("the sandbox does not answer")]
+    AgentUnresponsive,
+    #[error("the sandbox agent speaks protocol {agent}, the server {server}")]
+    AgentVersion { server: u32, agent: u32 },
+    #[error("{0}")]
+    File(#[from] FileError),
+    #[error("the container engine refused the request")]
+    Engine,
+}
+
+impl SandboxError {
+    /// Logs Docker's own error and maps it to what callers may see.
+    fn from_engine(context: &str, e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        match &e {
+            E::DockerResponseServerError {
+                status_code: 404, ..
+            } => {
+                debug!(%context, error = %e, "not found");
+                SandboxError::NotFound
+            }
+            E::DockerResponseServerError {
+                status_code: 409, ..
+            } => {
+                debug!(%context, error = %e, "conflict");
+                SandboxError::Conflict
+            }
+            E::DockerResponseServerError { .. } => {
+                warn!(%context, error = %e, "engine error");
+                SandboxError::Engine
+            }
+            _ => {
+                warn!(%context, error = %e, "engine unreachable");
+                SandboxError::EngineUnavailable
+            }
+        }
+    }
+}
+
+/// What a new sandbox is for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSpec {
+    /// The owner: names the container and the workspace volume.
+    pub session: String,
+    /// Unix seconds; a label the reaper reads after a restart.
+    pub expires_at: i64,
+    /// `None`: the configured default image.
+    pub image: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A managed container as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub name: String,
+    pub session: String,
+    pub expires_at: i64,
+    pub running: bool,
+}
+
+/// A managed workspace volume as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct ManagedVolume {
+    pub name: String,
+    pub session: String,
+}
+
+/// The limits a container really got, read back from the engine.
+#[derive(Debug, Clone)]
+pub struct AppliedLimits {
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub pids_limit: i64,
+    pub nano_cpus: i64,
+    pub readonly_root: bool,
+    pub network_mode: String,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub user: String,
+}
+
+/// The Docker engine, seen as a place to make sandboxes in.
+#[derive(Clone)]
+pub struct Sandboxes {
+    docker: Docker,
+    config: SandboxConfig,
+}
+
+impl Sandboxes {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let docker = Docker::connect_with_socket(
+            &config.docker_socket,
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| SandboxError::from_engine("connect", e))?;
+        Ok(Self { docker, config })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// The engine itself, for benchmarks that compare against it.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Whether the engine answers.
+    pub async fn ping(&self) -> Result<(), SandboxError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| SandboxError::from_engine("ping", e))
+    }
+
+    pub fn container_name(&self, session: &str) -> String {
+        format!("{}-{}", self.config.name_prefix, session)
+    }
+
+    pub fn volume_name(&self, session: &str) -> String {
+        format!("{}-ws-{}", self.config.name_prefix, session)
+    }
+
+    fn labels(&self, session: &str, expires_at: i64, kind: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_MANAGED.to_string(), self.config.name_prefix.clone()),
+            (LABEL_SESSION.to_string(), session.to_string()),
+            (LABEL_EXPIRES_AT.to_string(), expires_at.to_string()),
+            (LABEL_KIND.to_string(), kind.to_string()),
+        ])
+    }
+
+    /// Creates and starts a session's container (its workspace volume is
+    /// created when missing, reused when not) and connects to its agent.
+    pub async fn create(&self, spec: &CreateSpec) -> Result<SandboxHandle, SandboxError> {
+        let id = self.create_container(spec).await?;
+        self.start_and_attach(&id).await
+    }
+
+    /// Creates (but does not start) the container; returns its id.
+    pub async fn create_container(&self, spec: &CreateSpec) -> Result<String, SandboxError> {
+        let c = &self.config;
+        let volume = self.volume_name(&spec.session);
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| SandboxError::from_engine("create volume", e))?;
+
+        let agent = std::fs::canonicalize(&c.agent_path).map_err(|e| {
+            warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
+            SandboxError::Engine
+        })?;
+        let image = spec.image.clone().unwrap_or_else(|| c.image.clone());
+        let memory = c.memory_mb * 1024 * 1024;
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push("REPLBOX_WORKSPACE=/workspace".into());
+        let host = HostConfig {
+            mounts: Some(vec![
+                Mount {
+                    target: Some(AGENT_MOUNT.into()),
+                    source: Some(agent.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                Mount {
+                    target: Some("/workspace".into()),
+                    source: Some(volume),
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                },
+            ]),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                format!("rw,nosuid,nodev,exec,size={}m,mode=1777", c.tmp_mb),
+            )])),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            readonly_rootfs: Some(c.readonly_root),
+            network_mode: Some(c.network.clone()),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((c.cpus * 1e9) as i64),
+            pids_limit: Some(c.pids_limit),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(c.nofile),
+                hard: Some(c.nofile),
+            }]),
+            init: Some(false),
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            entrypoint: Some(vec![AGENT_MOUNT.into()]),
+            cmd: Some(vec![]),
+            user: Some(c.user.clone()),
+            working_dir: Some("/workspace".into()),
+            env: Some(env),
+            labels: Some(self.labels(&spec.session, spec.expires_at, "sandbox")),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            network_disabled: Some(c.network == "none"),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(self.container_name(&spec.session)),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| match SandboxError::from_engine("create container", e) {
+                SandboxError::NotFound => SandboxError::ImageMissing(image.clone()),
+                other => other,
+            })?;
+        Ok(created.id)
+    }
+
+    /// Attaches to a created container's stdio, starts it, and handshakes.
+    pub async fn start_and_attach(&self, id: &str) -> Result<SandboxHandle, SandboxError> {
+        // Attach first, so nothing the agent writes can be missed.
+        let attached = self.attach_stdio(id).await?;
+        if let Err(e) = self.docker.start_container(id, None).await {
+            return Err(SandboxError::from_engine("start container", e));
+        }
+        SandboxHandle::connect(id.to_string(), attached.output, attached.input).await
+    }
+
+    /// Connects to the agent of a container that is already running (after
+    /// a server restart, or when a previous handle was dropped).
+    pub async fn attach(&self, id: &str) -> Result<SandboxHandle, SandboxError> {
+        let attached = self.attach_stdio(id).await?;
+        SandboxHandle::connect(id.to_string(), attached.output, attached.input).await
+    }
+
+    async fn attach_stdio(
+        &self,
+        id: &str,
+    ) -> Result<bollard::container::AttachContainerResults, SandboxError> {
+        self.docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    logs: false,
+                    detach_keys: Some("ctrl-@,ctrl-@".into()),
+                }),
+            )
+            .await
+            .map_err(|e| SandboxError::from_engine("attach", e))
+    }
+
+    /// Removes a container (killing it); a missing one is not an error.
+    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        match self
+            .docker
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match SandboxError::from_engine("remove container", e) {
+                SandboxError::NotFound => Ok(()),
+                // Removal already in progress.
+                SandboxError::Conflict => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Removes a session's workspace volume; a missing one is not an error.
+    pub async fn remove_volume(&self, session: &str) -> Result<(), SandboxError> {
+        match self
+            .docker
+            .remove_volume(&self.volume_name(session), Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match SandboxError::from_engine("remove volume", e) {
+                SandboxError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn managed_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}={}", self.config.name_prefix)],
+        )])
+    }
+
+    /// Every container this server manages, running or not.
+    pub async fn list(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.managed_filter()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| SandboxError::from_engine("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                ManagedContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    session: labels.get(LABEL_SESSION).cloned().unwrap_or_default(),
+                    expires_at: labels
+                        .get(LABEL_EXPIRES_AT)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                }
+            })
+            .collect())
+    }
+
+    /// Every workspace volume this server manages.
+    pub async fn list_volumes(&self) -> Result<Vec<ManagedVolume>, SandboxError> {
+        let list = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(self.managed_filter()),
+            }))
+            .await
+            .map_err(|e| SandboxError::from_engine("list volumes", e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| ManagedVolume {
+                session: v.labels.get(LABEL_SESSION).cloned().unwrap_or_default(),
+                name: v.name,
+            })
+            .collect())
+    }
+
+    /// Whether a container exists and runs.
+    pub async fn is_running(&self, id: &str) -> Result<bool, SandboxError> {
+        match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => Ok(info.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(e) => match SandboxError::from_engine("inspect", e) {
+                SandboxError::NotFound => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The limits the engine applied to a container.
+    pub async fn applied_limits(&self, id: &str) -> Result<AppliedLimits, SandboxError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| SandboxError::from_engine("inspect", e))?;
+        let host = info.host_config.unwrap_or_default();
+        Ok(AppliedLimits {
+            memory: host.memory.unwrap_or(0),
+            memory_swap: host.memory_swap.unwrap_or(0),
+            pids_limit: host.pids_limit.unwrap_or(0),
+            nano_cpus: host.nano_cpus.unwrap_or(0),
+            readonly_root: host.readonly_rootfs.unwrap_or(false),
+            network_mode: host.network_mode.unwrap_or_default(),
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            security_opt: host.security_opt.unwrap_or_default(),
+            user: info.config.and_then(|c| c.user).unwrap_or_default(),
+        })
+    }
+}

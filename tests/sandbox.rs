@@ -1,0 +1,310 @@
+//! The sandbox core against a real Docker engine: the agent, its jobs, its
+//! files, and container lifecycle.
+
+mod common;
+
+use common::{cleanup, engine, sandbox_config, within};
+use replbox::sandbox::{CreateSpec, JobEvent, SandboxError, SandboxHandle, Sandboxes};
+use replbox_protocol::{FileError, FileOp, FileReply, JobSpec, PtySize, Stream};
+
+async fn sandbox(name: &str) -> (Sandboxes, SandboxHandle) {
+    let sandboxes = engine(sandbox_config()).await;
+    let handle = sandboxes
+        .create(&CreateSpec {
+            session: name.to_string(),
+            expires_at: chrono::Utc::now().timestamp() + 600,
+            ..Default::default()
+        })
+        .await
+        .expect("create sandbox");
+    (sandboxes, handle)
+}
+
+async fn run(h: &SandboxHandle, line: &str) -> (String, String, replbox_protocol::ExitStatus) {
+    let out = h
+        .spawn(JobSpec::shell(line))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(out.spawn_error, None);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.exit.unwrap(),
+    )
+}
+
+async fn write(h: &SandboxHandle, path: &str, data: &str) {
+    h.file(FileOp::Write {
+        path: path.into(),
+        data: data.as_bytes().to_vec(),
+        parents: true,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_world_in_every_language() {
+    within(180, async {
+        let (sb, h) = sandbox("langs").await;
+        write(&h, "main.py", "print('hello from python')\n").await;
+        write(&h, "main.js", "console.log('hello from node')\n").await;
+        write(&h, "main.sh", "echo \"hello from bash $BASH_VERSINFO\"\n").await;
+        write(
+            &h,
+            "main.go",
+            "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"hello from go\") }\n",
+        )
+        .await;
+        let cases = [
+            ("python3 main.py", "hello from python\n"),
+            ("node main.js", "hello from node\n"),
+            ("bash main.sh", "hello from bash 5\n"),
+            (
+                "[ -d \"$GOCACHE\" ] || cp -r /opt/gocache \"$GOCACHE\"; go run main.go",
+                "hello from go\n",
+            ),
+        ];
+        for (line, want) in cases {
+            let (out, err, exit) = run(&h, line).await;
+            assert_eq!(out, want, "{line}: stderr {err}");
+            assert_eq!(exit.code, Some(0));
+        }
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_reaches_python_input_and_streams_stay_apart() {
+    within(60, async {
+        let (sb, h) = sandbox("stdin").await;
+        let mut job = h
+            .spawn(JobSpec::argv([
+                "python3",
+                "-c",
+                "import sys\nname = input('name? ')\nprint('hello', name)\nprint('oops', file=sys.stderr)",
+            ]))
+            .await
+            .unwrap();
+        assert!(matches!(job.next().await, Some(JobEvent::Started { .. })));
+        job.control.stdin("Ada\n").await.unwrap();
+        let out = job.collect().await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "name? hello Ada\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+        assert_eq!(out.exit.unwrap().code, Some(0));
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pty_is_a_terminal_and_follows_resize() {
+    within(60, async {
+        let (sb, h) = sandbox("pty").await;
+        let mut spec = JobSpec::shell("tty; stty size; read _; stty size");
+        spec.pty = Some(PtySize { rows: 24, cols: 80 });
+        let mut job = h.spawn(spec).await.unwrap();
+        let mut seen = String::new();
+        while !seen.contains("24 80") {
+            match job.next().await.unwrap() {
+                JobEvent::Output { stream, data } => {
+                    assert_eq!(stream, Stream::Pty);
+                    seen.push_str(&String::from_utf8_lossy(&data));
+                }
+                JobEvent::Started { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(seen.contains("/dev/pts/"), "tty said: {seen}");
+        job.control.resize(40, 120).await.unwrap();
+        job.control.stdin("\n").await.unwrap();
+        let out = job.collect().await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("40 120"),
+            "after resize: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_time_limits_and_output_caps() {
+    within(60, async {
+        let (sb, h) = sandbox("limits").await;
+        // A signal to the group ends the shell and its child.
+        let mut job = h.spawn(JobSpec::shell("sleep 1000 & sleep 1000; wait")).await.unwrap();
+        assert!(matches!(job.next().await, Some(JobEvent::Started { .. })));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        job.control.signal(15).await.unwrap();
+        let exit = job.collect().await.unwrap().exit.unwrap();
+        assert_eq!(exit.signal, Some(15));
+        let (ps, _, _) = run(&h, "ps -eo comm | grep -c '^sleep$' || true").await;
+        assert_eq!(ps.trim(), "0", "no sleep survives its group");
+
+        // A wall-time limit.
+        let mut spec = JobSpec::shell("while true; do :; done");
+        spec.timeout_ms = Some(500);
+        let exit = h.spawn(spec).await.unwrap().collect().await.unwrap().exit.unwrap();
+        assert!(exit.timed_out);
+        assert_eq!(exit.signal, Some(9));
+        assert!(exit.wall_ms >= 500 && exit.wall_ms < 3000, "{exit:?}");
+        assert!(exit.cpu_ms > 100, "cpu time is reported: {exit:?}");
+
+        // An output cap.
+        let mut spec = JobSpec::argv(["yes"]);
+        spec.output_limit = Some(100_000);
+        let out = h.spawn(spec).await.unwrap().collect().await.unwrap();
+        let exit = out.exit.unwrap();
+        assert!(exit.truncated);
+        assert_eq!(out.stdout.len(), 100_000);
+        assert_eq!(exit.output_bytes, 100_000);
+
+        // Exit codes, rusage, and a program that does not exist.
+        let (_, _, exit) = run(&h, "python3 -c 'x = bytearray(50_000_000); exit(3)'").await;
+        assert_eq!(exit.code, Some(3));
+        assert!(exit.peak_rss_kb > 40_000, "{exit:?}");
+        let out = h
+            .spawn(JobSpec::argv(["no-such-program"]))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(out.spawn_error.as_deref(), Some("no-such-program: command not found"));
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_round_trip_and_escapes_are_refused() {
+    within(60, async {
+        let (sb, h) = sandbox("files").await;
+        write(&h, "dir/notes.txt", "héllo\n").await;
+        let got = h.file(FileOp::Read { path: "dir/notes.txt".into() }).await.unwrap();
+        assert_eq!(got, FileReply::Data("héllo\n".as_bytes().to_vec()));
+        h.file(FileOp::Rename { from: "dir/notes.txt".into(), to: "n.txt".into() })
+            .await
+            .unwrap();
+        let FileReply::Listing(list) = h.file(FileOp::List { path: "".into() }).await.unwrap() else {
+            panic!("not a listing")
+        };
+        assert!(list.iter().any(|e| e.name == "n.txt"));
+        run(&h, "ln -s / rootlink").await;
+        for path in ["../etc/passwd", "/etc/passwd", "rootlink/etc/passwd", "rootlink"] {
+            let err = h.file(FileOp::Read { path: path.into() }).await.unwrap_err();
+            assert!(
+                matches!(err, SandboxError::File(FileError::OutsideWorkspace(_))),
+                "{path}: {err:?}"
+            );
+            assert!(err.to_string().contains("leaves /workspace"), "{err}");
+        }
+        h.file(FileOp::Delete { path: "n.txt".into() }).await.unwrap();
+        let err = h.file(FileOp::Read { path: "n.txt".into() }).await.unwrap_err();
+        assert!(matches!(err, SandboxError::File(FileError::NotFound(_))));
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_is_locked_down() {
+    within(60, async {
+        let config = sandbox_config();
+        let (sb, h) = sandbox("locked").await;
+        let (uid, _, _) = run(&h, "id -u").await;
+        assert_eq!(uid.trim(), "1000");
+        let (ifaces, _, _) = run(&h, "ls /sys/class/net").await;
+        assert_eq!(ifaces.trim(), "lo");
+        let (_, err, exit) = run(&h, "touch /usr/x").await;
+        assert_ne!(exit.code, Some(0));
+        assert!(err.contains("Read-only file system"), "{err}");
+        let (caps, _, _) = run(&h, "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status").await;
+        for line in caps.lines() {
+            assert!(line.ends_with("0000000000000000"), "capability held: {line}");
+        }
+        let (nnp, _, _) = run(&h, "grep NoNewPrivs /proc/self/status").await;
+        assert!(nnp.contains('1'), "{nnp}");
+        let (oom, _, _) = run(&h, "cat /proc/self/oom_score_adj").await;
+        assert_eq!(oom.trim(), "1000");
+        let limits = sb.applied_limits(h.container_id()).await.unwrap();
+        assert_eq!(limits.memory, config.memory_mb * 1024 * 1024);
+        assert_eq!(limits.memory_swap, limits.memory, "no extra swap");
+        assert_eq!(limits.pids_limit, config.pids_limit);
+        assert_eq!(limits.network_mode, "none");
+        assert!(limits.readonly_root);
+        assert_eq!(limits.cap_drop, ["ALL"]);
+        // Seen from inside too (cgroup v2 or v1).
+        let (pids_max, _, _) =
+            run(&h, "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max").await;
+        assert_eq!(pids_max.trim(), config.pids_limit.to_string());
+        let (mem_max, _, _) = run(
+            &h,
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        )
+        .await;
+        assert_eq!(mem_max.trim(), (config.memory_mb * 1024 * 1024).to_string());
+        let (nofile, _, _) = run(&h, "ulimit -n").await;
+        assert_eq!(nofile.trim(), config.nofile.to_string());
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspace_outlives_container_and_reattach_works() {
+    within(90, async {
+        let (sb, h) = sandbox("persist").await;
+        write(&h, "keep.txt", "still here").await;
+        let id = h.container_id().to_string();
+
+        // Drop the handle; a new one re-attaches to the running container.
+        let mut job = h.spawn(JobSpec::shell("sleep 30")).await.unwrap();
+        assert!(matches!(job.next().await, Some(JobEvent::Started { .. })));
+        drop(job);
+        drop(h);
+        let h = sb.attach(&id).await.expect("re-attach");
+        assert_eq!(h.running_jobs().await.unwrap().len(), 1);
+        let (out, _, _) = run(&h, "echo again").await;
+        assert_eq!(out, "again\n");
+
+        // Remove the container; a new one for the session has the files.
+        sb.remove(&id).await.unwrap();
+        assert!(!sb.is_running(&id).await.unwrap());
+        let h = sb
+            .create(&CreateSpec {
+                session: "persist".into(),
+                expires_at: 0,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_ne!(h.container_id(), id);
+        let (out, _, _) = run(&h, "cat keep.txt").await;
+        assert_eq!(out, "still here");
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_survives_signals_from_its_jobs() {
+    within(60, async {
+        let (sb, h) = sandbox("pid1").await;
+        let (_, _, _) = run(&h, "kill -9 1; kill -TERM 1; kill -INT 1; kill -HUP 1; true").await;
+        let (out, _, _) = run(&h, "echo alive; cat /proc/1/comm").await;
+        assert_eq!(out, "alive\nagent\n");
+        // Orphans are reaped: no zombies are left.
+        run(&h, "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; sleep 0.5").await;
+        let (z, _, _) = run(&h, "ps -eo stat | grep -c '^Z' || true").await;
+        assert_eq!(z.trim(), "0");
+        cleanup(&sb).await;
+    })
+    .await
+}
