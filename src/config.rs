@@ -34,7 +34,12 @@ pub struct Config {
     pub reap_interval_ms: u64,
 
     /// Comma-separated bearer tokens for the REST API (empty: API disabled).
-    #[arg(long, env = "REPLBOX_API_TOKENS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "REPLBOX_API_TOKENS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub api_tokens: Vec<String>,
 
     /// Serve cookies with the Secure flag (behind https).
@@ -43,7 +48,12 @@ pub struct Config {
 
     /// Extra origins allowed to open the page's WebSocket, comma-separated
     /// (the server's own origin is always allowed).
-    #[arg(long, env = "REPLBOX_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "REPLBOX_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Largest WebSocket message accepted, in bytes.
@@ -67,7 +77,11 @@ pub struct Config {
 #[derive(Debug, Clone, Args)]
 pub struct SandboxConfig {
     /// The Docker engine's socket.
-    #[arg(long, env = "REPLBOX_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "REPLBOX_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
     pub docker_socket: String,
 
     /// The default sandbox image.
@@ -76,7 +90,12 @@ pub struct SandboxConfig {
 
     /// Images the API may ask for by `imageId`, comma-separated (the default
     /// image is always allowed).
-    #[arg(long, env = "REPLBOX_ALLOWED_IMAGES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "REPLBOX_ALLOWED_IMAGES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub allowed_images: Vec<String>,
 
     /// The static agent binary bind-mounted into every container.

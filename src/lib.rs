@@ -1,4 +1,85 @@
 //! replbox: a self-hosted online IDE and REPL. See DESIGN.md and README.md.
+//!
+//! [`serve`] runs the whole app on a listener until `shutdown` resolves, so
+//! tests start the real thing on 127.0.0.1:0.
 
 pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod runs;
 pub mod sandbox;
+pub mod sessions;
+
+use config::Config;
+use routes::AppState;
+use sandbox::Sandboxes;
+use sessions::{reaper::IdleReaper, Registry, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_sessions_sqlx_store::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the data store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("cannot reach the container engine: {0}")]
+    Engine(#[from] sandbox::SandboxError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the app on `listener` until `shutdown` resolves, then closes every
+/// socket (1001) and waits for requests in flight.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let languages = Arc::new(config.language_table().map_err(ServeError::Config)?);
+    let store = Store::open(&config.data_dir).await?;
+    let session_store = SqliteStore::new(store.pool().clone());
+    session_store.migrate().await?;
+    let sandboxes = Sandboxes::new(config.sandbox.clone())?;
+    let metrics = metrics::Metrics::default();
+    let registry = Registry::open(config.clone(), sandboxes, store, metrics.clone()).await?;
+    if let Err(e) = registry.recover().await {
+        // The engine may come back later; /healthz says so meanwhile.
+        tracing::warn!(error = %e, "start-up recovery skipped: engine unavailable");
+    }
+
+    let cancel = CancellationToken::new();
+    let _reaper = sessions::AbortOnDrop(IdleReaper::spawn(
+        registry.clone(),
+        Duration::from_millis(config.reap_interval_ms.max(50)),
+        cancel.clone(),
+    ));
+    let state = AppState {
+        config: config.clone(),
+        registry,
+        metrics,
+        languages,
+        shutdown: cancel.clone(),
+    };
+    let app = routes::router(state, session_store);
+    tracing::info!(addr = %listener.local_addr()?, "replbox listening");
+    let stop = cancel.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        stop.cancel();
+    })
+    .await?;
+    cancel.cancel();
+    Ok(())
+}

@@ -138,7 +138,10 @@ async fn signals_time_limits_and_output_caps() {
     within(60, async {
         let (sb, h) = sandbox("limits").await;
         // A signal to the group ends the shell and its child.
-        let mut job = h.spawn(JobSpec::shell("sleep 1000 & sleep 1000; wait")).await.unwrap();
+        let mut job = h
+            .spawn(JobSpec::shell("sleep 1000 & sleep 1000; wait"))
+            .await
+            .unwrap();
         assert!(matches!(job.next().await, Some(JobEvent::Started { .. })));
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         job.control.signal(15).await.unwrap();
@@ -150,7 +153,15 @@ async fn signals_time_limits_and_output_caps() {
         // A wall-time limit.
         let mut spec = JobSpec::shell("while true; do :; done");
         spec.timeout_ms = Some(500);
-        let exit = h.spawn(spec).await.unwrap().collect().await.unwrap().exit.unwrap();
+        let exit = h
+            .spawn(spec)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .exit
+            .unwrap();
         assert!(exit.timed_out);
         assert_eq!(exit.signal, Some(9));
         assert!(exit.wall_ms >= 500 && exit.wall_ms < 3000, "{exit:?}");
@@ -176,7 +187,10 @@ async fn signals_time_limits_and_output_caps() {
             .collect()
             .await
             .unwrap();
-        assert_eq!(out.spawn_error.as_deref(), Some("no-such-program: command not found"));
+        assert_eq!(
+            out.spawn_error.as_deref(),
+            Some("no-such-program: command not found")
+        );
         cleanup(&sb).await;
     })
     .await
@@ -187,26 +201,52 @@ async fn files_round_trip_and_escapes_are_refused() {
     within(60, async {
         let (sb, h) = sandbox("files").await;
         write(&h, "dir/notes.txt", "héllo\n").await;
-        let got = h.file(FileOp::Read { path: "dir/notes.txt".into() }).await.unwrap();
-        assert_eq!(got, FileReply::Data("héllo\n".as_bytes().to_vec()));
-        h.file(FileOp::Rename { from: "dir/notes.txt".into(), to: "n.txt".into() })
+        let got = h
+            .file(FileOp::Read {
+                path: "dir/notes.txt".into(),
+            })
             .await
             .unwrap();
-        let FileReply::Listing(list) = h.file(FileOp::List { path: "".into() }).await.unwrap() else {
+        assert_eq!(got, FileReply::Data("héllo\n".as_bytes().to_vec()));
+        h.file(FileOp::Rename {
+            from: "dir/notes.txt".into(),
+            to: "n.txt".into(),
+        })
+        .await
+        .unwrap();
+        let FileReply::Listing(list) = h.file(FileOp::List { path: "".into() }).await.unwrap()
+        else {
             panic!("not a listing")
         };
         assert!(list.iter().any(|e| e.name == "n.txt"));
         run(&h, "ln -s / rootlink").await;
-        for path in ["../etc/passwd", "/etc/passwd", "rootlink/etc/passwd", "rootlink"] {
-            let err = h.file(FileOp::Read { path: path.into() }).await.unwrap_err();
+        for path in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "rootlink/etc/passwd",
+            "rootlink",
+        ] {
+            let err = h
+                .file(FileOp::Read { path: path.into() })
+                .await
+                .unwrap_err();
             assert!(
                 matches!(err, SandboxError::File(FileError::OutsideWorkspace(_))),
                 "{path}: {err:?}"
             );
             assert!(err.to_string().contains("leaves /workspace"), "{err}");
         }
-        h.file(FileOp::Delete { path: "n.txt".into() }).await.unwrap();
-        let err = h.file(FileOp::Read { path: "n.txt".into() }).await.unwrap_err();
+        h.file(FileOp::Delete {
+            path: "n.txt".into(),
+        })
+        .await
+        .unwrap();
+        let err = h
+            .file(FileOp::Read {
+                path: "n.txt".into(),
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, SandboxError::File(FileError::NotFound(_))));
         cleanup(&sb).await;
     })
@@ -297,7 +337,11 @@ async fn workspace_outlives_container_and_reattach_works() {
 async fn agent_survives_signals_from_its_jobs() {
     within(60, async {
         let (sb, h) = sandbox("pid1").await;
-        let (_, _, _) = run(&h, "kill -9 1; kill -TERM 1; kill -INT 1; kill -HUP 1; true").await;
+        let (_, _, _) = run(
+            &h,
+            "kill -9 1; kill -TERM 1; kill -INT 1; kill -HUP 1; true",
+        )
+        .await;
         let (out, _, _) = run(&h, "echo alive; cat /proc/1/comm").await;
         assert_eq!(out, "alive\nagent\n");
         // Orphans are reaped: no zombies are left.

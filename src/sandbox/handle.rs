@@ -36,12 +36,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const FILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type FileWaiter = oneshot::Sender<Result<FileReply, FileError>>;
+/// The nonce of the hello we wait for, and who waits (for version, agent).
+type HelloWaiter = (u64, oneshot::Sender<(u32, String)>);
 
 #[derive(Default)]
 struct Routes {
     jobs: Mutex<HashMap<JobId, mpsc::Sender<JobEvent>>>,
     files: Mutex<HashMap<RequestId, FileWaiter>>,
-    hello: Mutex<Option<(u64, oneshot::Sender<(u32, String)>)>>,
+    hello: Mutex<Option<HelloWaiter>>,
     running: Mutex<Option<oneshot::Sender<Vec<JobId>>>>,
 }
 
@@ -75,8 +77,9 @@ impl std::fmt::Debug for SandboxHandle {
     }
 }
 
-pub(super) type AgentOutput =
-    Pin<Box<dyn Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>>;
+pub(super) type AgentOutput = Pin<
+    Box<dyn Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
+>;
 
 impl SandboxHandle {
     /// Wraps an attached container's stdio and performs the handshake.

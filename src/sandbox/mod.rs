@@ -12,8 +12,8 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
 use replbox_protocol::FileError;
@@ -125,19 +125,33 @@ pub struct AppliedLimits {
 /// The Docker engine, seen as a place to make sandboxes in.
 #[derive(Clone)]
 pub struct Sandboxes {
-    docker: Docker,
+    /// Connected on first use: the engine may come up after the server.
+    client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     config: SandboxConfig,
 }
 
 impl Sandboxes {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let docker = Docker::connect_with_socket(
-            &config.docker_socket,
+        Ok(Self {
+            client: Default::default(),
+            config,
+        })
+    }
+
+    /// The engine's client; bollard refuses to make one while the socket is
+    /// missing, so it is made when first needed.
+    fn client(&self) -> Result<Docker, SandboxError> {
+        if let Some(d) = self.client.read().unwrap().as_ref() {
+            return Ok(d.clone());
+        }
+        let docker = Docker::connect_with_unix(
+            &self.config.docker_socket,
             120,
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| SandboxError::from_engine("connect", e))?;
-        Ok(Self { docker, config })
+        *self.client.write().unwrap() = Some(docker.clone());
+        Ok(docker)
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -145,13 +159,13 @@ impl Sandboxes {
     }
 
     /// The engine itself, for benchmarks that compare against it.
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    pub fn docker(&self) -> Result<Docker, SandboxError> {
+        self.client()
     }
 
     /// Whether the engine answers.
     pub async fn ping(&self) -> Result<(), SandboxError> {
-        self.docker
+        self.client()?
             .ping()
             .await
             .map(|_| ())
@@ -186,7 +200,7 @@ impl Sandboxes {
     pub async fn create_container(&self, spec: &CreateSpec) -> Result<String, SandboxError> {
         let c = &self.config;
         let volume = self.volume_name(&spec.session);
-        self.docker
+        self.client()?
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
                 labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
@@ -262,7 +276,7 @@ impl Sandboxes {
             ..Default::default()
         };
         let created = self
-            .docker
+            .client()?
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(self.container_name(&spec.session)),
@@ -282,7 +296,7 @@ impl Sandboxes {
     pub async fn start_and_attach(&self, id: &str) -> Result<SandboxHandle, SandboxError> {
         // Attach first, so nothing the agent writes can be missed.
         let attached = self.attach_stdio(id).await?;
-        if let Err(e) = self.docker.start_container(id, None).await {
+        if let Err(e) = self.client()?.start_container(id, None).await {
             return Err(SandboxError::from_engine("start container", e));
         }
         SandboxHandle::connect(id.to_string(), attached.output, attached.input).await
@@ -299,7 +313,7 @@ impl Sandboxes {
         &self,
         id: &str,
     ) -> Result<bollard::container::AttachContainerResults, SandboxError> {
-        self.docker
+        self.client()?
             .attach_container(
                 id,
                 Some(AttachContainerOptions {
@@ -318,7 +332,7 @@ impl Sandboxes {
     /// Removes a container (killing it); a missing one is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         match self
-            .docker
+            .client()?
             .remove_container(
                 id,
                 Some(RemoveContainerOptions {
@@ -342,8 +356,11 @@ impl Sandboxes {
     /// Removes a session's workspace volume; a missing one is not an error.
     pub async fn remove_volume(&self, session: &str) -> Result<(), SandboxError> {
         match self
-            .docker
-            .remove_volume(&self.volume_name(session), Some(RemoveVolumeOptions { force: true }))
+            .client()?
+            .remove_volume(
+                &self.volume_name(session),
+                Some(RemoveVolumeOptions { force: true }),
+            )
             .await
         {
             Ok(()) => Ok(()),
@@ -364,7 +381,7 @@ impl Sandboxes {
     /// Every container this server manages, running or not.
     pub async fn list(&self) -> Result<Vec<ManagedContainer>, SandboxError> {
         let list = self
-            .docker
+            .client()?
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(self.managed_filter()),
@@ -398,7 +415,7 @@ impl Sandboxes {
     /// Every workspace volume this server manages.
     pub async fn list_volumes(&self) -> Result<Vec<ManagedVolume>, SandboxError> {
         let list = self
-            .docker
+            .client()?
             .list_volumes(Some(ListVolumesOptions {
                 filters: Some(self.managed_filter()),
             }))
@@ -418,7 +435,7 @@ impl Sandboxes {
     /// Whether a container exists and runs.
     pub async fn is_running(&self, id: &str) -> Result<bool, SandboxError> {
         match self
-            .docker
+            .client()?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
         {
@@ -433,7 +450,7 @@ impl Sandboxes {
     /// The limits the engine applied to a container.
     pub async fn applied_limits(&self, id: &str) -> Result<AppliedLimits, SandboxError> {
         let info = self
-            .docker
+            .client()?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| SandboxError::from_engine("inspect", e))?;

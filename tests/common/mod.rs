@@ -70,3 +70,214 @@ pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
         .await
         .unwrap_or_else(|_| panic!("test did not finish within {secs} s"))
 }
+
+// ---------------------------------------------------------------------------
+// The real app on 127.0.0.1:0, real HTTP and WebSocket clients.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), replbox::ServeError>>>,
+}
+
+/// A config for a server test: its own data dir, prefix and a fast reaper.
+pub fn server_config(data_dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        api_tokens: vec!["test-token".into(), "other-token".into()],
+        reap_interval_ms: 200,
+        ..config()
+    }
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(replbox::serve(config.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            config,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server did not shut down within 20 s")
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+
+    pub async fn sandboxes(&self) -> Sandboxes {
+        Sandboxes::new(self.config.sandbox.clone()).unwrap()
+    }
+}
+
+/// A browser: a cookie jar and an HTTP client.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<reqwest::cookie::Jar>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap();
+        Browser { client, jar }
+    }
+
+    /// Opens the page (which gives the browser its session cookie).
+    pub async fn visit(&self, server: &TestServer) {
+        let resp = self.client.get(server.url("/")).send().await.unwrap();
+        assert!(resp.status().is_success(), "GET / gave {}", resp.status());
+    }
+
+    pub fn cookie(&self, server: &TestServer) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        self.jar
+            .cookies(&server.url("/").parse().unwrap())
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    /// The page's socket, with the cookie and the server's own Origin.
+    pub async fn socket(&self, server: &TestServer, query: &str) -> Ws {
+        let mut req = server
+            .ws_url(&format!("/ws{query}"))
+            .into_client_request()
+            .unwrap();
+        if let Some(cookie) = self.cookie(server) {
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        }
+        req.headers_mut()
+            .insert("origin", format!("http://{}", server.addr).parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("socket opens");
+        Ws { ws }
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Ws {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a socket received.
+#[derive(Debug)]
+pub enum Got {
+    Json(Value),
+    Binary(Vec<u8>),
+    Closed(Option<u16>),
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn recv(&mut self) -> Got {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+                .await
+                .expect("no frame within 60 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Got::Json(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Binary(b))) => return Got::Binary(b.to_vec()),
+                Some(Ok(Message::Close(f))) => return Got::Closed(f.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Got::Closed(None),
+            }
+        }
+    }
+
+    /// The next JSON frame (binary frames are skipped).
+    pub async fn json(&mut self) -> Value {
+        loop {
+            match self.recv().await {
+                Got::Json(v) => return v,
+                Got::Binary(_) => continue,
+                Got::Closed(code) => panic!("socket closed ({code:?}) while waiting for a frame"),
+            }
+        }
+    }
+
+    /// Waits for a JSON frame of this type, returning it.
+    pub async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.json().await;
+            if v["type"] == kind {
+                return v;
+            }
+            if v["type"] == "error" && kind != "error" {
+                panic!("error frame while waiting for {kind}: {v}");
+            }
+        }
+    }
+
+    /// Runs a request and gathers its output until its exit frame.
+    pub async fn run(&mut self, mut req: Value) -> (String, Value) {
+        req["type"] = "run".into();
+        req["ref"] = "r1".into();
+        self.send(req).await;
+        let started = self.until("started").await;
+        let job = started["job"].as_u64().unwrap();
+        self.collect(job).await
+    }
+
+    /// Gathers a job's JSON output until its exit (or failed) frame.
+    pub async fn collect(&mut self, job: u64) -> (String, Value) {
+        let mut out = String::new();
+        loop {
+            let v = self.json().await;
+            if v["job"].as_u64() != Some(job) {
+                continue;
+            }
+            match v["type"].as_str().unwrap() {
+                "output" => out.push_str(v["data"].as_str().unwrap()),
+                "exit" | "failed" => return (out, v),
+                _ => {}
+            }
+        }
+    }
+}

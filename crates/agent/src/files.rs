@@ -18,13 +18,23 @@ pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
                 return Err(FileError::IsADirectory(path));
             }
             if meta.len() > MAX_FILE_LEN {
-                return Err(FileError::TooLarge { limit: MAX_FILE_LEN });
+                return Err(FileError::TooLarge {
+                    limit: MAX_FILE_LEN,
+                });
             }
-            fs::read(&full).map(FileReply::Data).map_err(|e| io_error(e, &path))
+            fs::read(&full)
+                .map(FileReply::Data)
+                .map_err(|e| io_error(e, &path))
         }
-        FileOp::Write { path, data, parents } => {
+        FileOp::Write {
+            path,
+            data,
+            parents,
+        } => {
             if data.len() as u64 > MAX_FILE_LEN {
-                return Err(FileError::TooLarge { limit: MAX_FILE_LEN });
+                return Err(FileError::TooLarge {
+                    limit: MAX_FILE_LEN,
+                });
             }
             let full = resolve(root, &path, Mode::Write)?;
             if full == root {
@@ -181,10 +191,17 @@ fn resolve(root: &Path, path: &str, mode: Mode) -> Result<PathBuf, FileError> {
 
 fn write_atomically(full: &Path, data: &[u8]) -> io::Result<()> {
     // A symlink inside the workspace is written through, in place.
-    if full.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+    if full
+        .symlink_metadata()
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+    {
         return fs::write(full, data);
     }
-    let name = full.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let name = full
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
     let mut tmp_name = b".".to_vec();
     tmp_name.extend_from_slice(&name);
     tmp_name.extend_from_slice(b".replbox-tmp");
@@ -209,7 +226,9 @@ fn io_error(e: io::Error, path: &str) -> FileError {
         Some(libc::EISDIR) => FileError::IsADirectory(p),
         Some(libc::ENOTDIR) => FileError::NotADirectory(p),
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => FileError::NoSpace,
-        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => FileError::PermissionDenied(p),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            FileError::PermissionDenied(p)
+        }
         Some(libc::ENOTEMPTY) => FileError::NotEmpty(p),
         Some(libc::ENAMETOOLONG) | Some(libc::EINVAL) => FileError::InvalidPath(p),
         _ => FileError::Io(e.kind().to_string()),
@@ -225,7 +244,14 @@ mod tests {
     }
 
     fn write(root: &Path, path: &str, data: &[u8]) -> Result<FileReply, FileError> {
-        apply(root, FileOp::Write { path: path.into(), data: data.to_vec(), parents: true })
+        apply(
+            root,
+            FileOp::Write {
+                path: path.into(),
+                data: data.to_vec(),
+                parents: true,
+            },
+        )
     }
 
     #[test]
@@ -233,13 +259,40 @@ mod tests {
         let dir = ws();
         let root = dir.path();
         write(root, "a/b.txt", b"hi").unwrap();
-        assert_eq!(apply(root, FileOp::Read { path: "a/b.txt".into() }).unwrap(), FileReply::Data(b"hi".to_vec()));
-        apply(root, FileOp::Rename { from: "a/b.txt".into(), to: "c.txt".into() }).unwrap();
-        let FileReply::Listing(list) = apply(root, FileOp::List { path: "".into() }).unwrap() else { panic!() };
+        assert_eq!(
+            apply(
+                root,
+                FileOp::Read {
+                    path: "a/b.txt".into()
+                }
+            )
+            .unwrap(),
+            FileReply::Data(b"hi".to_vec())
+        );
+        apply(
+            root,
+            FileOp::Rename {
+                from: "a/b.txt".into(),
+                to: "c.txt".into(),
+            },
+        )
+        .unwrap();
+        let FileReply::Listing(list) = apply(root, FileOp::List { path: "".into() }).unwrap()
+        else {
+            panic!()
+        };
         let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a", "c.txt"]);
         apply(root, FileOp::Delete { path: "a".into() }).unwrap();
-        assert!(matches!(apply(root, FileOp::Read { path: "a/b.txt".into() }), Err(FileError::NotFound(_))));
+        assert!(matches!(
+            apply(
+                root,
+                FileOp::Read {
+                    path: "a/b.txt".into()
+                }
+            ),
+            Err(FileError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -250,12 +303,27 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("pw")).unwrap();
         for p in ["../etc/passwd", "/etc/passwd", "root/etc/passwd", "pw"] {
             let got = apply(root, FileOp::Read { path: p.into() });
-            assert!(matches!(got, Err(FileError::OutsideWorkspace(_))), "{p}: {got:?}");
+            assert!(
+                matches!(got, Err(FileError::OutsideWorkspace(_))),
+                "{p}: {got:?}"
+            );
         }
-        assert!(matches!(write(root, "root/tmp/x", b"x"), Err(FileError::OutsideWorkspace(_))));
-        assert!(matches!(write(root, "pw", b"x"), Err(FileError::OutsideWorkspace(_))));
+        assert!(matches!(
+            write(root, "root/tmp/x", b"x"),
+            Err(FileError::OutsideWorkspace(_))
+        ));
+        assert!(matches!(
+            write(root, "pw", b"x"),
+            Err(FileError::OutsideWorkspace(_))
+        ));
         // Deleting the link itself is fine and leaves its target alone.
-        apply(root, FileOp::Delete { path: "root".into() }).unwrap();
+        apply(
+            root,
+            FileOp::Delete {
+                path: "root".into(),
+            },
+        )
+        .unwrap();
         assert!(Path::new("/etc").exists());
     }
 }

@@ -3,9 +3,7 @@
 //! exit reported.
 
 use crate::{pty, Outbox};
-use replbox_protocol::{
-    path, utf8, Command, ExitStatus, FromAgent, JobId, JobSpec, Stream,
-};
+use replbox_protocol::{path, utf8, Command, ExitStatus, FromAgent, JobId, JobSpec, Stream};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -151,17 +149,36 @@ struct Started {
 }
 
 pub fn spawn(table: Arc<JobTable>, id: JobId, spec: JobSpec, workspace: PathBuf, out: Outbox) {
+    // Started here, before the next frame is read, so stdin sent right
+    // after the spawn finds the job.
+    let started_at = Instant::now();
+    let started = start(&table, &spec, &workspace);
+    let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
+    if let Ok(s) = &started {
+        table.lock().jobs.insert(
+            id,
+            JobEntry {
+                pgid: s.pid,
+                stdin: Some(stdin_tx),
+                master: s.master.clone(),
+            },
+        );
+    }
     tokio::spawn(async move {
-        let started_at = Instant::now();
-        let started = match start(&table, &spec, &workspace) {
+        let started = match started {
             Ok(s) => s,
             Err(message) => {
                 let _ = out.send(FromAgent::SpawnFailed { id, message }).await;
                 return;
             }
         };
-        let _ = out.send(FromAgent::Started { id, pid: started.pid }).await;
-        let exit = supervise(&table, id, &spec, started, started_at, &out).await;
+        let _ = out
+            .send(FromAgent::Started {
+                id,
+                pid: started.pid,
+            })
+            .await;
+        let exit = supervise(id, &spec, started, stdin_rx, started_at, &out).await;
         table.lock().jobs.remove(&id);
         let _ = out.send(FromAgent::Exit { id, exit }).await;
     });
@@ -178,7 +195,10 @@ fn start(table: &JobTable, spec: &JobSpec, workspace: &std::path::Path) -> Resul
     let cwd = path::normalize(&spec.cwd).map_err(|e| e.to_string())?;
     let cwd = workspace.join(cwd);
     if !cwd.is_dir() {
-        return Err(format!("the working directory {:?} does not exist", spec.cwd));
+        return Err(format!(
+            "the working directory {:?} does not exist",
+            spec.cwd
+        ));
     }
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&args).current_dir(&cwd).envs(&spec.env);
@@ -188,7 +208,8 @@ fn start(table: &JobTable, spec: &JobSpec, workspace: &std::path::Path) -> Resul
             if !spec.env.contains_key("TERM") {
                 cmd.env("TERM", "xterm-256color");
             }
-            let pair = pty::open(size.rows, size.cols).map_err(|e| format!("cannot open a pty: {e}"))?;
+            let pair =
+                pty::open(size.rows, size.cols).map_err(|e| format!("cannot open a pty: {e}"))?;
             let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
             cmd.stdin(dup(&pair.slave).map_err(|e| e.to_string())?)
                 .stdout(dup(&pair.slave).map_err(|e| e.to_string())?)
@@ -278,10 +299,10 @@ fn spawn_error(program: &str, e: io::Error) -> String {
 }
 
 async fn supervise(
-    table: &JobTable,
     id: JobId,
     spec: &JobSpec,
     started: Started,
+    stdin_rx: mpsc::Receiver<StdinMsg>,
     started_at: Instant,
     out: &Outbox,
 ) -> ExitStatus {
@@ -293,15 +314,6 @@ async fn supervise(
         master,
     } = started;
 
-    let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
-    table.lock().jobs.insert(
-        id,
-        JobEntry {
-            pgid: pid,
-            stdin: Some(stdin_tx),
-            master: master.clone(),
-        },
-    );
     let stdin_task = AbortOnDrop(tokio::spawn(feed_stdin(sink, stdin_rx)));
 
     // One reader per stream, each cutting at UTF-8 boundaries.

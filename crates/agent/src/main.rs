@@ -12,7 +12,7 @@ mod reaper;
 
 use futures::{SinkExt, StreamExt};
 use replbox_protocol::{FrameCodec, FromAgent, ToAgent, PROTOCOL_VERSION};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -105,7 +105,7 @@ async fn run() {
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }
 
-async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, workspace: &PathBuf) {
+async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, workspace: &Path) {
     match frame {
         ToAgent::Hello { version, nonce } => {
             if version != PROTOCOL_VERSION {
@@ -120,7 +120,13 @@ async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, works
                 .await;
         }
         ToAgent::Spawn { id, spec } => {
-            jobs::spawn(table.clone(), id, spec, workspace.clone(), out.clone());
+            jobs::spawn(
+                table.clone(),
+                id,
+                spec,
+                workspace.to_path_buf(),
+                out.clone(),
+            );
         }
         ToAgent::Stdin { id, data } => table.control(id, jobs::Control::Stdin(data)).await,
         ToAgent::CloseStdin { id } => table.control(id, jobs::Control::CloseStdin).await,
@@ -137,7 +143,7 @@ async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, works
         }
         ToAgent::File { req, op } => {
             let out = out.clone();
-            let workspace = workspace.clone();
+            let workspace = workspace.to_path_buf();
             tokio::spawn(async move {
                 let result = tokio::task::spawn_blocking(move || files::apply(&workspace, op))
                     .await

@@ -31,17 +31,35 @@ pub type RequestId = u64;
 pub enum ToAgent {
     /// Opens (or re-opens after a re-attach) the conversation. `nonce` is
     /// echoed back so the server can tell this answer from stale frames.
-    Hello { version: u32, nonce: u64 },
-    Spawn { id: JobId, spec: JobSpec },
+    Hello {
+        version: u32,
+        nonce: u64,
+    },
+    Spawn {
+        id: JobId,
+        spec: JobSpec,
+    },
     Stdin {
         id: JobId,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    CloseStdin { id: JobId },
-    Resize { id: JobId, rows: u16, cols: u16 },
-    Signal { id: JobId, signal: i32 },
-    File { req: RequestId, op: FileOp },
+    CloseStdin {
+        id: JobId,
+    },
+    Resize {
+        id: JobId,
+        rows: u16,
+        cols: u16,
+    },
+    Signal {
+        id: JobId,
+        signal: i32,
+    },
+    File {
+        req: RequestId,
+        op: FileOp,
+    },
     /// Asks which jobs are still running (after a re-attach).
     ListJobs,
 }

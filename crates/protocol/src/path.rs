@@ -31,9 +31,18 @@ mod tests {
 
     #[test]
     fn refuses_escapes() {
-        assert!(matches!(normalize("../etc/passwd"), Err(FileError::OutsideWorkspace(_))));
-        assert!(matches!(normalize("/etc/passwd"), Err(FileError::OutsideWorkspace(_))));
-        assert!(matches!(normalize("a/../../b"), Err(FileError::OutsideWorkspace(_))));
+        assert!(matches!(
+            normalize("../etc/passwd"),
+            Err(FileError::OutsideWorkspace(_))
+        ));
+        assert!(matches!(
+            normalize("/etc/passwd"),
+            Err(FileError::OutsideWorkspace(_))
+        ));
+        assert!(matches!(
+            normalize("a/../../b"),
+            Err(FileError::OutsideWorkspace(_))
+        ));
         assert!(matches!(normalize("a\0b"), Err(FileError::InvalidPath(_))));
         assert_eq!(normalize("./a//b/").unwrap(), "a/b");
         assert_eq!(normalize("").unwrap(), "");

@@ -1,0 +1,503 @@
+//! The REST API for programs (an LLM's `run_code` tool, an autograder):
+//! bearer-token auth, sandboxes by taskId, exec, files, a socket, and a
+//! stateless one-shot run. Described by `/api/v1/openapi.json`.
+
+use super::frames::RunRequest;
+use super::ws::{self, entries, rfc3339, SocketParams};
+use super::AppState;
+use crate::error::AppError;
+use crate::runs;
+use crate::sandbox::Collected;
+use crate::sessions::{NewSession, OwnerKind, Session, Status};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use replbox_protocol::{FileOp, FileReply, JobSpec};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/run", post(run_once))
+        .route("/api/v1/sandboxes", post(create))
+        .route("/api/v1/sandboxes/{task_id}", get(status).delete(remove))
+        .route("/api/v1/sandboxes/{task_id}/exec", post(exec))
+        .route("/api/v1/sandboxes/{task_id}/files", get(list_root))
+        .route(
+            "/api/v1/sandboxes/{task_id}/files/{*path}",
+            get(read_file).put(write_file).delete(delete_file),
+        )
+        .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
+}
+
+/// A caller holding one of the configured tokens; the value is a
+/// fingerprint of the token that owns what it creates.
+pub struct ApiCaller(String);
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(AppError::unauthorized)?
+            .trim();
+        // Every token is compared, in constant time, whatever matches.
+        let mut ok = subtle::Choice::from(0);
+        for token in state.config.api_tokens.iter().filter(|t| !t.is_empty()) {
+            let a = Sha256::digest(token.as_bytes());
+            let b = Sha256::digest(given.as_bytes());
+            ok |= a.ct_eq(&b);
+        }
+        if !bool::from(ok) {
+            return Err(AppError::unauthorized());
+        }
+        Ok(ApiCaller(hex::encode(
+            &Sha256::digest(given.as_bytes())[..12],
+        )))
+    }
+}
+
+/// A JSON body whose errors are ours: `{"error": {"code": "bad_json", ...}}`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "The request body is too large.",
+            )
+        })?;
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            AppError::bad_request("bad_json", format!("The request body is not valid: {e}."))
+        })
+    }
+}
+
+fn valid_task_id(id: &str) -> Result<(), AppError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "bad_task_id",
+            "A taskId is 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit.",
+        ))
+    }
+}
+
+fn owner_of(task_id: &str) -> String {
+    format!("t-{task_id}")
+}
+
+/// The caller's sandbox; another token's (or a browser's) is "not found".
+fn find(state: &AppState, caller: &ApiCaller, task_id: &str) -> Result<Arc<Session>, AppError> {
+    valid_task_id(task_id)?;
+    state
+        .registry
+        .get(&owner_of(task_id))
+        .filter(|s| s.kind == OwnerKind::Api && s.token_hash.as_deref() == Some(caller.0.as_str()))
+        .ok_or_else(|| AppError::not_found(format!("There is no sandbox {task_id:?}.")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    task_id: Option<String>,
+    image_id: Option<String>,
+    ttl_seconds: Option<u64>,
+    env_vars: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SandboxInfo {
+    task_id: String,
+    status: Status,
+    expires_at: String,
+    created_at: String,
+    ttl_seconds: u64,
+}
+
+fn info(task_id: &str, s: &Session) -> SandboxInfo {
+    SandboxInfo {
+        task_id: task_id.to_string(),
+        status: s.status(),
+        expires_at: rfc3339(s.expires_at()),
+        created_at: rfc3339(s.created_at()),
+        ttl_seconds: s.idle_ttl_secs,
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    JsonBody(req): JsonBody<CreateRequest>,
+) -> Result<Response, AppError> {
+    let task_id = req
+        .task_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    valid_task_id(&task_id)?;
+    let ttl = req.ttl_seconds.unwrap_or(3600);
+    if !(60..=86400).contains(&ttl) {
+        return Err(AppError::bad_request(
+            "bad_ttl",
+            "ttlSeconds must be between 60 and 86400.",
+        ));
+    }
+    let image = match req.image_id {
+        None => None,
+        Some(image) if image == state.config.sandbox.image => None,
+        Some(image) if state.config.sandbox.allowed_images.contains(&image) => Some(image),
+        Some(image) => {
+            return Err(AppError::bad_request(
+                "image_not_allowed",
+                format!("The image {image:?} is not offered by this server."),
+            ))
+        }
+    };
+    let env = req.env_vars.unwrap_or_default();
+    if env
+        .keys()
+        .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        return Err(AppError::bad_request(
+            "bad_env",
+            "Environment variable names may not be empty or hold '='.",
+        ));
+    }
+    let session = state
+        .registry
+        .create(
+            &owner_of(&task_id),
+            OwnerKind::Api,
+            NewSession {
+                token_hash: Some(caller.0),
+                idle_ttl_secs: Some(ttl),
+                image,
+                env: env.into_iter().collect(),
+            },
+        )
+        .await?;
+    // The container starts in the background; `GET ?wait=` waits for it.
+    let s = session.clone();
+    tokio::spawn(async move {
+        if let Err(e) = s.ensure().await {
+            tracing::warn!(owner = %s.owner, code = e.code, "sandbox did not start");
+        }
+    });
+    Ok((StatusCode::CREATED, Json(info(&task_id, &session))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait: Option<f64>,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(task_id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<SandboxInfo>, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    if let Some(wait) = q.wait.filter(|w| *w > 0.0) {
+        session
+            .wait_ready(Duration::from_secs_f64(wait.min(120.0)))
+            .await;
+    }
+    Ok(Json(info(&task_id, &session)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(task_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    state.registry.remove(&session.owner).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExecRequest {
+    command: Option<String>,
+    argv: Option<Vec<String>>,
+    stdin: Option<String>,
+    cwd: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecResult {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    duration_ms: u64,
+    timed_out: bool,
+    truncated: bool,
+    reason: String,
+}
+
+/// Output the API returns at most per call.
+const API_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
+const API_DEFAULT_TIMEOUT_MS: u64 = 60_000;
+const API_MAX_TIMEOUT_MS: u64 = 15 * 60_000;
+
+fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
+    if let Some(message) = c.spawn_error {
+        return Err(AppError::bad_request("spawn_failed", message));
+    }
+    let exit = c.exit.ok_or_else(AppError::internal)?;
+    Ok(ExecResult {
+        exit_code: exit.code.or(exit.signal.map(|s| 128 + s)),
+        signal: exit.signal,
+        stdout: String::from_utf8_lossy(&c.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&c.stderr).into_owned(),
+        duration_ms: exit.wall_ms,
+        timed_out: exit.timed_out,
+        truncated: exit.truncated,
+        reason: super::frames::exit_reason(&exit),
+    })
+}
+
+/// Runs a job to its end on a session's sandbox, with its stdin.
+async fn run_to_end(
+    session: &Arc<Session>,
+    mut spec: JobSpec,
+    stdin: Option<String>,
+) -> Result<ExecResult, AppError> {
+    let timeout = spec
+        .timeout_ms
+        .unwrap_or(API_DEFAULT_TIMEOUT_MS)
+        .clamp(1, API_MAX_TIMEOUT_MS);
+    spec.timeout_ms = Some(timeout);
+    spec.output_limit = Some(
+        spec.output_limit
+            .unwrap_or(API_OUTPUT_LIMIT)
+            .min(API_OUTPUT_LIMIT),
+    );
+    spec.pty = None;
+    let handle = session.ensure().await?;
+    session.touch().await;
+    let job = handle.spawn(spec).await?;
+    let control = job.control.clone();
+    let feed = async {
+        if let Some(stdin) = stdin {
+            control.stdin(stdin).await?;
+        }
+        control.close_stdin().await
+    };
+    let (collected, fed) = tokio::join!(job.collect(), feed);
+    fed?;
+    session.touch().await;
+    exec_result(collected?)
+}
+
+async fn exec(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(task_id): Path<String>,
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> Result<Json<ExecResult>, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    let run = RunRequest {
+        command: req.command,
+        argv: req.argv,
+        cwd: req.cwd,
+        env: req.env,
+        timeout_ms: req.timeout_ms,
+        ..Default::default()
+    };
+    let plan = runs::plan(&run, &state.languages, &state.config)?;
+    Ok(Json(run_to_end(&session, plan.spec, req.stdin).await?))
+}
+
+async fn file(session: &Arc<Session>, op: FileOp, writes: bool) -> Result<FileReply, AppError> {
+    ws::file_op(session, op, writes).await
+}
+
+fn listing(reply: FileReply) -> Response {
+    match reply {
+        FileReply::Listing(list) => {
+            Json(serde_json::json!({ "entries": entries(list) })).into_response()
+        }
+        FileReply::Data(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        FileReply::Done => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn list_root(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(task_id): Path<String>,
+) -> Result<Response, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    Ok(listing(
+        file(
+            &session,
+            FileOp::List {
+                path: String::new(),
+            },
+            false,
+        )
+        .await?,
+    ))
+}
+
+async fn read_file(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path((task_id, path)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    match file(&session, FileOp::Read { path: path.clone() }, false).await {
+        Err(e) if e.code == "is_a_directory" => {
+            Ok(listing(file(&session, FileOp::List { path }, false).await?))
+        }
+        other => Ok(listing(other?)),
+    }
+}
+
+async fn write_file(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path((task_id, path)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    file(
+        &session,
+        FileOp::Write {
+            path,
+            data: body.to_vec(),
+            parents: true,
+        },
+        true,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_file(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path((task_id, path)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    file(&session, FileOp::Delete { path }, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn socket(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(task_id): Path<String>,
+    Query(params): Query<SocketParams>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let session = find(&state, &caller, &task_id)?;
+    Ok(ws::upgrade(state, session, params, ws))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OneShotRequest {
+    language: String,
+    code: Option<String>,
+    files: Option<BTreeMap<String, String>>,
+    entry: Option<String>,
+    stdin: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// A throwaway sandbox created, run and removed around one program.
+async fn run_once(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    JsonBody(req): JsonBody<OneShotRequest>,
+) -> Result<Json<ExecResult>, AppError> {
+    let run = RunRequest {
+        language: Some(req.language),
+        code: req.code,
+        files: req.files,
+        entry: req.entry,
+        timeout_ms: req.timeout_ms,
+        ..Default::default()
+    };
+    let plan = runs::plan(&run, &state.languages, &state.config)?;
+    let owner = format!("r-{}", uuid::Uuid::new_v4().simple());
+    let session = state
+        .registry
+        .create(
+            &owner,
+            OwnerKind::OneShot,
+            NewSession {
+                token_hash: Some(caller.0),
+                ..Default::default()
+            },
+        )
+        .await?;
+    // In its own task, so a client that hangs up still gets it cleaned up.
+    let registry = state.registry.clone();
+    let task = tokio::spawn(async move {
+        let result = async {
+            let handle = session.ensure().await?;
+            for (path, text) in plan.files {
+                handle
+                    .file(FileOp::Write {
+                        path,
+                        data: text.into_bytes(),
+                        parents: true,
+                    })
+                    .await?;
+            }
+            run_to_end(&session, plan.spec, req.stdin).await
+        }
+        .await;
+        let _ = registry.remove(&owner).await;
+        result
+    });
+    let result = task.await.map_err(|_| AppError::internal())??;
+    Ok(Json(result))
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
+}

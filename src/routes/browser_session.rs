@@ -1,0 +1,55 @@
+//! The browser's cookie session names its owner key; the key names its
+//! sandbox. Every tab of a browser shares both.
+
+use super::AppState;
+use crate::error::AppError;
+use crate::sessions::{NewSession, OwnerKind, Session};
+use axum::http::StatusCode;
+use std::sync::Arc;
+
+const OWNER_KEY: &str = "owner";
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %e, "session store");
+    AppError::internal()
+}
+
+/// The owner key of this browser, made on its first visit.
+pub async fn owner(session: &tower_sessions::Session) -> Result<String, AppError> {
+    if let Some(owner) = session
+        .get::<String>(OWNER_KEY)
+        .await
+        .map_err(session_error)?
+    {
+        return Ok(owner);
+    }
+    let owner = format!("b-{}", uuid::Uuid::new_v4().simple());
+    session
+        .insert(OWNER_KEY, owner.clone())
+        .await
+        .map_err(session_error)?;
+    Ok(owner)
+}
+
+/// The owner key of a browser that has visited the page before.
+pub async fn existing_owner(session: &tower_sessions::Session) -> Result<String, AppError> {
+    session
+        .get::<String>(OWNER_KEY)
+        .await
+        .map_err(session_error)?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "no_session",
+                "Open the page first: this socket needs the session cookie it sets.",
+            )
+        })
+}
+
+/// The browser's sandbox session (created without a container when new).
+pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppError> {
+    state
+        .registry
+        .get_or_create(owner, OwnerKind::Browser, NewSession::default())
+        .await
+}

@@ -1,0 +1,54 @@
+//! HTTP routes: each module exposes `router()`; this one assembles them with
+//! the shared state and the layers (cookie sessions, tracing).
+
+pub mod api;
+mod browser_session;
+pub mod frames;
+mod health;
+mod pages;
+pub mod ws;
+
+use crate::config::{Config, Language};
+use crate::metrics::Metrics;
+use crate::sessions::Registry;
+use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub languages: Arc<BTreeMap<String, Language>>,
+    /// Fires on shutdown: sockets close with 1001.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState, session_store: SqliteStore) -> Router {
+    let sessions = SessionManagerLayer::new(session_store)
+        .with_name("replbox_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(30)));
+    let browser = Router::new()
+        .merge(pages::router())
+        .merge(ws::router())
+        .layer(sessions);
+    Router::new()
+        .merge(browser)
+        .merge(api::router())
+        .merge(health::router())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,738 @@
+//! The page's WebSocket (`/ws`, by session cookie) and the socket loop the
+//! API's `/api/v1/sandboxes/{taskId}/ws` shares.
+
+use super::frames::{
+    decode_stdin, encode_output, ClientFrame, Encoding, Entry, ExitFrame, JobInfo, LanguageInfo,
+    OutputMode, ServerFrame,
+};
+use super::{browser_session, AppState};
+use crate::error::AppError;
+use crate::runs;
+use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use futures::{SinkExt, StreamExt};
+use replbox_protocol::{DirEntry, EntryKind, FileOp, FileReply, JobId, JobSpec, PtySize};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info_span, Instrument};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(page_socket))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct SocketParams {
+    #[serde(default)]
+    pub output: OutputMode,
+}
+
+/// Close codes.
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_TOO_BIG: u16 = 1009;
+/// The sandbox expired (files kept).
+pub const CLOSE_EXPIRED: u16 = 4000;
+
+async fn page_socket(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    headers: HeaderMap,
+    Query(params): Query<SocketParams>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    check_origin(&state, &headers)?;
+    let owner = browser_session::existing_owner(&session).await?;
+    let sandbox = browser_session::sandbox(&state, &owner).await?;
+    Ok(upgrade(state, sandbox, params, ws))
+}
+
+/// Refuses a browser whose page came from another origin.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Ok(()); // not a browser: the cookie alone decides
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let own = [format!("http://{host}"), format!("https://{host}")];
+    let allowed = own.iter().any(|o| o == origin)
+        || state
+            .config
+            .allowed_origins
+            .iter()
+            .any(|o| !o.is_empty() && o == origin);
+    if allowed {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_refused",
+            "This socket only accepts pages served by this server.",
+        ))
+    }
+}
+
+/// Upgrades to the socket loop for one session.
+pub fn upgrade(
+    state: AppState,
+    sandbox: Arc<Session>,
+    params: SocketParams,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Frames above the limit are refused by us with 1009; the transport's
+    // own cap sits higher so that we see them and can say so.
+    let transport_cap = state
+        .config
+        .max_frame_bytes
+        .saturating_mul(4)
+        .max(64 * 1024);
+    ws.max_message_size(transport_cap)
+        .max_frame_size(transport_cap)
+        .on_upgrade(move |socket| {
+            let span = info_span!("socket", owner = %sandbox.owner);
+            run_socket(socket, state, sandbox, params.output).instrument(span)
+        })
+        .into_response()
+}
+
+struct Conn {
+    state: AppState,
+    sandbox: Arc<Session>,
+    mode: OutputMode,
+    /// Highest sequence number sent per job.
+    seen: HashMap<JobId, u64>,
+    /// Jobs whose end was sent.
+    ended: HashSet<JobId>,
+    out: mpsc::Sender<Message>,
+    tasks: JoinSet<()>,
+}
+
+async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, mode: OutputMode) {
+    state.metrics.websocket_connections.inc();
+    let (mut sink, mut stream) = socket.split();
+    let mut events = sandbox.hub.subscribe();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let shutdown = state.shutdown.clone();
+    let mut conn = Conn {
+        state: state.clone(),
+        sandbox: sandbox.clone(),
+        mode,
+        seen: HashMap::new(),
+        ended: HashSet::new(),
+        out: out_tx,
+        tasks: JoinSet::new(),
+    };
+
+    // Writer: one task owns the sink.
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let closing = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut writer = crate::sessions::AbortOnDrop(writer);
+
+    conn.send(hello(&state, &sandbox, mode)).await;
+    if sandbox.status() == Status::Idle {
+        let s = sandbox.clone();
+        let out = conn.out.clone();
+        conn.tasks.spawn(async move {
+            if let Err(e) = s.ensure().await {
+                let _ = out.send(error_message(&e, None)).await;
+            }
+        });
+    }
+
+    let max = state.config.max_frame_bytes;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                conn.close(CLOSE_GOING_AWAY, "server shutting down").await;
+                break;
+            }
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if text.len() > max {
+                        conn.close(CLOSE_TOO_BIG, "frame too large").await;
+                        break;
+                    }
+                    match serde_json::from_str::<ClientFrame>(&text) {
+                        Ok(frame) => conn.handle(frame).await,
+                        Err(e) => conn.send(ServerFrame::Error {
+                            code: "bad_frame".into(),
+                            message: format!("That frame is not valid: {e}."),
+                            reference: None,
+                        }).await,
+                    }
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    if data.len() > max {
+                        conn.close(CLOSE_TOO_BIG, "frame too large").await;
+                        break;
+                    }
+                    match decode_stdin(&data) {
+                        Some((job, bytes)) => conn.stdin(job, bytes.to_vec()).await,
+                        None => conn.send(ServerFrame::Error {
+                            code: "bad_frame".into(),
+                            message: "A binary frame must be 0x02, a job id (8 bytes) and the input.".into(),
+                            reference: None,
+                        }).await,
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    debug!(error = %text, "socket read failed");
+                    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                        conn.close(CLOSE_TOO_BIG, "frame too large").await;
+                    }
+                    break;
+                }
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if conn.event(ev).await {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => conn.catch_up().await,
+                Err(RecvError::Closed) => break,
+            },
+            Some(_) = conn.tasks.join_next(), if !conn.tasks.is_empty() => {}
+        }
+    }
+    conn.tasks.abort_all();
+    drop(conn);
+    // Let the writer send what is queued (a close frame, say), briefly.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer.0).await;
+    state.metrics.websocket_connections.dec();
+}
+
+fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
+    let status = sandbox.status();
+    let expires_at = (status != Status::Expired).then(|| rfc3339(sandbox.expires_at()));
+    ServerFrame::Hello {
+        session: crate::sessions::owner_display(&sandbox.owner).to_string(),
+        status,
+        expires_at,
+        idle_ttl_secs: sandbox.idle_ttl_secs,
+        jobs: sandbox
+            .jobs()
+            .iter()
+            .map(|j| JobInfo {
+                job: j.id,
+                kind: j.kind,
+                running: j.is_running(),
+                last_seq: j.last_seq(),
+            })
+            .collect(),
+        languages: state
+            .languages
+            .values()
+            .map(|l| LanguageInfo {
+                name: l.name.clone(),
+                extension: l.extension.clone(),
+            })
+            .collect(),
+        output: mode,
+        max_frame_bytes: state.config.max_frame_bytes,
+    }
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn error_message(e: &AppError, reference: Option<serde_json::Value>) -> Message {
+    frame_message(&ServerFrame::Error {
+        code: e.code.to_string(),
+        message: e.message.clone(),
+        reference,
+    })
+}
+
+fn frame_message(frame: &ServerFrame) -> Message {
+    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+impl Conn {
+    async fn send(&self, frame: ServerFrame) {
+        let _ = self.out.send(frame_message(&frame)).await;
+    }
+
+    async fn close(&self, code: u16, reason: &str) {
+        let _ = self
+            .out
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.to_string().into(),
+            })))
+            .await;
+    }
+
+    async fn output(
+        &mut self,
+        job: JobId,
+        seq: u64,
+        stream: replbox_protocol::Stream,
+        data: &[u8],
+    ) {
+        let msg = match self.mode {
+            OutputMode::Binary => Message::Binary(encode_output(job, seq, stream, data).into()),
+            OutputMode::Json => frame_message(&ServerFrame::Output {
+                job,
+                seq,
+                stream,
+                data: String::from_utf8_lossy(data).into_owned(),
+            }),
+        };
+        let _ = self.out.send(msg).await;
+        let last = self.seen.entry(job).or_insert(0);
+        *last = (*last).max(seq);
+    }
+
+    async fn end(&mut self, record: &JobRecord) {
+        if !self.ended.insert(record.id) {
+            return;
+        }
+        let replay = record.replay(u64::MAX);
+        match (replay.exit, replay.failed) {
+            (Some(exit), _) => {
+                self.send(ServerFrame::Exit(ExitFrame::new(record.id, &exit)))
+                    .await
+            }
+            (None, Some(message)) => {
+                self.send(ServerFrame::Failed {
+                    job: record.id,
+                    reference: record.reference.clone(),
+                    message,
+                })
+                .await
+            }
+            _ => {}
+        }
+    }
+
+    /// Forwards one session event; true when the socket should close.
+    async fn event(&mut self, ev: SessionEvent) -> bool {
+        match ev {
+            SessionEvent::Started { job, kind, pid } => {
+                let reference = self.sandbox.job(job).and_then(|j| j.reference.clone());
+                self.seen.entry(job).or_insert(0);
+                self.send(ServerFrame::Started {
+                    job,
+                    reference,
+                    kind,
+                    pid,
+                })
+                .await;
+            }
+            SessionEvent::Output {
+                job,
+                seq,
+                stream,
+                data,
+            } => {
+                // Only jobs this socket follows: started while it watched,
+                // or asked for by a replay.
+                match self.seen.get(&job).copied() {
+                    None => {}
+                    Some(last) if seq <= last => {}
+                    Some(last) if seq > last + 1 => self.replay(job, last).await,
+                    _ => self.output(job, seq, stream, &data).await,
+                }
+            }
+            SessionEvent::Exit { job, .. } | SessionEvent::Failed { job, .. } => {
+                if let Some(record) = self.sandbox.job(job) {
+                    if let Some(&last) = self.seen.get(&job) {
+                        if last < record.last_seq() {
+                            self.replay(job, last).await;
+                        }
+                    }
+                    self.end(&record).await;
+                }
+            }
+            SessionEvent::Expiry { expires_at } => {
+                self.send(ServerFrame::Expiry {
+                    expires_at: rfc3339(expires_at),
+                    expires_in_secs: expires_at - crate::sessions::now(),
+                })
+                .await
+            }
+            SessionEvent::Status(status) => self.send(ServerFrame::Status { status }).await,
+            SessionEvent::Expired => {
+                self.send(ServerFrame::Expired {
+                    message: "Your sandbox stopped after a period of inactivity. Your files are kept: reconnect and restore to continue.".into(),
+                })
+                .await;
+                self.close(CLOSE_EXPIRED, "sandbox expired").await;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends what the job's buffer holds after `after` (and its end).
+    async fn replay(&mut self, job: JobId, after: u64) {
+        let Some(record) = self.sandbox.job(job) else {
+            self.send(ServerFrame::Error {
+                code: "unknown_job".into(),
+                message: format!("There is no job {job} to replay."),
+                reference: None,
+            })
+            .await;
+            return;
+        };
+        let replay = record.replay(after);
+        if replay.first_seq > after + 1 {
+            self.send(ServerFrame::Gap {
+                job,
+                from: after + 1,
+                to: replay.first_seq - 1,
+            })
+            .await;
+        }
+        for chunk in &replay.chunks {
+            self.output(job, chunk.seq, chunk.stream, &chunk.data).await;
+        }
+        self.seen.entry(job).or_insert(after);
+        if !record.is_running() {
+            self.end(&record).await;
+        }
+    }
+
+    /// After falling behind the hub: replays every job this socket follows.
+    async fn catch_up(&mut self) {
+        let followed: Vec<(JobId, u64)> = self.seen.iter().map(|(j, s)| (*j, *s)).collect();
+        for (job, last) in followed {
+            self.replay(job, last).await;
+        }
+    }
+
+    async fn reply_error(&self, e: AppError, reference: Option<serde_json::Value>) {
+        let _ = self.out.send(error_message(&e, reference)).await;
+    }
+
+    async fn stdin(&self, job: JobId, data: Vec<u8>) {
+        match self.sandbox.job(job).filter(|j| j.is_running()) {
+            Some(record) => {
+                if let Err(e) = record.control.stdin(data).await {
+                    self.reply_error(e.into(), None).await;
+                }
+                self.sandbox.touch().await;
+            }
+            None => {
+                self.send(ServerFrame::Error {
+                    code: "unknown_job".into(),
+                    message: format!("Job {job} is not running."),
+                    reference: None,
+                })
+                .await
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Ping => self.send(ServerFrame::Pong).await,
+            ClientFrame::Stdin { job, data } => self.stdin(job, data.into_bytes()).await,
+            ClientFrame::Eof { job } => {
+                if let Some(r) = self.sandbox.job(job) {
+                    let _ = r.control.close_stdin().await;
+                }
+            }
+            ClientFrame::Resize { job, rows, cols } => {
+                if let Some(r) = self.sandbox.job(job) {
+                    let _ = r
+                        .control
+                        .resize(rows.clamp(1, 500), cols.clamp(1, 1000))
+                        .await;
+                }
+            }
+            ClientFrame::Signal { job, signal } => {
+                let Some(signal) = signal.number() else {
+                    return self
+                        .reply_error(
+                            AppError::bad_request(
+                                "bad_signal",
+                                "Use interrupt, terminate, kill, hangup or a signal number.",
+                            ),
+                            None,
+                        )
+                        .await;
+                };
+                match self.sandbox.job(job) {
+                    Some(r) => {
+                        let _ = r.control.signal(signal).await;
+                        self.sandbox.touch().await;
+                    }
+                    None => {
+                        self.reply_error(
+                            AppError::not_found(format!("There is no job {job}.")),
+                            None,
+                        )
+                        .await
+                    }
+                }
+            }
+            ClientFrame::Replay { job, after } => self.replay(job, after).await,
+            ClientFrame::Restore => {
+                let s = self.sandbox.clone();
+                let out = self.out.clone();
+                self.tasks.spawn(async move {
+                    match s.ensure().await {
+                        Ok(_) => s.touch().await,
+                        Err(e) => {
+                            let _ = out.send(error_message(&e, None)).await;
+                        }
+                    }
+                });
+            }
+            ClientFrame::Run(req) => {
+                let reference = req.reference.clone();
+                let plan = match runs::plan(&req, &self.state.languages, &self.state.config) {
+                    Ok(p) => p,
+                    Err(e) => return self.reply_error(e, reference).await,
+                };
+                let s = self.sandbox.clone();
+                let out = self.out.clone();
+                self.tasks.spawn(async move {
+                    if let Err(e) = start_run(&s, plan, reference.clone()).await {
+                        let _ = out.send(error_message(&e, reference)).await;
+                    }
+                });
+            }
+            ClientFrame::Shell {
+                reference,
+                rows,
+                cols,
+                new,
+            } => {
+                let s = self.sandbox.clone();
+                let out = self.out.clone();
+                let size = PtySize {
+                    rows: rows.unwrap_or(24).clamp(1, 500),
+                    cols: cols.unwrap_or(80).clamp(1, 1000),
+                };
+                self.tasks.spawn(async move {
+                    if let Err(e) = open_shell(&s, size, new, reference.clone(), &out).await {
+                        let _ = out.send(error_message(&e, reference)).await;
+                    }
+                });
+            }
+            ClientFrame::FileList { reference, path } => {
+                self.file_op(reference, path.clone(), FileOp::List { path }, false)
+            }
+            ClientFrame::FileRead { reference, path } => {
+                self.file_op(reference, path.clone(), FileOp::Read { path }, false)
+            }
+            ClientFrame::FileWrite {
+                reference,
+                path,
+                data,
+                encoding,
+            } => {
+                let bytes = match encoding {
+                    Encoding::Utf8 => data.into_bytes(),
+                    Encoding::Base64 => {
+                        match base64::engine::general_purpose::STANDARD.decode(data) {
+                            Ok(b) => b,
+                            Err(_) => {
+                                return self
+                                    .reply_error(
+                                        AppError::bad_request(
+                                            "bad_base64",
+                                            "The data is not valid base64.",
+                                        ),
+                                        reference,
+                                    )
+                                    .await
+                            }
+                        }
+                    }
+                };
+                self.file_op(
+                    reference,
+                    path.clone(),
+                    FileOp::Write {
+                        path,
+                        data: bytes,
+                        parents: true,
+                    },
+                    true,
+                )
+            }
+            ClientFrame::FileMkdir { reference, path } => {
+                self.file_op(reference, path.clone(), FileOp::Mkdir { path }, true)
+            }
+            ClientFrame::FileRename {
+                reference,
+                from,
+                to,
+            } => self.file_op(reference, to.clone(), FileOp::Rename { from, to }, true),
+            ClientFrame::FileDelete { reference, path } => {
+                self.file_op(reference, path.clone(), FileOp::Delete { path }, true)
+            }
+        }
+    }
+
+    fn file_op(
+        &mut self,
+        reference: Option<serde_json::Value>,
+        path: String,
+        op: FileOp,
+        writes: bool,
+    ) {
+        let s = self.sandbox.clone();
+        let out = self.out.clone();
+        self.tasks.spawn(async move {
+            let frame = match file_op(&s, op, writes).await {
+                Ok(reply) => file_frame(reference, path, reply),
+                Err(e) => ServerFrame::Error {
+                    code: e.code.to_string(),
+                    message: e.message,
+                    reference,
+                },
+            };
+            let _ = out.send(frame_message(&frame)).await;
+        });
+    }
+}
+
+/// Runs a file operation on the session's sandbox (starting it if needed).
+pub async fn file_op(
+    sandbox: &Arc<Session>,
+    op: FileOp,
+    writes: bool,
+) -> Result<FileReply, AppError> {
+    // Paths are checked here too, so a bad one is refused without a sandbox.
+    match &op {
+        FileOp::Read { path }
+        | FileOp::List { path }
+        | FileOp::Mkdir { path }
+        | FileOp::Delete { path } => {
+            replbox_protocol::path::normalize(path)?;
+        }
+        FileOp::Write { path, .. } => {
+            replbox_protocol::path::normalize(path)?;
+        }
+        FileOp::Rename { from, to } => {
+            replbox_protocol::path::normalize(from)?;
+            replbox_protocol::path::normalize(to)?;
+        }
+    }
+    let handle = sandbox.ensure().await?;
+    let reply = handle.file(op).await?;
+    if writes {
+        sandbox.touch().await;
+    }
+    Ok(reply)
+}
+
+fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileReply) -> ServerFrame {
+    let (data, encoding, entries) = match reply {
+        FileReply::Data(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => (Some(text), Some(Encoding::Utf8), None),
+            Err(e) => (
+                Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+                Some(Encoding::Base64),
+                None,
+            ),
+        },
+        FileReply::Listing(list) => (None, None, Some(entries(list))),
+        FileReply::Done => (None, None, None),
+    };
+    ServerFrame::File {
+        reference,
+        path,
+        data,
+        encoding,
+        entries,
+    }
+}
+
+pub fn entries(list: Vec<DirEntry>) -> Vec<Entry> {
+    list.into_iter()
+        .map(|e| Entry {
+            name: e.name,
+            kind: match e.kind {
+                EntryKind::File => "file",
+                EntryKind::Dir => "dir",
+                EntryKind::Symlink => "symlink",
+                EntryKind::Other => "other",
+            },
+            size: e.size,
+            modified: e.modified,
+        })
+        .collect()
+}
+
+/// Writes a run's files, starts it, and feeds its stdin.
+pub async fn start_run(
+    sandbox: &Arc<Session>,
+    plan: runs::RunPlan,
+    reference: Option<serde_json::Value>,
+) -> Result<Arc<JobRecord>, AppError> {
+    if !plan.files.is_empty() {
+        let handle = sandbox.ensure().await?;
+        for (path, text) in plan.files {
+            handle
+                .file(FileOp::Write {
+                    path,
+                    data: text.into_bytes(),
+                    parents: true,
+                })
+                .await?;
+        }
+    }
+    let record = sandbox.run(plan.spec, JobKind::Run, reference).await?;
+    if let Some(stdin) = plan.stdin {
+        record.control.stdin(stdin).await?;
+        record.control.close_stdin().await?;
+    }
+    Ok(record)
+}
+
+async fn open_shell(
+    sandbox: &Arc<Session>,
+    size: PtySize,
+    new: bool,
+    reference: Option<serde_json::Value>,
+    out: &mpsc::Sender<Message>,
+) -> Result<(), AppError> {
+    if !new {
+        if let Some(shell) = sandbox.shell() {
+            // Re-attach: resize it to this tab and say which job it is; the
+            // tab asks for a replay of its scrollback.
+            let _ = shell.control.resize(size.rows, size.cols).await;
+            let frame = ServerFrame::Started {
+                job: shell.id,
+                reference,
+                kind: JobKind::Shell,
+                pid: 0,
+            };
+            let _ = out.send(frame_message(&frame)).await;
+            return Ok(());
+        }
+    }
+    let mut spec = JobSpec::argv(["/bin/bash", "-l"]);
+    spec.pty = Some(size);
+    sandbox.run(spec, JobKind::Shell, reference).await?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Turning a run request (a language and its files, a command line, or an
+//! argv) into the files to write and the job to start.
+
+use crate::config::{Config, Language};
+use crate::error::AppError;
+use crate::routes::frames::RunRequest;
+use replbox_protocol::{path, Command, JobSpec, PtySize};
+use std::collections::BTreeMap;
+
+/// What a run request asks for.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub files: Vec<(String, String)>,
+    pub spec: JobSpec,
+    pub stdin: Option<String>,
+}
+
+/// Quotes a string for `/bin/sh`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+pub fn plan(
+    req: &RunRequest,
+    languages: &BTreeMap<String, Language>,
+    config: &Config,
+) -> Result<RunPlan, AppError> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for (p, text) in req.files.iter().flatten() {
+        path::normalize(p).map_err(AppError::from)?;
+        files.push((p.clone(), text.clone()));
+    }
+    let command = match (&req.language, &req.command, &req.argv) {
+        (Some(lang), None, None) => {
+            let language = languages.get(lang).ok_or_else(|| {
+                AppError::bad_request(
+                    "unknown_language",
+                    format!(
+                        "There is no language {lang:?} here; try one of: {}.",
+                        languages.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            let entry = match (&req.entry, &req.code) {
+                (Some(entry), _) => entry.clone(),
+                (None, Some(_)) => format!("main.{}", language.extension),
+                (None, None) => files
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .find(|p| p.ends_with(&format!(".{}", language.extension)))
+                    .ok_or_else(|| {
+                        AppError::bad_request(
+                            "missing_entry",
+                            "Say which file to run: give `entry`, `code` or `files`.",
+                        )
+                    })?,
+            };
+            let entry = path::normalize(&entry).map_err(AppError::from)?;
+            if entry.is_empty() {
+                return Err(AppError::bad_request(
+                    "missing_entry",
+                    "The entry file has no name.",
+                ));
+            }
+            if let Some(code) = &req.code {
+                files.push((entry.clone(), code.clone()));
+            }
+            Command::Shell(language.command.replace("{file}", &shell_quote(&entry)))
+        }
+        (None, Some(line), None) => Command::Shell(line.clone()),
+        (None, None, Some(argv)) if !argv.is_empty() => Command::Argv(argv.clone()),
+        _ => {
+            return Err(AppError::bad_request(
+                "bad_run",
+                "Give exactly one of `language`, `command` or a non-empty `argv`.",
+            ))
+        }
+    };
+    let mut spec = JobSpec::new(command);
+    if let Some(cwd) = &req.cwd {
+        spec.cwd = path::normalize(cwd).map_err(AppError::from)?;
+    }
+    spec.env = req.env.clone().unwrap_or_default();
+    spec.pty = req.pty.map(|p| PtySize {
+        rows: p.rows.clamp(1, 500),
+        cols: p.cols.clamp(1, 1000),
+    });
+    spec.timeout_ms = req
+        .timeout_ms
+        .or((config.sandbox.job_timeout_ms > 0).then_some(config.sandbox.job_timeout_ms));
+    spec.output_limit = Some(config.sandbox.job_output_limit);
+    Ok(RunPlan {
+        files,
+        spec,
+        stdin: req.stdin.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> RunRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn language_runs_its_entry() {
+        let config = Config::default();
+        let langs = config.language_table().unwrap();
+        let p = plan(
+            &req(r#"{"language":"python","code":"print(1)"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(
+            p.spec.command,
+            Command::Shell("python3 -u 'main.py'".into())
+        );
+        assert_eq!(p.files, [("main.py".to_string(), "print(1)".to_string())]);
+        let p = plan(
+            &req(r#"{"language":"go","entry":"it's.go"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert!(matches!(p.spec.command, Command::Shell(s) if s.ends_with("go run 'it'\\''s.go'")));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_clearly() {
+        let config = Config::default();
+        let langs = config.language_table().unwrap();
+        let e = plan(&req(r#"{"language":"cobol","code":""}"#), &langs, &config).unwrap_err();
+        assert_eq!(e.code, "unknown_language");
+        let e = plan(&req(r#"{"command":"ls","argv":["ls"]}"#), &langs, &config).unwrap_err();
+        assert_eq!(e.code, "bad_run");
+        let e = plan(
+            &req(r#"{"language":"python","entry":"../x.py"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "path_outside_workspace");
+    }
+}

@@ -1,0 +1,523 @@
+//! The server through real clients: browsers with cookie jars, WebSockets,
+//! the REST API, against the real app on 127.0.0.1:0 and a real engine.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn start(dir: &tempfile::TempDir) -> TestServer {
+    let config = server_config(dir.path());
+    engine(config.sandbox.clone()).await;
+    TestServer::start(config).await
+}
+
+async fn finish(server: TestServer) {
+    let sb = server.sandboxes().await;
+    server.stop().await;
+    cleanup(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_reads_input_and_a_shell_runs_commands() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir).await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        let hello = ws.until("hello").await;
+        assert_eq!(hello["languages"].as_array().unwrap().len(), 4);
+
+        ws.send(json!({"type": "run", "ref": "p", "language": "python",
+            "code": "name = input('name? ')\nprint('hello', name)\nprint('bye')"}))
+            .await;
+        let started = ws.until("started").await;
+        assert_eq!(started["ref"], "p");
+        let job = started["job"].as_u64().unwrap();
+        let first = ws.until("output").await;
+        assert_eq!(first["data"], "name? ");
+        assert_eq!(first["seq"], 1);
+        ws.send(json!({"type": "stdin", "job": job, "data": "Ada\n"}))
+            .await;
+        let (rest, exit) = ws.collect(job).await;
+        assert_eq!(rest, "hello Ada\nbye\n");
+        assert_eq!(exit["code"], 0);
+        assert!(exit["durationMs"].as_u64().is_some());
+        assert_eq!(exit["truncated"], false);
+
+        // An interactive shell with a pty.
+        ws.send(json!({"type": "shell", "rows": 24, "cols": 80}))
+            .await;
+        let started = ws.until("started").await;
+        assert_eq!(started["kind"], "shell");
+        let shell = started["job"].as_u64().unwrap();
+        ws.send(json!({"type": "stdin", "job": shell, "data": "cd /tmp && pwd\n"}))
+            .await;
+        let mut seen = String::new();
+        while !seen.contains("/tmp\r\n") {
+            let v = ws.json().await;
+            if v["type"] == "output" && v["job"] == shell {
+                seen.push_str(v["data"].as_str().unwrap());
+            }
+        }
+        // Several jobs at once, and an interrupt.
+        ws.send(json!({"type": "run", "command": "sleep 30"})).await;
+        let sleeper = ws.until("started").await["job"].as_u64().unwrap();
+        let (out, _) = ws.run(json!({"command": "echo side by side"})).await;
+        assert_eq!(out, "side by side\n");
+        ws.send(json!({"type": "signal", "job": sleeper, "signal": "interrupt"}))
+            .await;
+        let (_, exit) = ws.collect(sleeper).await;
+        assert_eq!(exit["signal"], 2);
+        assert_eq!(exit["reason"], "interrupted");
+        finish(server).await;
+    })
+    .await
+}
+
+async fn container_of(ws: &mut common::Ws) -> String {
+    let (out, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
+    out.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_sandbox_per_browser_and_it_survives_a_restart() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir).await;
+        let a = Browser::new();
+        let b = Browser::new();
+        a.visit(&server).await;
+        b.visit(&server).await;
+        let mut a1 = a.socket(&server, "").await;
+        let mut a2 = a.socket(&server, "").await;
+        let mut b1 = b.socket(&server, "").await;
+        let ca1 = container_of(&mut a1).await;
+        let ca2 = container_of(&mut a2).await;
+        let cb = container_of(&mut b1).await;
+        assert_eq!(ca1, ca2, "two tabs of one browser share a sandbox");
+        assert_ne!(ca1, cb, "two browsers get two sandboxes");
+        a1.send(json!({"type": "file.write", "path": "notes.txt", "data": "mine", "ref": 1}))
+            .await;
+        a1.until("file").await;
+        drop((a1, a2, b1));
+
+        let config = server.config.clone();
+        server.stop().await;
+        let server = TestServer::start(config).await;
+        let mut a3 = a.socket(&server, "").await;
+        assert_eq!(
+            container_of(&mut a3).await,
+            ca1,
+            "same sandbox after restart"
+        );
+        let (out, _) = a3.run(json!({"command": "cat notes.txt"})).await;
+        assert_eq!(out, "mine");
+        finish(server).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sandboxes_expire_and_come_back_with_their_files() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.idle_ttl_secs = 3;
+        engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let sb = server.sandboxes().await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.run(json!({"command": "echo kept > f.txt"})).await;
+        let first = container_of(&mut ws).await;
+
+        // A job that keeps running is not expired by the idle TTL.
+        ws.send(json!({"type": "run", "command": "sleep 5; echo done"}))
+            .await;
+        let job = ws.until("started").await["job"].as_u64().unwrap();
+        let (out, _) = ws.collect(job).await;
+        assert_eq!(out, "done\n", "the job outlived the idle TTL");
+
+        // Then, idle: the socket is told and closed; the container is gone.
+        let t0 = std::time::Instant::now();
+        let mut expired = false;
+        loop {
+            match ws.recv().await {
+                Got::Json(v) if v["type"] == "expired" => expired = true,
+                Got::Closed(code) => {
+                    assert_eq!(code, Some(4000));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(expired);
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        let live: Vec<_> = sb.list().await.unwrap();
+        assert!(live.is_empty(), "expired container removed: {live:?}");
+        assert_eq!(sb.list_volumes().await.unwrap().len(), 1, "workspace kept");
+
+        // The next visit finds the files in a new container.
+        let mut ws = browser.socket(&server, "").await;
+        let hello = ws.until("hello").await;
+        assert_eq!(hello["status"], "expired");
+        let (out, _) = ws.run(json!({"command": "cat f.txt"})).await;
+        assert_eq!(out, "kept\n");
+        assert_ne!(container_of(&mut ws).await, first);
+        finish(server).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnecting_tab_gets_what_it_missed() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir).await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.send(json!({"type": "run", "command": "for i in 1 2 3 4 5 6; do echo line$i; sleep 0.3; done"}))
+            .await;
+        let job = ws.until("started").await["job"].as_u64().unwrap();
+        let first = ws.until("output").await;
+        assert_eq!(first["data"], "line1\n");
+        drop(ws); // the tab goes away mid-run
+
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let mut ws = browser.socket(&server, "").await;
+        let hello = ws.until("hello").await;
+        let info = hello["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job"] == job)
+            .expect("job listed")
+            .clone();
+        assert!(info["lastSeq"].as_u64().unwrap() >= 2);
+        ws.send(json!({"type": "replay", "job": job, "after": 1})).await;
+        let (rest, exit) = ws.collect(job).await;
+        assert_eq!(rest, "line2\nline3\nline4\nline5\nline6\n");
+        assert_eq!(exit["code"], 0);
+        finish(server).await;
+    })
+    .await
+}
+
+fn api(
+    server: &TestServer,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let req = reqwest::Client::new().request(method, server.url(path));
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_creates_runs_and_deletes_sandboxes() {
+    use reqwest::Method;
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir).await;
+        let tok = Some("test-token");
+
+        let r = api(&server, None, Method::POST, "/api/v1/sandboxes").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let r = api(&server, Some("wrong"), Method::POST, "/api/v1/sandboxes").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+
+        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+            .json(&json!({"taskId": "task-1", "ttlSeconds": 600, "envVars": {"GREETING": "hi"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["taskId"], "task-1");
+        assert!(created["expiresAt"].as_str().unwrap().ends_with('Z'));
+        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+            .json(&json!({"taskId": "task-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+            .json(&json!({"ttlSeconds": 5}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+
+        let ready: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1?wait=30")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["status"], "ready");
+
+        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"command": "python3 -c 'print(6*7)'"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["stdout"], "42\n");
+        assert_eq!(r["exitCode"], 0);
+        assert!(r["durationMs"].as_u64().is_some());
+        assert_eq!(r["timedOut"], false);
+        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"argv": ["sh", "-c", "read x; echo $GREETING $x >&2; exit 3"], "stdin": "there\n"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["stderr"], "hi there\n");
+        assert_eq!(r["exitCode"], 3);
+        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"command": "sleep 10", "timeoutMs": 300}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["timedOut"], true);
+
+        // Files.
+        let r = api(&server, tok, Method::PUT, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .body("contents")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "contents");
+        let list: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["entries"][0]["name"], "a.txt");
+        let root: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(root["entries"].as_array().unwrap().iter().any(|e| e["name"] == "src"));
+        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/..%2Fetc%2Fpasswd")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = api(&server, tok, Method::DELETE, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+
+        // Another token, and a browser, cannot reach it; the token cannot
+        // reach a browser's sandbox either.
+        let r = api(&server, Some("other-token"), Method::GET, "/api/v1/sandboxes/task-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        let hello = ws.until("hello").await;
+        let browser_task = hello["session"].as_str().unwrap().to_string();
+        let r = api(&server, tok, Method::GET, &format!("/api/v1/sandboxes/{browser_task}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = browser
+            .client
+            .get(server.url("/api/v1/sandboxes/task-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+
+        // The one-shot run leaves nothing behind.
+        let sb = server.sandboxes().await;
+        let r: Value = api(&server, tok, Method::POST, "/api/v1/run")
+            .json(&json!({"language": "javascript", "code": "let s = require('fs').readFileSync(0, 'utf8'); console.log(s.trim().toUpperCase())", "stdin": "shout"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["stdout"], "SHOUT\n");
+        let left = sb.list().await.unwrap();
+        assert!(left.iter().all(|c| !c.session.starts_with("r-")), "{left:?}");
+        let vols = sb.list_volumes().await.unwrap();
+        assert!(vols.iter().all(|v| !v.session.starts_with("r-")), "{vols:?}");
+
+        let r = api(&server, tok, Method::DELETE, "/api/v1/sandboxes/task-1").send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1").send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(sb
+            .list_volumes()
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.session != "t-task-1"));
+        finish(server).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir).await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+
+        // A foreign Origin is refused.
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = server.ws_url("/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("cookie", browser.cookie(&server).unwrap().parse().unwrap());
+        req.headers_mut()
+            .insert("origin", "http://evil.example".parse().unwrap());
+        let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+        assert!(err.to_string().contains("403"), "{err}");
+        // No cookie: refused too.
+        let err = tokio_tungstenite::connect_async(server.ws_url("/ws"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+
+        let mut ws = browser.socket(&server, "").await;
+        ws.until("hello").await;
+        ws.send(json!({"type": "file.read", "path": "../etc/passwd", "ref": 7}))
+            .await;
+        let e = ws.until("error").await;
+        assert_eq!(e["code"], "path_outside_workspace");
+        assert_eq!(e["ref"], 7);
+        ws.send(json!({"type": "file.write", "path": "/etc/x", "data": ""}))
+            .await;
+        assert_eq!(ws.until("error").await["code"], "path_outside_workspace");
+
+        // Garbage gets an error frame; the socket stays open.
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        ws.ws.send(Message::Text("{not json".into())).await.unwrap();
+        assert_eq!(ws.until("error").await["code"], "bad_frame");
+        ws.send(json!({"type": "launch-missiles"})).await;
+        assert_eq!(ws.until("error").await["code"], "bad_frame");
+        ws.send(json!({"type": "ping"})).await;
+        ws.until("pong").await;
+
+        // A 2 MiB frame closes the socket with 1009.
+        let big = "x".repeat(2 * 1024 * 1024);
+        ws.ws.send(Message::Text(big.into())).await.unwrap();
+        loop {
+            match ws.recv().await {
+                Got::Closed(code) => {
+                    assert_eq!(code, Some(1009));
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        // Bad API bodies are JSON errors.
+        let r = api(
+            &server,
+            Some("test-token"),
+            reqwest::Method::POST,
+            "/api/v1/sandboxes",
+        )
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "bad_json");
+        finish(server).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_reports_an_unreachable_engine() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.sandbox.docker_socket = "/nonexistent/docker.sock".into();
+        let server = TestServer::start(config).await;
+        let r = reqwest::get(server.url("/healthz")).await;
+        if r.is_err() {
+            server.stop().await;
+            unreachable!();
+        }
+        let r = r.unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["reason"].as_str().unwrap().contains("not reachable"));
+        // And the API says so with a clear error.
+        let r = api(
+            &server,
+            Some("test-token"),
+            reqwest::Method::POST,
+            "/api/v1/run",
+        )
+        .json(&json!({"language": "python", "code": "print(1)"}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "engine_unavailable");
+        assert!(r_has_no_docker_text(&v));
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("replbox_jobs_running"), "{metrics}");
+        server.stop().await;
+    })
+    .await
+}
+
+fn r_has_no_docker_text(v: &Value) -> bool {
+    let s = v.to_string().to_lowercase();
+    !s.contains("docker") && !s.contains("socket") && !s.contains("hyper")
+}
