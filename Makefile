@@ -19,6 +19,7 @@ test: docker agent image
 
 bench: docker agent image
 	@echo "==> bench: release build against the real engine"
+	@$(CARGO) build --release --quiet --bin replbox
 	@$(CARGO) bench --quiet --bench replbox
 
 docker:

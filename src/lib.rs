@@ -71,6 +71,10 @@ pub async fn serve(
     let app = routes::router(state, session_store);
     tracing::info!(addr = %listener.local_addr()?, "replbox listening");
     let stop = cancel.clone();
+    // Small frames (a keystroke, an exit) must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
