@@ -178,7 +178,7 @@ pub const DEFAULT_LANGUAGES: &[&str] = &[
     "python=py:python3 -u {file}",
     "javascript=js:node {file}",
     "bash=sh:bash {file}",
-    "go=go:[ -d \"$GOCACHE\" ] || cp -r /opt/gocache \"$GOCACHE\" 2>/dev/null; go run {file}",
+    "go=go:go run {file}",
 ];
 
 impl Config {

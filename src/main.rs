@@ -9,6 +9,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "replbox=info,tower_http=warn".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = Config::parse();
     let listener = tokio::net::TcpListener::bind(config.addr).await?;

@@ -63,10 +63,7 @@ async fn hello_world_in_every_language() {
             ("python3 main.py", "hello from python\n"),
             ("node main.js", "hello from node\n"),
             ("bash main.sh", "hello from bash 5\n"),
-            (
-                "[ -d \"$GOCACHE\" ] || cp -r /opt/gocache \"$GOCACHE\"; go run main.go",
-                "hello from go\n",
-            ),
+            ("go run main.go", "hello from go\n"),
         ];
         for (line, want) in cases {
             let (out, err, exit) = run(&h, line).await;
@@ -96,6 +93,39 @@ async fn stdin_reaches_python_input_and_streams_stay_apart() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "name? hello Ada\n");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
         assert_eq!(out.exit.unwrap().code, Some(0));
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_chunks_never_split_a_character() {
+    within(60, async {
+        let (sb, h) = sandbox("utf8").await;
+        // Three-byte characters written in pieces that split them.
+        let mut job = h
+            .spawn(JobSpec::argv([
+                "python3",
+                "-c",
+                "import sys\nb = ('€' * 50000).encode()\nfor i in range(0, len(b), 7001):\n    sys.stdout.buffer.write(b[i:i+7001]); sys.stdout.flush()",
+            ]))
+            .await
+            .unwrap();
+        let mut total = 0;
+        let mut chunks = 0;
+        while let Some(ev) = job.next().await {
+            match ev {
+                JobEvent::Output { data, .. } => {
+                    assert!(std::str::from_utf8(&data).is_ok(), "chunk {chunks} splits a character");
+                    total += data.len();
+                    chunks += 1;
+                }
+                JobEvent::Exit(_) => break,
+                _ => {}
+            }
+        }
+        assert_eq!(total, 150_000);
+        assert!(chunks > 1);
         cleanup(&sb).await;
     })
     .await

@@ -10,6 +10,7 @@ use crate::runs;
 use crate::sandbox::Collected;
 use crate::sessions::{NewSession, OwnerKind, Session, Status};
 use axum::body::Bytes;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -427,9 +428,10 @@ async fn socket(
     caller: ApiCaller,
     Path(task_id): Path<String>,
     Query(params): Query<SocketParams>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
+    let ws = ws.map_err(ws::upgrade_required)?;
     Ok(ws::upgrade(state, session, params, ws))
 }
 

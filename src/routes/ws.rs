@@ -9,6 +9,7 @@ use super::{browser_session, AppState};
 use crate::error::AppError;
 use crate::runs;
 use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -47,12 +48,22 @@ async fn page_socket(
     session: tower_sessions::Session,
     headers: HeaderMap,
     Query(params): Query<SocketParams>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    let ws = ws.map_err(upgrade_required)?;
     check_origin(&state, &headers)?;
     let owner = browser_session::existing_owner(&session).await?;
     let sandbox = browser_session::sandbox(&state, &owner).await?;
     Ok(upgrade(state, sandbox, params, ws))
+}
+
+/// A plain request to a socket endpoint.
+pub fn upgrade_required(_: WebSocketUpgradeRejection) -> AppError {
+    AppError::new(
+        axum::http::StatusCode::UPGRADE_REQUIRED,
+        "upgrade_required",
+        "This address is a WebSocket: connect with a WebSocket client.",
+    )
 }
 
 /// Refuses a browser whose page came from another origin.

@@ -116,6 +116,16 @@ impl TestServer {
         }
     }
 
+    /// A server running elsewhere (another process) at `addr`.
+    pub fn external(addr: SocketAddr, config: Config) -> Self {
+        TestServer {
+            addr,
+            config,
+            stop: None,
+            task: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,192 @@
+//! Server lifecycle: start-up recovery, maximum lifetime, SIGTERM, the
+//! OpenAPI document against the real routes, metrics.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
+use replbox::sandbox::CreateSpec;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_removes_what_no_session_owns() {
+    within(90, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        // A container and a volume from a crash, owned by nobody.
+        let orphan = sb
+            .create(&CreateSpec {
+                session: "b-orphan".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        sb.create_container(&CreateSpec {
+            session: "b-stopped".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(sb.list().await.unwrap().len(), 2);
+        drop(orphan);
+        let server = TestServer::start(config).await;
+        reqwest::get(server.url("/healthz")).await.unwrap();
+        let mut left = sb.list().await.unwrap();
+        for _ in 0..50 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = sb.list().await.unwrap();
+        }
+        assert!(left.is_empty(), "orphans removed: {left:?}");
+        assert!(
+            sb.list_volumes().await.unwrap().is_empty(),
+            "orphan volumes removed"
+        );
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_sandbox_still_ends_at_its_maximum_lifetime() {
+    within(90, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.idle_ttl_secs = 600;
+        config.max_lifetime_secs = 4;
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.send(json!({"type": "run", "command": "sleep 60"})).await;
+        let expiry = ws.until("expiry").await;
+        assert!(expiry["expiresInSecs"].as_i64().unwrap() <= 4, "{expiry}");
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Got::Closed(code) = ws.recv().await {
+                assert_eq!(code, Some(4000));
+                break;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(12));
+        assert!(sb.list().await.unwrap().is_empty());
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_sockets_and_exits_cleanly() {
+    within(90, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replbox"))
+            .env("REPLBOX_ADDR", "127.0.0.1:0")
+            .env("REPLBOX_DATA_DIR", dir.path())
+            .env("REPLBOX_NAME_PREFIX", &config.sandbox.name_prefix)
+            .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        let addr = url.trim_start_matches("http://").parse().unwrap();
+        let server = common::TestServer::external(addr, config);
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.until("hello").await;
+        // SAFETY: kill on a child we own.
+        unsafe { libc_kill(child.id() as i32, 15) };
+        loop {
+            if let Got::Closed(code) = ws.recv().await {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+        }
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status}");
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_route_is_served_and_metrics_count() {
+    within(90, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let doc: Value = reqwest::get(server.url("/api/v1/openapi.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                let url = server.url(&path.replace("{taskId}", "nope").replace("{path}", "a.txt"));
+                let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let r = client
+                    .request(m, &url)
+                    .bearer_auth("test-token")
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap();
+                // A route that exists answers with JSON (an error about the
+                // missing sandbox, or a result); an unrouted one would be
+                // an empty 404 or a 405.
+                assert_ne!(status, 405, "{method} {path}");
+                assert!(
+                    serde_json::from_str::<Value>(&body).is_ok(),
+                    "{method} {path}: {status} {body:?}"
+                );
+            }
+        }
+        // Metrics count what happened.
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.run(json!({"command": "echo counted"})).await;
+        let text = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let streamed = text
+            .lines()
+            .find(|l| l.starts_with("replbox_streamed_bytes_total"))
+            .expect("streamed bytes metric");
+        assert!(!streamed.ends_with(" 0"), "{streamed}");
+        assert!(text.contains("replbox_job_start_seconds_bucket"), "{text}");
+        assert!(text.contains("replbox_live_sandboxes"));
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
