@@ -4,26 +4,38 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test bench docker image agent check clean-test-sandboxes
+.PHONY: run test bench docker image agent frontend browser check clean-test-sandboxes
 
-run: docker agent image
+run: docker agent image frontend
 	@echo "==> build: server (release)"
 	@$(CARGO) build --release --quiet --bin replbox
 	@echo "==> serving on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@./target/release/replbox
 
-test: docker agent image
-	@echo "==> test: unit and integration tests against the Docker engine"
+test: docker agent image frontend browser
+	@echo "==> test: unit, integration and browser tests against the Docker engine"
 	@$(CARGO) test --workspace --quiet -- --test-threads=4 ; status=$$?; \
 	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
 
-bench: docker agent image
+bench: docker agent image frontend browser
 	@echo "==> bench: release build against the real engine"
 	@$(CARGO) build --release --quiet --bin replbox
 	@$(CARGO) bench --quiet --bench replbox
 
 docker:
 	@./scripts/ensure-docker.sh
+
+# The front end: npm ci when the lock file changed, then esbuild.
+frontend: static/node_modules/.package-lock.json
+	@cd static && npm run build --silent
+
+static/node_modules/.package-lock.json: static/package-lock.json
+	@echo "==> npm ci (static/)"
+	@cd static && npm ci --no-audit --no-fund --loglevel=error
+
+# Debian's Chromium for the browser tests (never a downloaded browser).
+browser:
+	@./scripts/ensure-chromium.sh
 
 agent:
 	@echo "==> build: static agent ($(AGENT))"

@@ -334,6 +334,22 @@ async fn main() {
         json!(server.rss_kb("VmHWM:") / 1024),
     );
 
+    eprintln!("bench: the page in headless Chromium");
+    let page = Command::new("node")
+        .arg(root().join("benches/page.mjs"))
+        .arg(format!("http://{}/", server.addr))
+        .arg("10")
+        .output()
+        .expect("node");
+    let line = String::from_utf8_lossy(&page.stdout);
+    match serde_json::from_str::<Value>(line.trim().lines().last().unwrap_or("")) {
+        Ok(Value::Object(m)) => out.extend(m),
+        _ => eprintln!(
+            "bench: page measurement failed: {line} {}",
+            String::from_utf8_lossy(&page.stderr)
+        ),
+    }
+
     server.stop();
     for c in sandboxes.list().await.unwrap_or_default() {
         let _ = sandboxes.remove(&c.id).await;

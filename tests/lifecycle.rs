@@ -190,3 +190,82 @@ async fn every_documented_route_is_served_and_metrics_count() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_is_locked_down_and_the_workspace_downloads_as_a_zip() {
+    within(90, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let browser = Browser::new();
+        let page = browser.client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+            "{set_cookie}"
+        );
+        let html = page.text().await.unwrap();
+        let js = html
+            .split("src=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a script tag")
+            .to_string();
+        let asset = browser
+            .client
+            .get(server.url(&js))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{js}");
+        assert_eq!(asset.headers()["content-type"], "text/javascript");
+        assert!(asset.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        assert_eq!(asset.headers()["content-encoding"], "gzip");
+        let missing = browser
+            .client
+            .get(server.url("/assets/nope.js"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+
+        // Files written over the socket come back in the zip.
+        let mut ws = browser.socket(&server, "").await;
+        ws.until("hello").await;
+        for (path, data) in [("a.txt", "alpha"), ("dir/b.txt", "beta")] {
+            ws.send(json!({"type": "file.write", "path": path, "data": data, "ref": path}))
+                .await;
+            ws.until("file").await;
+        }
+        let zip = browser
+            .client
+            .get(server.url("/workspace.zip"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(zip.headers()["content-type"], "application/zip");
+        let bytes = zip.bytes().await.unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+        let mut names: Vec<String> = archive.file_names().map(String::from).collect();
+        names.sort();
+        assert_eq!(names, ["a.txt", "dir/b.txt"]);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name("dir/b.txt").unwrap(), &mut text)
+            .unwrap();
+        assert_eq!(text, "beta");
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}

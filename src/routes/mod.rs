@@ -2,6 +2,7 @@
 //! the shared state and the layers (cookie sessions, tracing).
 
 pub mod api;
+pub mod assets;
 mod browser_session;
 pub mod frames;
 mod health;
@@ -45,6 +46,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
         .merge(browser)
         .merge(api::router())
         .merge(health::router())
+        .merge(assets::router().layer(tower_http::compression::CompressionLayer::new()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path())

@@ -1,16 +1,142 @@
-//! The pages a browser opens. Visiting one gives the browser its session.
+//! The pages a browser opens (askama templates), and the workspace as a zip.
+//! Visiting a page gives the browser its session.
 
-use super::{browser_session, AppState};
+use super::{assets, browser_session, AppState};
 use crate::error::AppError;
-use axum::response::{Html, IntoResponse};
+use crate::sessions::Session;
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use replbox_protocol::{EntryKind, FileOp, FileReply};
+use std::io::Write;
+use std::sync::Arc;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(index))
+    Router::new()
+        .route("/", get(ide))
+        .route("/workspace.zip", get(download))
 }
 
-async fn index(session: tower_sessions::Session) -> Result<impl IntoResponse, AppError> {
+#[derive(Template)]
+#[template(path = "ide.html")]
+struct IdePage {
+    js: String,
+    css: String,
+    built: bool,
+}
+
+/// A page with the security headers every page carries.
+pub fn page(html: String) -> Response {
+    let mut resp = Html(html).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(assets::CSP),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn ide(session: tower_sessions::Session) -> Result<Response, AppError> {
     browser_session::owner(&session).await?;
-    Ok(Html(include_str!("../../templates/index.html")))
+    let html = IdePage {
+        js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
+        css: format!("/assets/ide.css?v={}", assets::version("ide.css")),
+        built: assets::built(),
+    }
+    .render()
+    .map_err(|e| {
+        tracing::error!(error = %e, "template");
+        AppError::internal()
+    })?;
+    Ok(page(html))
+}
+
+/// Files a zip of the workspace may hold, and their total size.
+const ZIP_MAX_FILES: usize = 10_000;
+const ZIP_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+async fn download(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    let owner = browser_session::existing_owner(&session).await?;
+    let sandbox = browser_session::sandbox(&state, &owner).await?;
+    let zip = zip_workspace(&sandbox).await?;
+    let mut resp = zip.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"workspace.zip\""),
+    );
+    Ok(resp)
+}
+
+async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
+    let handle = sandbox.ensure().await?;
+    let mut files = Vec::new();
+    let mut dirs = vec![String::new()];
+    let mut total = 0u64;
+    while let Some(dir) = dirs.pop() {
+        let FileReply::Listing(entries) = handle.file(FileOp::List { path: dir.clone() }).await?
+        else {
+            continue;
+        };
+        for e in entries {
+            let path = if dir.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{dir}/{}", e.name)
+            };
+            match e.kind {
+                EntryKind::Dir => dirs.push(path),
+                EntryKind::File => {
+                    total += e.size;
+                    files.push(path);
+                }
+                _ => {}
+            }
+            if files.len() > ZIP_MAX_FILES || total > ZIP_MAX_BYTES {
+                return Err(AppError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "workspace_too_large",
+                    "The workspace is too large to download as one zip; use the terminal to pack part of it.",
+                ));
+            }
+        }
+    }
+    files.sort();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for path in files {
+        let data = match handle.file(FileOp::Read { path: path.clone() }).await {
+            Ok(FileReply::Data(d)) => d,
+            _ => continue, // gone, or too large for one read
+        };
+        let write = zip
+            .start_file(path.as_str(), options)
+            .and_then(|_| zip.write_all(&data).map_err(Into::into));
+        if write.is_err() {
+            return Err(AppError::internal());
+        }
+    }
+    zip.finish()
+        .map(|c| c.into_inner())
+        .map_err(|_| AppError::internal())
 }

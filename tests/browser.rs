@@ -1,0 +1,52 @@
+//! The IDE page in a real browser (Debian's Chromium driven by
+//! playwright-core, tests/browser/ide.mjs) against the real app.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, TestServer};
+use std::path::PathBuf;
+
+async fn scenario(name: &str, idle_ttl_secs: u64) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("static/node_modules/playwright-core").exists()
+            && root.join("static/dist/ide.js").exists(),
+        "the front end is not built: run `make frontend` (make test does)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run `make browser` (make test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.idle_ttl_secs = idle_ttl_secs;
+    let sb = engine(config.sandbox.clone()).await;
+    let server = TestServer::start(config).await;
+    let artifacts = root.join("test-artifacts");
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/ide.mjs"))
+        .arg(server.url("/"))
+        .arg(name)
+        .arg(&artifacts)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    server.stop().await;
+    cleanup(&sb).await;
+    assert!(
+        out.status.success() && stdout.contains("\nok"),
+        "browser scenario {name} failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_student_uses_the_ide() {
+    within(300, scenario("main", 1800)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_workspace_comes_back_with_one_click() {
+    within(180, scenario("expiry", 5)).await
+}

@@ -1,0 +1,172 @@
+// The IDE page in Debian's Chromium, driven by playwright-core.
+// Usage: node ide.mjs <base-url> <scenario: main|expiry> <artifacts-dir>
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import path from "node:path";
+
+const require = createRequire(new URL("../../static/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const [base, scenario = "main", artifacts = "test-artifacts"] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+const logs = [];
+page.on("console", (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
+
+function step(name) {
+  console.log(`  - ${name}`);
+}
+
+async function ready() {
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+}
+
+async function output() {
+  return page.locator("#output").textContent();
+}
+
+async function waitOutput(text, timeout = 30_000) {
+  await page.waitForFunction((t) => document.querySelector("#output").textContent.includes(t), text, { timeout });
+}
+
+async function setEditor(text) {
+  await page.click(".cm-content");
+  await page.keyboard.press("Control+a");
+  await page.keyboard.press("Delete");
+  await page.keyboard.insertText(text);
+}
+
+async function openFromTree(name) {
+  await page.click(`#tree [data-path="${name}"]`);
+  await page.waitForFunction((n) => document.querySelector('#tabs [aria-selected="true"]')?.title === n, name);
+}
+
+async function runAndWait(expect) {
+  await page.click("#run");
+  await waitOutput(expect);
+  await waitOutput("—");
+}
+
+async function terminalText() {
+  return page.evaluate(() => document.querySelector("#terminal .xterm-rows")?.innerText ?? "");
+}
+
+async function waitTerminal(text, timeout = 20_000) {
+  await page.waitForFunction(
+    (t) => (document.querySelector("#terminal .xterm-rows")?.innerText ?? "").includes(t), text, { timeout });
+}
+
+try {
+  await page.goto(base);
+  if (scenario === "main") {
+    step("the page opens with a welcome file, ready to run");
+    await ready();
+    const tabs = await page.locator("#tabs [role=tab]").allTextContents();
+    if (!tabs.some((t) => t.startsWith("main.py"))) throw new Error(`welcome tab missing: ${tabs}`);
+
+    step("type a Python program that asks for a name, run it, answer it");
+    await setEditor('name = input("Your name? ")\nprint("Hi, " + name + "!")\n');
+    await page.keyboard.press("Control+Enter");
+    await waitOutput("Your name? ");
+    await page.fill("#input", "Ada");
+    await page.press("#input", "Enter");
+    await waitOutput("Hi, Ada!");
+    await waitOutput("exit code 0");
+
+    step("create hello.go and run it");
+    await page.click("#new-file");
+    await page.fill("#dialog-input", "hello.go");
+    await page.press("#dialog-input", "Enter");
+    await page.waitForFunction(() => document.querySelector('#tabs [aria-selected="true"]')?.title === "hello.go");
+    await setEditor('package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("Hello from hello.go")\n}\n');
+    await runAndWait("Hello from hello.go");
+    if (!(await output()).includes("exit code 0")) throw new Error(`go run: ${await output()}`);
+
+    step("run JavaScript and Bash");
+    await openFromTree("main.js");
+    await setEditor('console.log([1, 2, 3].map((x) => x * 7).join(","));\n');
+    await runAndWait("7,14,21");
+    await openFromTree("main.sh");
+    await setEditor('echo "bash says $((6 * 7))"\necho "to stderr" >&2\n');
+    await runAndWait("bash says 42");
+    const stderrSpans = await page.locator("#output .stderr").allTextContents();
+    if (!stderrSpans.join("").includes("to stderr")) throw new Error("stderr is not told apart");
+
+    step("the terminal lists the files of the tree");
+    await page.click("#tab-terminal");
+    await page.waitForSelector("#terminal .xterm-rows");
+    await page.waitForTimeout(300);
+    await page.keyboard.type("ls\n");
+    await waitTerminal("hello.go");
+    await page.keyboard.type("echo marker-$((6*7))\n");
+    await waitTerminal("marker-42");
+
+    step("a reload keeps tabs, files and the shell");
+    await page.reload();
+    await ready();
+    const after = await page.locator("#tabs [role=tab]").evaluateAll((els) => els.map((e) => e.title));
+    for (const f of ["main.py", "hello.go", "main.js", "main.sh"]) {
+      if (!after.includes(f)) throw new Error(`tab ${f} lost on reload: ${after}`);
+    }
+    await page.waitForSelector('#tree [data-path="hello.go"]');
+    await waitTerminal("marker-42");
+    await page.click("#terminal");
+    await page.keyboard.type("echo still-$((1+1))\n");
+    await waitTerminal("still-2");
+
+    step("Stop ends a busy loop within a second");
+    await page.click("#tab-output");
+    await openFromTree("main.py");
+    await setEditor("while True:\n    pass\n");
+    await page.click("#run");
+    await page.waitForFunction(() => !document.querySelector("#stop").disabled);
+    await page.waitForTimeout(500);
+    const t0 = Date.now();
+    await page.click("#stop");
+    await page.waitForFunction(() => document.querySelector("#stop").disabled, null, { timeout: 5000 });
+    const took = Date.now() - t0;
+    console.log(`    stopped in ${took} ms`);
+    if (took > 1000) throw new Error(`Stop took ${took} ms`);
+
+    step("phone width is usable");
+    await page.setViewportSize({ width: 390, height: 800 });
+    await page.waitForTimeout(200);
+    const runBox = await page.locator("#run").boundingBox();
+    if (!runBox || runBox.x + runBox.width > 390) throw new Error("Run is off screen at phone width");
+    await page.screenshot({ path: path.join(artifacts, "ide-phone.png") });
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.screenshot({ path: path.join(artifacts, "ide.png") });
+  } else if (scenario === "expiry") {
+    step("an idle sandbox expires, the page says the files are kept");
+    await ready();
+    await page.waitForSelector("#banner:not([hidden])", { timeout: 30_000 });
+    const text = await page.locator("#banner-text").textContent();
+    if (!/files are kept/i.test(text)) throw new Error(`banner: ${text}`);
+    await page.screenshot({ path: path.join(artifacts, "ide-expired.png") });
+    step("one click brings back a working workspace with the same files");
+    await page.click("#restore");
+    await ready();
+    await page.waitForSelector('#tree [data-path="main.sh"]');
+    await openFromTree("main.sh");
+    await runAndWait("replbox runs Go");
+  }
+  console.log("ok");
+} catch (e) {
+  console.log(`FAILED: ${e.message}`);
+  console.log(logs.slice(-30).join("\n"));
+  try {
+    await page.screenshot({ path: path.join(artifacts, `failure-${scenario}.png`) });
+    console.log(`output pane: ${await output()}`);
+  } catch { /* page gone */ }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
