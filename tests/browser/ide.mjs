@@ -136,6 +136,23 @@ try {
     console.log(`    stopped in ${took} ms`);
     if (took > 1000) throw new Error(`Stop took ${took} ms`);
 
+    step("upload, rename and delete a file from the tree");
+    const upload = path.join(artifacts, "notes.txt");
+    fs.writeFileSync(upload, "uploaded notes\n");
+    await page.setInputFiles("#upload", upload);
+    await page.waitForSelector('#tree [data-path="notes.txt"]');
+    await page.click('#tree [data-path="notes.txt"]');
+    await page.waitForFunction(() => document.querySelector(".cm-content").textContent.includes("uploaded notes"));
+    await page.click("#rename");
+    await page.fill("#dialog-input", "renamed.txt");
+    await page.press("#dialog-input", "Enter");
+    await page.waitForSelector('#tree [data-path="renamed.txt"]');
+    await page.click("#delete");
+    await page.click("#dialog-ok");
+    await page.waitForSelector('#tree [data-path="renamed.txt"]', { state: "detached" });
+    const tabsNow = await page.locator("#tabs [role=tab]").evaluateAll((els) => els.map((e) => e.title));
+    if (tabsNow.includes("renamed.txt")) throw new Error("a deleted file's tab stayed open");
+
     step("phone width is usable");
     await page.setViewportSize({ width: 390, height: 800 });
     await page.waitForTimeout(200);
