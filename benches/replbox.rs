@@ -355,7 +355,7 @@ async fn main() {
         let _ = sandboxes.remove(&c.id).await;
     }
     for v in sandboxes.list_volumes().await.unwrap_or_default() {
-        let _ = sandboxes.remove_volume(&v.session).await;
+        let _ = sandboxes.remove_volume(&v.name).await;
     }
     println!("{}", Value::Object(out));
 }

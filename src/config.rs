@@ -69,6 +69,24 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_LANGUAGES", value_delimiter = ';')]
     pub languages: Vec<String>,
 
+    /// Containers started ahead of need.
+    #[arg(long, env = "REPLBOX_WARM_POOL", default_value_t = 4)]
+    pub warm_pool: usize,
+
+    /// Live sandboxes at most (0: sized to the machine's memory, one per
+    /// 96 MiB: most sandboxes sit idle far below their limit).
+    #[arg(long, env = "REPLBOX_MAX_SANDBOXES", default_value_t = 0)]
+    pub max_sandboxes: usize,
+
+    /// Seconds a sandbox must have been idle before it may be expired early
+    /// to make room for a waiting one.
+    #[arg(long, env = "REPLBOX_EVICT_GRACE_SECS", default_value_t = 300)]
+    pub evict_grace_secs: u64,
+
+    /// New browser sessions a client address may open per minute.
+    #[arg(long, env = "REPLBOX_NEW_SESSIONS_PER_MINUTE", default_value_t = 30)]
+    pub new_sessions_per_minute: u32,
+
     #[command(flatten)]
     pub sandbox: SandboxConfig,
 }
@@ -182,6 +200,23 @@ pub const DEFAULT_LANGUAGES: &[&str] = &[
 ];
 
 impl Config {
+    /// The cap on live sandboxes.
+    pub fn max_sandboxes(&self) -> usize {
+        if self.max_sandboxes > 0 {
+            return self.max_sandboxes;
+        }
+        let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(8 * 1024 * 1024);
+        ((mem_kb / 1024 / 96) as usize).max(4)
+    }
+
     /// The language table from config, or the default one.
     pub fn language_table(&self) -> Result<BTreeMap<String, Language>, String> {
         let entries: Vec<&str> = if self.languages.iter().all(|l| l.trim().is_empty()) {

@@ -61,12 +61,14 @@ pub async fn serve(
         Duration::from_millis(config.reap_interval_ms.max(50)),
         cancel.clone(),
     ));
+    let _pool = registry.start_pool(cancel.clone());
     let state = AppState {
         config: config.clone(),
         registry,
         metrics,
         languages,
         shutdown: cancel.clone(),
+        new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
     };
     let app = routes::router(state, session_store);
     tracing::info!(addr = %listener.local_addr()?, "replbox listening");

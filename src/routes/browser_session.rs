@@ -14,14 +14,29 @@ fn session_error(e: tower_sessions::session::Error) -> AppError {
     AppError::internal()
 }
 
-/// The owner key of this browser, made on its first visit.
-pub async fn owner(session: &tower_sessions::Session) -> Result<String, AppError> {
+/// The owner key of this browser, made on its first visit (at most
+/// `REPLBOX_NEW_SESSIONS_PER_MINUTE` new ones per client address).
+pub async fn owner(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    client: std::net::IpAddr,
+) -> Result<String, AppError> {
     if let Some(owner) = session
         .get::<String>(OWNER_KEY)
         .await
         .map_err(session_error)?
     {
         return Ok(owner);
+    }
+    if state.new_sessions.check_key(&client).is_err() {
+        return Err(AppError {
+            retry_after: Some(60),
+            ..AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sessions",
+                "Too many new sessions from your address: wait a minute and reload.",
+            )
+        });
     }
     let owner = format!("b-{}", uuid::Uuid::new_v4().simple());
     session

@@ -168,6 +168,9 @@ pub enum ServerFrame {
     },
     #[serde(rename = "status")]
     Status { status: crate::sessions::Status },
+    /// Every sandbox is in use: this many browsers wait ahead (1: next).
+    #[serde(rename = "queued")]
+    Queued { position: usize },
     #[serde(rename = "started")]
     Started {
         job: JobId,

@@ -29,6 +29,16 @@ pub struct AppState {
     pub languages: Arc<BTreeMap<String, Language>>,
     /// Fires on shutdown: sockets close with 1001.
     pub shutdown: CancellationToken,
+    /// New browser sessions per client address.
+    pub new_sessions: Arc<NewSessionLimiter>,
+}
+
+pub type NewSessionLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+/// A limiter of `per_minute` new sessions per address (bursts allowed).
+pub fn new_session_limiter(per_minute: u32) -> Arc<NewSessionLimiter> {
+    let n = std::num::NonZeroU32::new(per_minute.max(1)).expect("non-zero");
+    Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(n)))
 }
 
 pub fn router(state: AppState, session_store: SqliteStore) -> Router {

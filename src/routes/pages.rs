@@ -5,7 +5,7 @@ use super::{assets, browser_session, AppState};
 use crate::error::AppError;
 use crate::sessions::Session;
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -48,8 +48,12 @@ pub fn page(html: String) -> Response {
     resp
 }
 
-async fn ide(session: tower_sessions::Session) -> Result<Response, AppError> {
-    browser_session::owner(&session).await?;
+async fn ide(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    browser_session::owner(&state, &session, client.ip()).await?;
     let html = IdePage {
         js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
         css: format!("/assets/ide.css?v={}", assets::version("ide.css")),

@@ -387,6 +387,7 @@ impl Conn {
                 .await
             }
             SessionEvent::Status(status) => self.send(ServerFrame::Status { status }).await,
+            SessionEvent::Queued { position } => self.send(ServerFrame::Queued { position }).await,
             SessionEvent::Expired => {
                 self.send(ServerFrame::Expired {
                     message: "Your sandbox stopped after a period of inactivity. Your files are kept: reconnect and restore to continue.".into(),

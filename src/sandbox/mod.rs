@@ -89,6 +89,10 @@ pub struct CreateSpec {
     /// `None`: the configured default image.
     pub image: Option<String>,
     pub env: Vec<(String, String)>,
+    /// The workspace volume; `None`: the session's default name.
+    pub volume: Option<String>,
+    /// The container's name; `None`: the session's default name.
+    pub name: Option<String>,
 }
 
 /// A managed container as the engine lists it.
@@ -199,7 +203,10 @@ impl Sandboxes {
     /// Creates (but does not start) the container; returns its id.
     pub async fn create_container(&self, spec: &CreateSpec) -> Result<String, SandboxError> {
         let c = &self.config;
-        let volume = self.volume_name(&spec.session);
+        let volume = spec
+            .volume
+            .clone()
+            .unwrap_or_else(|| self.volume_name(&spec.session));
         self.client()?
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
@@ -279,7 +286,11 @@ impl Sandboxes {
             .client()?
             .create_container(
                 Some(CreateContainerOptions {
-                    name: Some(self.container_name(&spec.session)),
+                    name: Some(
+                        spec.name
+                            .clone()
+                            .unwrap_or_else(|| self.container_name(&spec.session)),
+                    ),
                     ..Default::default()
                 }),
                 body,
@@ -329,6 +340,19 @@ impl Sandboxes {
             .map_err(|e| SandboxError::from_engine("attach", e))
     }
 
+    /// Renames a container (a claimed warm one takes its session's name).
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        self.client()?
+            .rename_container(
+                id,
+                bollard::query_parameters::RenameContainerOptions {
+                    name: name.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| SandboxError::from_engine("rename container", e))
+    }
+
     /// Removes a container (killing it); a missing one is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         match self
@@ -353,14 +377,11 @@ impl Sandboxes {
         }
     }
 
-    /// Removes a session's workspace volume; a missing one is not an error.
-    pub async fn remove_volume(&self, session: &str) -> Result<(), SandboxError> {
+    /// Removes a workspace volume by name; a missing one is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), SandboxError> {
         match self
             .client()?
-            .remove_volume(
-                &self.volume_name(session),
-                Some(RemoveVolumeOptions { force: true }),
-            )
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
             .await
         {
             Ok(()) => Ok(()),

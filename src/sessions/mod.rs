@@ -5,7 +5,9 @@
 //! now (if any), the workspace volume it keeps, its jobs with their replay
 //! buffers, and a hub that fans its events out to every socket watching it.
 
+mod capacity;
 mod jobs;
+pub mod pool;
 pub mod reaper;
 pub mod store;
 
@@ -93,6 +95,10 @@ pub enum SessionEvent {
         expires_at: i64,
     },
     Status(Status),
+    /// Waiting for capacity: this many sessions are ahead.
+    Queued {
+        position: usize,
+    },
     Expired,
 }
 
@@ -162,6 +168,20 @@ struct Shared {
     store: Store,
     metrics: Metrics,
     config: Arc<Config>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    pool: Arc<pool::WarmPool>,
+    capacity: capacity::Capacity,
+}
+
+impl Shared {
+    fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Containers in use: sessions' and the pool's.
+    fn live(&self) -> usize {
+        self.all().iter().filter(|s| s.has_container()).count() + self.pool.size()
+    }
 }
 
 #[derive(Default)]
@@ -177,6 +197,8 @@ struct State {
     shell: Option<JobId>,
     last_expiry_sent: i64,
     removed: bool,
+    /// The session's workspace volume, once it has one.
+    workspace_volume: Option<String>,
 }
 
 /// Options of a new session.
@@ -265,7 +287,16 @@ impl Session {
             image: self.image.clone(),
             env: serde_json::to_string(&self.env).unwrap_or_else(|_| "[]".into()),
             expired_at: state.expired_at,
+            workspace_volume: state.workspace_volume.clone(),
         }
+    }
+
+    /// The name of this session's workspace volume.
+    pub fn volume(&self) -> String {
+        self.lock()
+            .workspace_volume
+            .clone()
+            .unwrap_or_else(|| self.shared.sandboxes.volume_name(&self.owner))
     }
 
     async fn persist(&self) {
@@ -318,6 +349,12 @@ impl Session {
         if self.lock().removed {
             return Err(AppError::not_found("The sandbox was deleted."));
         }
+        let needs_new = !self.container_running().await;
+        let _slot = if needs_new {
+            Some(self.shared.capacity.acquire(self).await?)
+        } else {
+            None
+        };
         self.set_status(Status::Starting);
         self.hub.send(SessionEvent::Status(Status::Starting)).await;
         let result = self.start_container().await;
@@ -336,6 +373,15 @@ impl Session {
                 self.hub.send(SessionEvent::Status(Status::Idle)).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Whether the container on record still runs (a re-attach, not a new one).
+    async fn container_running(&self) -> bool {
+        let id = self.lock().container_id.clone();
+        match id {
+            Some(id) => self.shared.sandboxes.is_running(&id).await.unwrap_or(false),
+            None => false,
         }
     }
 
@@ -362,11 +408,17 @@ impl Session {
                     sandboxes.remove(&id).await?;
                 }
                 fresh = true;
-                self.create_container().await?
+                match self.claim_warm() {
+                    Some(handle) => handle,
+                    None => self.create_container().await?,
+                }
             }
         };
         {
             let mut state = self.lock();
+            if state.workspace_volume.is_none() {
+                state.workspace_volume = Some(sandboxes.volume_name(&self.owner));
+            }
             state.handle = Some(handle.clone());
             state.container_id = Some(handle.container_id().to_string());
             if fresh {
@@ -381,12 +433,37 @@ impl Session {
         Ok(handle)
     }
 
+    /// A warm container, for a session that has no workspace yet and wants
+    /// the default image: its fresh volume becomes the session's workspace.
+    fn claim_warm(&self) -> Option<SandboxHandle> {
+        if self.image.is_some() || !self.env.is_empty() || self.lock().workspace_volume.is_some() {
+            return None;
+        }
+        let warm = self.shared.pool.claim()?;
+        self.lock().workspace_volume = Some(warm.volume);
+        // Its name says whose it is now; not awaited: the student waits for
+        // nothing but the container.
+        let sandboxes = self.shared.sandboxes.clone();
+        let (id, name) = (
+            warm.handle.container_id().to_string(),
+            sandboxes.container_name(&self.owner),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = sandboxes.rename(&id, &name).await {
+                tracing::debug!(error = %e, "cannot rename a claimed container");
+            }
+        });
+        Some(warm.handle)
+    }
+
     async fn create_container(&self) -> Result<SandboxHandle, SandboxError> {
         let spec = CreateSpec {
             session: self.owner.clone(),
             expires_at: now() + self.idle_ttl_secs as i64,
             image: self.image.clone(),
             env: self.env.clone(),
+            volume: Some(self.volume()),
+            name: None,
         };
         let sandboxes = &self.shared.sandboxes;
         match sandboxes.create(&spec).await {
@@ -510,6 +587,7 @@ impl Session {
             }
         }
         self.shared.metrics.sandboxes_expired.inc();
+        self.shared.capacity.changed();
         self.set_status(Status::Expired);
         self.persist().await;
         info!(owner = %self.owner, "sandbox expired; workspace kept");
@@ -523,6 +601,18 @@ impl Session {
 
     fn has_container(&self) -> bool {
         self.lock().container_id.is_some()
+    }
+
+    /// Seconds since the last user input.
+    fn idle_secs(&self) -> i64 {
+        now() - self.lock().last_active
+    }
+
+    fn busy(&self) -> bool {
+        self.lock()
+            .jobs
+            .values()
+            .any(|j| j.kind == JobKind::Run && j.is_running())
     }
 }
 
@@ -547,7 +637,6 @@ fn prune_finished(state: &mut State) {
 #[derive(Clone)]
 pub struct Registry {
     shared: Arc<Shared>,
-    sessions: Arc<Mutex<HashMap<String, Arc<Session>>>>,
 }
 
 impl Registry {
@@ -558,18 +647,22 @@ impl Registry {
         store: Store,
         metrics: Metrics,
     ) -> Result<Self, sqlx::Error> {
+        let max = config.max_sandboxes();
         let registry = Registry {
             shared: Arc::new(Shared {
                 sandboxes,
                 store: store.clone(),
                 metrics,
+                pool: pool::WarmPool::new(config.warm_pool),
+                capacity: capacity::Capacity::new(max, config.evict_grace_secs),
                 config,
+                sessions: Mutex::default(),
             }),
-            sessions: Arc::default(),
         };
         for row in store.all().await? {
             let session = registry.session_from_row(&row);
             registry
+                .shared
                 .sessions
                 .lock()
                 .unwrap()
@@ -594,6 +687,7 @@ impl Registry {
             last_active: row.last_active,
             persisted_active: row.last_active,
             expired_at: row.expired_at,
+            workspace_volume: row.workspace_volume.clone(),
             ..Default::default()
         };
         let status = if row.expired_at.is_some() && row.container_id.is_none() {
@@ -618,7 +712,7 @@ impl Registry {
     }
 
     pub fn get(&self, owner: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().unwrap().get(owner).cloned()
+        self.shared.sessions.lock().unwrap().get(owner).cloned()
     }
 
     /// The owner's session, made (without a container yet) when missing.
@@ -658,9 +752,10 @@ impl Registry {
             image: opts.image,
             env: serde_json::to_string(&opts.env).unwrap_or_else(|_| "[]".into()),
             expired_at: None,
+            workspace_volume: None,
         };
         let session = {
-            let mut sessions = self.sessions.lock().unwrap();
+            let mut sessions = self.shared.sessions.lock().unwrap();
             if sessions.contains_key(owner) {
                 return Err(AppError::new(
                     axum::http::StatusCode::CONFLICT,
@@ -679,7 +774,7 @@ impl Registry {
 
     /// Deletes a session: its container, its volume and its record.
     pub async fn remove(&self, owner: &str) -> Result<(), AppError> {
-        let Some(session) = self.sessions.lock().unwrap().remove(owner) else {
+        let Some(session) = self.shared.sessions.lock().unwrap().remove(owner) else {
             return Err(AppError::not_found("No such sandbox."));
         };
         let id = {
@@ -694,23 +789,41 @@ impl Registry {
         if let Some(id) = id {
             self.shared.sandboxes.remove(&id).await?;
         }
-        self.shared.sandboxes.remove_volume(owner).await?;
+        self.shared
+            .sandboxes
+            .remove_volume(&session.volume())
+            .await?;
         self.shared.store.delete(owner).await?;
+        self.shared.capacity.changed();
         session.hub.send(SessionEvent::Expired).await;
         self.update_gauges();
         Ok(())
     }
 
     fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().unwrap().values().cloned().collect()
+        self.shared.all()
+    }
+
+    /// Starts the warm pool's refill task; runs until `cancel`.
+    pub fn start_pool(&self, cancel: tokio_util::sync::CancellationToken) -> AbortOnDrop {
+        let shared = Arc::downgrade(&self.shared);
+        let room = move || {
+            shared
+                .upgrade()
+                .is_some_and(|s| s.live() < s.capacity.max())
+        };
+        AbortOnDrop(
+            self.shared
+                .pool
+                .spawn_refill(self.shared.sandboxes.clone(), room, cancel),
+        )
     }
 
     fn update_gauges(&self) {
         let all = self.all();
         let m = &self.shared.metrics;
         m.sessions.set(all.len() as i64);
-        m.live_sandboxes
-            .set(all.iter().filter(|s| s.has_container()).count() as i64);
+        m.live_sandboxes.set(self.shared.live() as i64);
     }
 
     /// One pass of the reaper: expire idle sandboxes, drop workspaces past
@@ -746,25 +859,24 @@ impl Registry {
     /// owns, and forgets containers that no longer run.
     pub async fn recover(&self) -> Result<(), SandboxError> {
         let sandboxes = &self.shared.sandboxes;
+        let all = self.all();
         for c in sandboxes.list().await? {
-            let owned = self
-                .get(&c.session)
-                .is_some_and(|s| s.container_id().as_deref() == Some(c.id.as_str()));
-            if !owned || !c.running {
-                info!(container = %c.name, owned, "removing a container no live session owns");
+            let owner = all
+                .iter()
+                .find(|s| s.container_id().as_deref() == Some(c.id.as_str()));
+            if owner.is_none() || !c.running {
+                info!(container = %c.name, owned = owner.is_some(), "removing a container no live session owns");
                 sandboxes.remove(&c.id).await?;
-                if let Some(s) = self.get(&c.session) {
-                    let mut state = s.lock();
-                    if state.container_id.as_deref() == Some(c.id.as_str()) {
-                        state.container_id = None;
-                    }
+                if let Some(s) = owner {
+                    s.lock().container_id = None;
                 }
             }
         }
+        let volumes: std::collections::HashSet<String> = all.iter().map(|s| s.volume()).collect();
         for v in sandboxes.list_volumes().await? {
-            if self.get(&v.session).is_none() {
+            if !volumes.contains(&v.name) {
                 info!(volume = %v.name, "removing a workspace volume no session owns");
-                sandboxes.remove_volume(&v.session).await?;
+                sandboxes.remove_volume(&v.name).await?;
             }
         }
         self.update_gauges();

@@ -18,6 +18,7 @@ pub struct SandboxRow {
     pub image: Option<String>,
     pub env: String,
     pub expired_at: Option<i64>,
+    pub workspace_volume: Option<String>,
 }
 
 #[derive(Clone)]
@@ -54,11 +55,11 @@ impl Store {
     pub async fn upsert(&self, row: &SandboxRow) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO sandboxes (owner, kind, token_hash, container_id, created_at, container_at,
-                last_active, idle_ttl_secs, image, env, expired_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                last_active, idle_ttl_secs, image, env, expired_at, workspace_volume)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(owner) DO UPDATE SET container_id = excluded.container_id,
                 container_at = excluded.container_at, last_active = excluded.last_active,
-                expired_at = excluded.expired_at",
+                expired_at = excluded.expired_at, workspace_volume = excluded.workspace_volume",
         )
         .bind(&row.owner)
         .bind(&row.kind)
@@ -71,6 +72,7 @@ impl Store {
         .bind(&row.image)
         .bind(&row.env)
         .bind(row.expired_at)
+        .bind(&row.workspace_volume)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -93,6 +93,11 @@ function onFrame(f) {
     case "status":
       sandboxStatus(f.status);
       break;
+    case "queued":
+      setStatus(f.position === 1
+        ? "Every sandbox is busy: yours is next in line…"
+        : `Every sandbox is busy: you are number ${f.position} in line…`, "warn");
+      break;
     case "expiry":
       state.expiresAt = new Date(f.expiresAt);
       tick();

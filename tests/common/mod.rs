@@ -60,7 +60,7 @@ pub async fn cleanup(sandboxes: &Sandboxes) {
         let _ = sandboxes.remove(&c.id).await;
     }
     for v in sandboxes.list_volumes().await.unwrap_or_default() {
-        let _ = sandboxes.remove_volume(&v.session).await;
+        let _ = sandboxes.remove_volume(&v.name).await;
     }
 }
 
@@ -96,6 +96,8 @@ pub fn server_config(data_dir: &std::path::Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         api_tokens: vec!["test-token".into(), "other-token".into()],
         reap_interval_ms: 200,
+        warm_pool: 0,
+        new_sessions_per_minute: 10_000,
         ..config()
     }
 }

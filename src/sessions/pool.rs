@@ -1,0 +1,127 @@
+//! The warm pool: containers started (and their agents greeted) ahead of
+//! need, each with a fresh workspace volume of its own. A new session claims
+//! one and the volume becomes its workspace, so nothing is copied and the
+//! first job can start at once. Refilled in the background; labelled like
+//! any sandbox, so after a restart the unclaimed ones are removed, never
+//! claimed twice.
+
+use crate::sandbox::{CreateSpec, SandboxHandle, Sandboxes};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, warn, Instrument};
+
+/// A started container waiting for a session.
+pub struct Warm {
+    pub handle: SandboxHandle,
+    pub volume: String,
+}
+
+pub struct WarmPool {
+    target: usize,
+    ready: Mutex<VecDeque<Warm>>,
+    wake: Notify,
+    /// Containers of the pool, ready or being started (they use capacity).
+    size: AtomicUsize,
+}
+
+impl WarmPool {
+    pub fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self {
+            target,
+            ready: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            size: AtomicUsize::new(0),
+        })
+    }
+
+    /// Containers the pool holds or is starting.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// A warm container, if one is ready.
+    pub fn claim(&self) -> Option<Warm> {
+        let mut ready = self.ready.lock().unwrap();
+        while let Some(w) = ready.pop_front() {
+            self.size.fetch_sub(1, Ordering::Relaxed);
+            if w.handle.is_alive() {
+                drop(ready);
+                self.wake.notify_one();
+                return Some(w);
+            }
+        }
+        drop(ready);
+        self.wake.notify_one();
+        None
+    }
+
+    /// Keeps the pool full while `room()` says there is capacity for one
+    /// more container; runs until `cancel`.
+    pub fn spawn_refill(
+        self: &Arc<Self>,
+        sandboxes: Sandboxes,
+        room: impl Fn() -> bool + Send + Sync + 'static,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.clone();
+        tokio::spawn(
+            async move {
+                if pool.target == 0 {
+                    return;
+                }
+                loop {
+                    // Drop containers that died while waiting.
+                    pool.ready.lock().unwrap().retain(|w| {
+                        let alive = w.handle.is_alive();
+                        if !alive {
+                            pool.size.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        alive
+                    });
+                    let mut failed = false;
+                    while pool.size() < pool.target && room() && !cancel.is_cancelled() {
+                        pool.size.fetch_add(1, Ordering::Relaxed);
+                        match start_one(&sandboxes).await {
+                            Ok(w) => pool.ready.lock().unwrap().push_back(w),
+                            Err(e) => {
+                                pool.size.fetch_sub(1, Ordering::Relaxed);
+                                warn!(error = %e, "cannot start a warm container");
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
+                    let wait = if failed {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::from_secs(10)
+                    };
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = pool.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+            .instrument(info_span!("warm_pool")),
+        )
+    }
+}
+
+async fn start_one(sandboxes: &Sandboxes) -> Result<Warm, crate::sandbox::SandboxError> {
+    let id = format!("pool-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let volume = sandboxes.volume_name(&id);
+    let handle = sandboxes
+        .create(&CreateSpec {
+            session: id,
+            expires_at: 0,
+            volume: Some(volume.clone()),
+            ..Default::default()
+        })
+        .await?;
+    Ok(Warm { handle, volume })
+}

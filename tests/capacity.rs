@@ -1,0 +1,183 @@
+//! The warm pool, the cap on live sandboxes with its queue, early expiry of
+//! idle sandboxes, and the limit on new sessions per address.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn pool_containers(sb: &replbox::sandbox::Sandboxes) -> Vec<String> {
+    sb.list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name.contains("-pool-"))
+        .map(|c| c.id)
+        .collect()
+}
+
+async fn wait_pool(sb: &replbox::sandbox::Sandboxes, n: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let ids = pool_containers(sb).await;
+        if ids.len() >= n {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the pool did not reach {n} containers");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_browser_claims_a_warm_container_and_restarts_do_not_leak_it() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.warm_pool = 2;
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config.clone()).await;
+        let warm = wait_pool(&sb, 2).await;
+
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        let (host, _) = ws
+            .run(json!({"command": "cat /etc/hostname; echo mine > f.txt"}))
+            .await;
+        let host = host.trim().to_string();
+        assert!(
+            warm.iter().any(|id| id.starts_with(&host)),
+            "{host} is one of {warm:?}"
+        );
+        // The pool refills.
+        let refilled = wait_pool(&sb, 2).await;
+        assert!(!refilled.iter().any(|id| id.starts_with(&host)));
+
+        // A restart removes the unclaimed ones, keeps the claimed one.
+        drop(ws);
+        server.stop().await;
+        let server = TestServer::start(config).await;
+        reqwest::get(server.url("/healthz")).await.unwrap();
+        let after = wait_pool(&sb, 2).await;
+        for id in &refilled {
+            assert!(
+                !after.contains(id),
+                "an unclaimed container survived the restart"
+            );
+        }
+        let mut ws = browser.socket(&server, "").await;
+        let (out, _) = ws.run(json!({"command": "cat /etc/hostname f.txt"})).await;
+        assert_eq!(
+            out,
+            format!("{host}\nmine\n"),
+            "the same sandbox, not a second claim"
+        );
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_cap_browsers_queue_and_nobody_loses_work() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.max_sandboxes = 2;
+        config.evict_grace_secs = 8;
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+
+        let mut tabs = Vec::new();
+        for name in ["a", "b"] {
+            let browser = Browser::new();
+            browser.visit(&server).await;
+            let mut ws = browser.socket(&server, "").await;
+            ws.run(json!({"command": format!("echo {name}-work > work.txt")}))
+                .await;
+            tabs.push((browser, ws));
+        }
+        // The API is told to come back later.
+        let r = reqwest::Client::new()
+            .post(server.url("/api/v1/run"))
+            .bearer_auth("test-token")
+            .json(&json!({"language": "python", "code": "print(1)"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "capacity_full");
+
+        // A third browser waits in line, then gets the longest-idle sandbox's
+        // place once that one is past its grace period.
+        let c = Browser::new();
+        c.visit(&server).await;
+        let mut cws = c.socket(&server, "").await;
+        let queued = cws.until("queued").await;
+        assert_eq!(queued["position"], 1);
+        loop {
+            let v = cws.json().await;
+            if v["type"] == "status" && v["status"] == "ready" {
+                break;
+            }
+        }
+        // One of a and b (the longer idle) was expired early; its socket heard.
+        let (b, mut bws) = tabs.pop().unwrap();
+        let (a, mut aws) = tabs.pop().unwrap();
+        async fn closed(ws: &mut common::Ws) -> Option<u16> {
+            loop {
+                if let Got::Closed(code) = ws.recv().await {
+                    return code;
+                }
+            }
+        }
+        let (gone, gone_name, _kept) = tokio::select! {
+            code = closed(&mut aws) => { assert_eq!(code, Some(4000)); (a, "a", b) }
+            code = closed(&mut bws) => { assert_eq!(code, Some(4000)); (b, "b", a) }
+        };
+        assert!(sb.list().await.unwrap().len() <= 2);
+        let (out, _) = cws.run(json!({"command": "echo c runs"})).await;
+        assert_eq!(out, "c runs\n");
+
+        // It comes back and waits its turn; the other, idle longest now,
+        // makes room; its work is all there.
+        let mut ws = gone.socket(&server, "").await;
+        let (out, _) = ws.run(json!({"command": "cat work.txt"})).await;
+        assert_eq!(out, format!("{gone_name}-work\n"));
+        assert!(sb.list().await.unwrap().len() <= 2);
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_sessions_per_address_are_limited() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.new_sessions_per_minute = 3;
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let known = Browser::new();
+        known.visit(&server).await;
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            let r = Browser::new()
+                .client
+                .get(server.url("/"))
+                .send()
+                .await
+                .unwrap();
+            codes.push(r.status().as_u16());
+        }
+        assert_eq!(codes, [200, 200, 429, 429]);
+        // A browser that has its session is not limited.
+        known.visit(&server).await;
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
