@@ -162,7 +162,7 @@ pub struct SandboxConfig {
     pub job_timeout_ms: u64,
 
     /// Output bytes a job may write before it is stopped.
-    #[arg(long, env = "REPLBOX_JOB_OUTPUT_LIMIT", default_value_t = 1024 * 1024 * 1024)]
+    #[arg(long, env = "REPLBOX_JOB_OUTPUT_LIMIT", default_value_t = 256 * 1024 * 1024)]
     pub job_output_limit: u64,
 
     /// Prefix of container and volume names (tests use their own).

@@ -276,6 +276,8 @@ pub struct ExitFrame {
     pub peak_rss_kb: u64,
     pub timed_out: bool,
     pub truncated: bool,
+    pub oom_killed: bool,
+    pub pids_limited: bool,
 }
 
 impl ExitFrame {
@@ -290,6 +292,8 @@ impl ExitFrame {
             peak_rss_kb: e.peak_rss_kb,
             timed_out: e.timed_out,
             truncated: e.truncated,
+            oom_killed: e.oom_killed,
+            pids_limited: e.pids_limited,
         }
     }
 }
@@ -301,6 +305,16 @@ pub fn exit_reason(e: &ExitStatus) -> String {
     }
     if e.truncated {
         return "stopped: too much output".into();
+    }
+    if e.oom_killed && e.code != Some(0) {
+        return "killed: out of memory".into();
+    }
+    if e.pids_limited {
+        return if e.code == Some(0) {
+            "finished, but it hit the limit on processes".into()
+        } else {
+            "stopped: too many processes".into()
+        };
     }
     match (e.code, e.signal) {
         (Some(0), _) => "finished".into(),

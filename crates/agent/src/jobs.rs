@@ -328,6 +328,7 @@ async fn supervise(
     }
     drop(chunk_tx);
 
+    let counters_before = crate::cgroup::Counters::read();
     let limit = spec.output_limit.unwrap_or(u64::MAX);
     let deadline = spec
         .timeout_ms
@@ -386,6 +387,7 @@ async fn supervise(
     } else {
         (None, None)
     };
+    let counters_after = crate::cgroup::Counters::read();
     let tv_ms = |tv: libc::timeval| tv.tv_sec as u64 * 1000 + tv.tv_usec as u64 / 1000;
     ExitStatus {
         code,
@@ -396,6 +398,8 @@ async fn supervise(
         timed_out,
         truncated,
         output_bytes: written,
+        oom_killed: counters_after.oom_kills > counters_before.oom_kills,
+        pids_limited: counters_after.pids_max_hits > counters_before.pids_max_hits,
     }
 }
 

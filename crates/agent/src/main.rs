@@ -5,6 +5,7 @@
 //! the workspace, and reaps every process that ends up as its child.
 //! Diagnostics go to stderr.
 
+mod cgroup;
 mod files;
 mod jobs;
 mod pty;

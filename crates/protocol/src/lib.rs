@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 pub use codec::{FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Identifies a job within one agent connection; chosen by the server.
 pub type JobId = u64;
@@ -178,6 +178,11 @@ pub struct ExitStatus {
     pub truncated: bool,
     /// Bytes of output the job wrote (up to the limit).
     pub output_bytes: u64,
+    /// The kernel's OOM killer ended a process of the sandbox while the job
+    /// ran (the memory limit was reached).
+    pub oom_killed: bool,
+    /// A fork failed while the job ran: the process limit was reached.
+    pub pids_limited: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

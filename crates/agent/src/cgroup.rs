@@ -1,0 +1,53 @@
+//! The container's own cgroup counters, read before and after a job to say
+//! why it ended: the OOM killer struck, or the process limit was hit.
+//! cgroup v2 (`memory.events`, `pids.events`) or v1 (`memory.oom_control`,
+//! `pids/pids.events`); missing files read as zero.
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub oom_kills: u64,
+    pub pids_max_hits: u64,
+}
+
+impl Counters {
+    pub fn read() -> Self {
+        Self {
+            oom_kills: first_of(&[
+                ("/sys/fs/cgroup/memory.events", "oom_kill"),
+                ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+            ]),
+            pids_max_hits: first_of(&[
+                ("/sys/fs/cgroup/pids.events", "max"),
+                ("/sys/fs/cgroup/pids/pids.events", "max"),
+            ]),
+        }
+    }
+}
+
+fn first_of(files: &[(&str, &str)]) -> u64 {
+    files
+        .iter()
+        .find_map(|(path, key)| std::fs::read_to_string(path).ok().and_then(|t| field(&t, key)))
+        .unwrap_or(0)
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines).
+pub fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(key)).then(|| parts.next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_flat_keyed_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(field(v1, "oom_kill"), Some(3));
+        assert_eq!(field("low 0\nhigh 0\nmax 7\noom 1\noom_kill 2\n", "max"), Some(7));
+        assert_eq!(field("", "max"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Faults: the server killed with SIGKILL mid-run, and the Docker engine
+//! stopped and started again under a running server. One test, in phases,
+//! because stopping the engine would hurt any test running beside it (cargo
+//! runs test binaries one after another).
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, TestServer};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The release or debug binary as its own process, so it can be SIGKILLed.
+fn spawn_server(config: &replbox::config::Config) -> (Child, TestServer) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_replbox"))
+        .env("REPLBOX_ADDR", "127.0.0.1:0")
+        .env("REPLBOX_DATA_DIR", &config.data_dir)
+        .env("REPLBOX_NAME_PREFIX", &config.sandbox.name_prefix)
+        .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
+        .env("REPLBOX_WARM_POOL", "0")
+        .env("REPLBOX_API_TOKENS", "test-token")
+        .env("REPLBOX_REAP_INTERVAL_MS", "200")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    (child, TestServer::external(addr, config.clone()))
+}
+
+async fn engine_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
+    within(240, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+
+        // --- SIGKILL during a run.
+        let (mut child, server) = spawn_server(&config);
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        let (host, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
+        ws.send(json!({"type": "run", "command": "sleep 1; echo finished > late.txt"})).await;
+        ws.until("started").await;
+        // SAFETY: kill on a child we own.
+        unsafe { libc_kill(child.id() as i32, 9) };
+        child.wait().unwrap();
+
+        let (mut child, server) = spawn_server(&config);
+        let mut ws = browser.socket(&server, "").await;
+        let (again, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
+        assert_eq!(again, host, "the same browser reaches the same sandbox");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
+        assert_eq!(late, "finished\n", "the run went on while the server was down");
+        tokio::time::sleep(Duration::from_millis(500)).await; // a reaper pass
+        let containers = sb.list().await.unwrap();
+        assert_eq!(containers.len(), 1, "nothing orphaned: {containers:?}");
+        assert_eq!(sb.list_volumes().await.unwrap().len(), 1);
+
+        // --- The engine stops and starts again under the running server.
+        let r = reqwest::Client::new()
+            .post(server.url("/api/v1/sandboxes"))
+            .bearer_auth("test-token")
+            .json(&json!({"taskId": "survivor"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        Command::new("pkill").args(["-TERM", "-x", "dockerd"]).status().unwrap();
+        let t = Instant::now();
+        while engine_answers().await {
+            assert!(t.elapsed() < Duration::from_secs(60), "dockerd did not stop");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        while Command::new("pgrep").args(["-x", "dockerd"]).status().unwrap().success() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let health = reqwest::get(server.url("/healthz")).await.unwrap();
+        assert_eq!(health.status(), 503);
+        let r = reqwest::Client::new()
+            .post(server.url("/api/v1/sandboxes/survivor/exec"))
+            .bearer_auth("test-token")
+            .json(&json!({"command": "echo hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "engine_unavailable", "{v}");
+        assert!(r_clear(&v));
+
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-docker.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "dockerd restarts");
+        let t = Instant::now();
+        loop {
+            let h = reqwest::get(server.url("/healthz")).await.unwrap();
+            if h.status() == 200 {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "healthz did not recover");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Without a restart of the server: the browser's files are there in
+        // a new container, and the API sandbox runs again.
+        let mut ws = browser.socket(&server, "").await;
+        let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
+        assert_eq!(late, "finished\n");
+        let r: Value = reqwest::Client::new()
+            .post(server.url("/api/v1/sandboxes/survivor/exec"))
+            .bearer_auth("test-token")
+            .json(&json!({"command": "echo back"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["stdout"], "back\n", "{r}");
+
+        // SAFETY: as above.
+        unsafe { libc_kill(child.id() as i32, 15) };
+        child.wait().unwrap();
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+fn r_clear(v: &Value) -> bool {
+    let m = v["error"]["message"].as_str().unwrap_or("").to_lowercase();
+    !m.contains("docker") && !m.contains("socket") && m.len() > 20
+}

@@ -1,0 +1,167 @@
+//! Hostile code: each attack runs in one sandbox (through the API) while a
+//! second sandbox (a browser's, over its socket) keeps running jobs. The
+//! server stays up, the bystander's latency stays within 3 times its quiet
+//! value, the victim gets a clear message and works again within 2 seconds.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, TestServer, Ws};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn median_run_ms(ws: &mut Ws, n: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (_, exit) = ws.run(json!({"argv": ["true"]})).await;
+        assert_eq!(exit["code"], 0);
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+async fn exec(server: &TestServer, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(server.url("/api/v1/sandboxes/victim/exec"))
+        .bearer_auth("test-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "exec {body}");
+    r.json().await.unwrap()
+}
+
+struct Attack {
+    name: &'static str,
+    body: Value,
+    check: fn(&Value) -> Result<(), String>,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_code_hurts_only_its_own_sandbox() {
+    within(300, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let r = reqwest::Client::new()
+            .post(server.url("/api/v1/sandboxes"))
+            .bearer_auth("test-token")
+            .json(&json!({"taskId": "victim"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        exec(&server, json!({"command": "echo precious > keep.txt"})).await;
+
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        median_run_ms(&mut ws, 5).await; // warm up
+        let quiet = median_run_ms(&mut ws, 30).await;
+        println!("bystander quiet median: {quiet:.2} ms");
+
+        let attacks = [
+            Attack {
+                name: "fork bomb",
+                body: json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 2", "timeoutMs": 5000}),
+                check: |r| {
+                    (r["reason"].as_str().unwrap().contains("limit on processes")
+                        || r["reason"].as_str().unwrap().contains("too many processes"))
+                    .then_some(())
+                    .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
+                name: "memory bomb",
+                body: json!({"command": "python3 -c 'b = bytearray(2 * 1024**3)'"}),
+                check: |r| (r["reason"] == "killed: out of memory").then_some(()).ok_or_else(|| short(r)),
+            },
+            Attack {
+                name: "output flood",
+                body: json!({"argv": ["yes"]}),
+                check: |r| {
+                    (r["truncated"] == true && r["reason"] == "stopped: too much output")
+                        .then_some(())
+                        .ok_or_else(|| format!("{}", r["reason"]))
+                },
+            },
+            Attack {
+                name: "a CPU loop on every core",
+                body: json!({"command": "for i in $(seq $(nproc)); do sh -c 'while :; do :; done' & done; wait", "timeoutMs": 3000}),
+                check: |r| {
+                    (r["timedOut"] == true && r["reason"] == "killed: time limit reached")
+                        .then_some(())
+                        .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
+                name: "reaching the network",
+                body: json!({"command": "python3 -c \"import socket; socket.create_connection(('192.0.2.1', 80), timeout=2)\""}),
+                check: |r| {
+                    r["stderr"]
+                        .as_str()
+                        .unwrap()
+                        .contains("Network is unreachable")
+                        .then_some(())
+                        .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
+                name: "kill -9 1",
+                body: json!({"command": "kill -9 1; kill -TERM 1; sleep 0.2; echo survived"}),
+                check: |r| (r["stdout"] == "survived\n").then_some(()).ok_or_else(|| short(r)),
+            },
+            Attack {
+                name: "setuid binaries",
+                body: json!({"command": "ls -l /usr/bin/mount >&2; mount -t tmpfs none /tmp; su -c id root </dev/null; grep NoNewPrivs /proc/self/status"}),
+                check: |r| {
+                    let err = r["stderr"].as_str().unwrap();
+                    (err.contains("must be superuser") && r["stdout"].as_str().unwrap().contains("NoNewPrivs:\t1"))
+                        .then_some(())
+                        .ok_or_else(|| short(r))
+                },
+            },
+        ];
+
+        for attack in attacks {
+            println!("attack: {}", attack.name);
+            let s = TestServerRef(&server);
+            let body = attack.body.clone();
+            let hostile = async move { exec(s.0, body).await };
+            let measure = async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                median_run_ms(&mut ws, 20).await
+            };
+            let (result, during) = tokio::join!(hostile, measure);
+            println!("  bystander median during: {during:.2} ms; victim: {}", result["reason"]);
+            (attack.check)(&result).unwrap_or_else(|e| panic!("{}: unexpected result {e}", attack.name));
+            assert!(
+                during <= quiet * 3.0 + 2.0,
+                "{}: bystander median {during:.2} ms vs quiet {quiet:.2} ms",
+                attack.name
+            );
+            // The victim works again within 2 seconds, with its files.
+            let t = Instant::now();
+            let again = exec(&server, json!({"command": "cat keep.txt"})).await;
+            assert_eq!(again["stdout"], "precious\n", "{}", attack.name);
+            assert!(t.elapsed() < Duration::from_secs(2), "{}: recovery took {:?}", attack.name, t.elapsed());
+            let health = reqwest::get(server.url("/healthz")).await.unwrap();
+            assert_eq!(health.status(), 200, "the server stays up");
+        }
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// A result without its (possibly huge) output, for a failure message.
+fn short(r: &Value) -> String {
+    let cut = |k: &str| r[k].as_str().unwrap_or("").chars().take(300).collect::<String>();
+    format!("reason {} code {} stdout {:?} stderr {:?}", r["reason"], r["exitCode"], cut("stdout"), cut("stderr"))
+}
+
+#[derive(Clone, Copy)]
+struct TestServerRef<'a>(&'a TestServer);
