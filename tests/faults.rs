@@ -33,7 +33,13 @@ fn spawn_server(config: &replbox::config::Config) -> (Child, TestServer) {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     (child, TestServer::external(addr, config.clone()))
 }
 
@@ -60,7 +66,8 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         browser.visit(&server).await;
         let mut ws = browser.socket(&server, "").await;
         let (host, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
-        ws.send(json!({"type": "run", "command": "sleep 1; echo finished > late.txt"})).await;
+        ws.send(json!({"type": "run", "command": "sleep 1; echo finished > late.txt"}))
+            .await;
         ws.until("started").await;
         // SAFETY: kill on a child we own.
         unsafe { libc_kill(child.id() as i32, 9) };
@@ -72,7 +79,10 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         assert_eq!(again, host, "the same browser reaches the same sandbox");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
-        assert_eq!(late, "finished\n", "the run went on while the server was down");
+        assert_eq!(
+            late, "finished\n",
+            "the run went on while the server was down"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await; // a reaper pass
         let containers = sb.list().await.unwrap();
         assert_eq!(containers.len(), 1, "nothing orphaned: {containers:?}");
@@ -87,13 +97,24 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        Command::new("pkill").args(["-TERM", "-x", "dockerd"]).status().unwrap();
+        Command::new("pkill")
+            .args(["-TERM", "-x", "dockerd"])
+            .status()
+            .unwrap();
         let t = Instant::now();
         while engine_answers().await {
-            assert!(t.elapsed() < Duration::from_secs(60), "dockerd did not stop");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "dockerd did not stop"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        while Command::new("pgrep").args(["-x", "dockerd"]).status().unwrap().success() {
+        while Command::new("pgrep")
+            .args(["-x", "dockerd"])
+            .status()
+            .unwrap()
+            .success()
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let health = reqwest::get(server.url("/healthz")).await.unwrap();
@@ -110,10 +131,13 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         assert_eq!(v["error"]["code"], "engine_unavailable", "{v}");
         assert!(r_clear(&v));
 
-        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-docker.sh"))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
+        let status = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/ensure-docker.sh"
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
         assert!(status.success(), "dockerd restarts");
         let t = Instant::now();
         loop {
@@ -121,7 +145,10 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             if h.status() == 200 {
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(30), "healthz did not recover");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "healthz did not recover"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // Without a restart of the server: the browser's files are there in

@@ -159,8 +159,20 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
 
 /// A result without its (possibly huge) output, for a failure message.
 fn short(r: &Value) -> String {
-    let cut = |k: &str| r[k].as_str().unwrap_or("").chars().take(300).collect::<String>();
-    format!("reason {} code {} stdout {:?} stderr {:?}", r["reason"], r["exitCode"], cut("stdout"), cut("stderr"))
+    let cut = |k: &str| {
+        r[k].as_str()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    };
+    format!(
+        "reason {} code {} stdout {:?} stderr {:?}",
+        r["reason"],
+        r["exitCode"],
+        cut("stdout"),
+        cut("stderr")
+    )
 }
 
 #[derive(Clone, Copy)]

@@ -39,6 +39,35 @@ pub fn router() -> Router<AppState> {
             get(read_file).put(write_file).delete(delete_file),
         )
         .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
+}
+
+/// The largest request body (a file write, an exec with its stdin).
+const API_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+fn body_too_large() -> AppError {
+    AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "The request body is larger than {} MiB.",
+            API_BODY_LIMIT >> 20
+        ),
+    )
+}
+
+/// A raw body whose errors are ours.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|_| body_too_large())
+    }
 }
 
 /// A caller holding one of the configured tokens; the value is a
@@ -79,13 +108,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
     type Rejection = AppError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "The request body is too large.",
-            )
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| body_too_large())?;
         let bytes = if bytes.is_empty() {
             Bytes::from_static(b"{}")
         } else {
@@ -397,7 +422,7 @@ async fn write_file(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path((task_id, path)): Path<(String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<StatusCode, AppError> {
     let session = find(&state, &caller, &task_id)?;
     file(

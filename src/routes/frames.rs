@@ -84,7 +84,10 @@ pub enum ClientFrame {
         path: String,
     },
     #[serde(rename = "ping")]
-    Ping,
+    Ping {
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -225,7 +228,10 @@ pub enum ServerFrame {
         reference: Option<Value>,
     },
     #[serde(rename = "pong")]
-    Pong,
+    Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -462,7 +462,7 @@ impl Conn {
 
     async fn handle(&mut self, frame: ClientFrame) {
         match frame {
-            ClientFrame::Ping => self.send(ServerFrame::Pong).await,
+            ClientFrame::Ping { reference } => self.send(ServerFrame::Pong { reference }).await,
             ClientFrame::Stdin { job, data } => self.stdin(job, data.into_bytes()).await,
             ClientFrame::Eof { job } => {
                 if let Some(r) = self.sandbox.job(job) {

@@ -269,11 +269,21 @@ impl Ws {
 
     /// Runs a request and gathers its output until its exit frame.
     pub async fn run(&mut self, mut req: Value) -> (String, Value) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let reference = format!(
+            "run-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         req["type"] = "run".into();
-        req["ref"] = "r1".into();
+        req["ref"] = reference.clone().into();
         self.send(req).await;
-        let started = self.until("started").await;
-        let job = started["job"].as_u64().unwrap();
+        // The started frame of this run (other jobs of the session may start too).
+        let job = loop {
+            let v = self.until("started").await;
+            if v["ref"] == reference.as_str() {
+                break v["job"].as_u64().unwrap();
+            }
+        };
         self.collect(job).await
     }
 

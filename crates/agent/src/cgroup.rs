@@ -27,7 +27,11 @@ impl Counters {
 fn first_of(files: &[(&str, &str)]) -> u64 {
     files
         .iter()
-        .find_map(|(path, key)| std::fs::read_to_string(path).ok().and_then(|t| field(&t, key)))
+        .find_map(|(path, key)| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| field(&t, key))
+        })
         .unwrap_or(0)
 }
 
@@ -47,7 +51,10 @@ mod tests {
     fn reads_flat_keyed_files() {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(field(v1, "oom_kill"), Some(3));
-        assert_eq!(field("low 0\nhigh 0\nmax 7\noom 1\noom_kill 2\n", "max"), Some(7));
+        assert_eq!(
+            field("low 0\nhigh 0\nmax 7\noom 1\noom_kill 2\n", "max"),
+            Some(7)
+        );
         assert_eq!(field("", "max"), None);
     }
 }
