@@ -5,8 +5,6 @@
 //! is measured apart from the clients'.
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use futures::{SinkExt, StreamExt};
 use replbox::config::SandboxConfig;
 use replbox::sandbox::{CreateSpec, Sandboxes};
@@ -26,6 +24,43 @@ const RUNS: usize = 200;
 const EXEC_RUNS: usize = 100;
 const STARTS: usize = 10;
 const STREAM_BYTES: u64 = 268_435_456;
+const IDLE: usize = 200;
+const LOAD_CLIENTS: usize = 100;
+const LOAD_RUNS: usize = 20;
+
+async fn remove_all(sandboxes: &Sandboxes) {
+    for c in sandboxes.list().await.unwrap_or_default() {
+        let _ = sandboxes.remove(&c.id).await;
+    }
+    for v in sandboxes.list_volumes().await.unwrap_or_default() {
+        let _ = sandboxes.remove_volume(&v.name).await;
+    }
+}
+
+/// Waits until the server's warm pool holds `n` containers (from /metrics:
+/// live sandboxes minus sessions with one is not exposed, so the engine's
+/// list of pool containers is asked instead).
+async fn wait_pool(_addr: &str, n: usize) {
+    let prefix = POOL_PREFIX.get().expect("prefix set");
+    let sandboxes = Sandboxes::new(sandbox_config(prefix)).unwrap();
+    for _ in 0..100 {
+        let pool = sandboxes
+            .list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.name.contains("-pool-"))
+            .count();
+        if pool >= n {
+            // Renames of claimed ones are asynchronous: a moment for them.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+static POOL_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +91,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(prefix: &str) -> Server {
+    async fn start(prefix: &str, pool: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -74,6 +109,10 @@ impl Server {
                 root().join("target/x86_64-unknown-linux-gnu/release/replbox-agent"),
             )
             .env("RUST_LOG", "warn")
+            .env("REPLBOX_JOB_OUTPUT_LIMIT", "1073741824")
+            .env("REPLBOX_NEW_SESSIONS_PER_MINUTE", "100000")
+            .env("REPLBOX_MAX_SANDBOXES", "400")
+            .env("REPLBOX_WARM_POOL", pool.to_string())
             .stdout(Stdio::null())
             .spawn()
             .expect("target/release/replbox: run `cargo build --release` first");
@@ -134,6 +173,30 @@ async fn browser(addr: &str, mode: &str) -> Ws {
     ws
 }
 
+/// Runs a shell line and returns its output as text.
+async fn run_text(ws: &mut Ws, line: &str) -> (String, Duration) {
+    let t = Instant::now();
+    ws.send(Message::Text(
+        json!({"type": "run", "command": line}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut text = Vec::new();
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) if b.len() >= 18 => text.extend_from_slice(&b[18..]),
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "exit" {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&text).into_owned(), t.elapsed())
+}
+
 /// Sends a run and waits for its exit frame; counts binary output bytes.
 async fn run(ws: &mut Ws, req: Value) -> (Duration, u64) {
     let t = Instant::now();
@@ -187,6 +250,7 @@ async fn docker_exec(docker: &bollard::Docker, id: &str, cmd: &[&str]) -> (Durat
 #[tokio::main]
 async fn main() {
     let prefix = format!("rbb-{:06x}", rand::random::<u32>() & 0xffffff);
+    POOL_PREFIX.set(prefix.clone()).unwrap();
     let sandboxes = Sandboxes::new(sandbox_config(&prefix)).unwrap();
     sandboxes
         .ping()
@@ -226,64 +290,50 @@ async fn main() {
     out.insert("agent_roundtrip_p50_ms".into(), json!(pct(&mut agent, 0.5)));
     out.insert("docker_exec_p50_ms".into(), json!(exec_p50));
 
-    // The engine streaming 256 MiB by exec.
-    eprintln!("bench: docker exec streaming 256 MiB");
     let cmd = format!("head -c {STREAM_BYTES} /dev/zero");
-    let (d, bytes) = docker_exec(&docker, handle.container_id(), &["sh", "-c", &cmd]).await;
-    assert!(bytes >= STREAM_BYTES);
-    let docker_stream = STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64();
+    // The same through the agent connection alone (no socket): a diagnostic.
+    let t = Instant::now();
+    let mut job = handle.spawn(JobSpec::shell(cmd.clone())).await.unwrap();
+    let mut got = 0u64;
+    while let Some(ev) = job.next().await {
+        match ev {
+            replbox::sandbox::JobEvent::Output { data, .. } => got += data.len() as u64,
+            replbox::sandbox::JobEvent::Exit(_) => break,
+            _ => {}
+        }
+    }
+    assert!(got >= STREAM_BYTES);
     out.insert(
-        "docker_exec_stream_mb_per_s".into(),
-        json!(docker_stream.round()),
+        "agent_stream_mb_per_s".into(),
+        json!((STREAM_BYTES as f64 / 1048576.0 / t.elapsed().as_secs_f64()).round()),
     );
     let direct_id = handle.container_id().to_string();
     drop(handle);
     sandboxes.remove(&direct_id).await.unwrap();
 
-    // --- The engine's create + start of the same image.
+    // --- The engine's create + start of the same container a session gets
+    // (same image, mounts and limits), without attach or handshake.
     eprintln!("bench: docker create+start vs a new session");
     let mut create_start = Vec::new();
     for i in 0..STARTS {
         let t = Instant::now();
-        let name = format!("{prefix}-raw-{i}");
-        let c = docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                ContainerCreateBody {
-                    image: Some(sandboxes.config().image.clone()),
-                    entrypoint: Some(vec!["/bin/sleep".into()]),
-                    cmd: Some(vec!["60".into()]),
-                    network_disabled: Some(true),
-                    host_config: Some(bollard::models::HostConfig {
-                        network_mode: Some("none".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )
+        let id = sandboxes
+            .create_container(&CreateSpec {
+                session: format!("raw-{i}"),
+                ..Default::default()
+            })
             .await
             .unwrap();
-        docker.start_container(&c.id, None).await.unwrap();
+        docker.start_container(&id, None).await.unwrap();
         create_start.push(ms(t.elapsed()));
-        docker
-            .remove_container(
-                &c.id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .unwrap();
+        sandboxes.remove(&id).await.unwrap();
     }
     let create_start_p50 = pct(&mut create_start, 0.5);
     out.insert("docker_create_start_p50_ms".into(), json!(create_start_p50));
 
-    // --- Through the server, as a browser sees it.
-    let server = Server::start(&prefix).await;
+    // --- Through the server, as a browser sees it. Cold: no warm pool.
+    eprintln!("bench: new sessions, cold and warm");
+    let server = Server::start(&format!("{prefix}c"), 0).await;
     let mut cold = Vec::new();
     for _ in 0..STARTS {
         let t = Instant::now();
@@ -291,11 +341,28 @@ async fn main() {
         run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
         cold.push(ms(t.elapsed()));
     }
+    server.stop();
+    remove_all(&Sandboxes::new(sandbox_config(&format!("{prefix}c"))).unwrap()).await;
     let cold_p50 = pct(&mut cold, 0.5);
     out.insert("session_start_cold_p50_ms".into(), json!(cold_p50));
     out.insert(
         "cold_start_ratio".into(),
         json!(((cold_p50 / create_start_p50) * 100.0).round() / 100.0),
+    );
+
+    // Warm: the pool refilled before each new browser.
+    let server = Server::start(&prefix, 4).await;
+    let mut warm = Vec::new();
+    for _ in 0..STARTS {
+        wait_pool(&server.addr, 4).await;
+        let t = Instant::now();
+        let mut ws = browser(&server.addr, "binary").await;
+        run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
+        warm.push(ms(t.elapsed()));
+    }
+    out.insert(
+        "session_start_warm_p50_ms".into(),
+        json!(pct(&mut warm, 0.5)),
     );
 
     eprintln!("bench: run round trip through the page's socket");
@@ -315,12 +382,27 @@ async fn main() {
         json!(((rt_p50 / exec_p50) * 1000.0).round() / 1000.0),
     );
 
-    eprintln!("bench: streaming 256 MiB through the page's socket");
+    // The same 256 MiB through the socket and by the engine's exec, in the
+    // same container, alternating, medians of five each.
+    eprintln!("bench: streaming 256 MiB through the page's socket and by docker exec");
+    let (host, _) = run_text(&mut ws, "cat /etc/hostname").await;
     let rss_before = server.rss_kb("VmRSS:");
-    let (d, bytes) = run(&mut ws, json!({"type": "run", "command": cmd})).await;
-    assert!(bytes >= STREAM_BYTES, "got {bytes} bytes");
-    let stream = STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (d, bytes) = run(&mut ws, json!({"type": "run", "command": cmd})).await;
+        assert!(bytes >= STREAM_BYTES, "got {bytes} bytes");
+        ours.push(STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64());
+        let (d, bytes) = docker_exec(&docker, host.trim(), &["sh", "-c", &cmd]).await;
+        assert!(bytes >= STREAM_BYTES);
+        theirs.push(STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64());
+    }
+    let stream = pct(&mut ours, 0.5);
+    let docker_stream = pct(&mut theirs, 0.5);
     out.insert("stream_mb_per_s".into(), json!(stream.round()));
+    out.insert(
+        "docker_exec_stream_mb_per_s".into(),
+        json!(docker_stream.round()),
+    );
     out.insert(
         "stream_ratio".into(),
         json!(((stream / docker_stream) * 100.0).round() / 100.0),
@@ -333,6 +415,71 @@ async fn main() {
         "server_peak_rss_mb".into(),
         json!(server.rss_kb("VmHWM:") / 1024),
     );
+
+    // --- 200 sessions alive at once, each with its tab open.
+    eprintln!("bench: {IDLE} idle sessions");
+    let rss_before = server.rss_kb("VmRSS:");
+    let mut idle: Vec<Ws> = Vec::new();
+    for batch in 0..IDLE / 8 {
+        let opened = futures::future::join_all((0..8).map(|_| async {
+            let mut ws = browser(&server.addr, "binary").await;
+            run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
+            ws
+        }))
+        .await;
+        idle.extend(opened);
+        if batch % 5 == 0 {
+            eprintln!("bench:   {} sessions", idle.len());
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = server.rss_kb("VmRSS:");
+    out.insert("idle_sandboxes".into(), json!(idle.len()));
+    out.insert(
+        "server_rss_per_session_kb".into(),
+        json!((rss_after.saturating_sub(rss_before)) / idle.len() as u64),
+    );
+    let mut with_idle = Vec::new();
+    for _ in 0..RUNS {
+        with_idle.push(ms(run(&mut ws, json!({"type": "run", "argv": ["true"]}))
+            .await
+            .0));
+    }
+    out.insert(
+        "run_p99_ms_with_idle".into(),
+        json!(pct(&mut with_idle, 0.99)),
+    );
+
+    // --- Load: 100 of those tabs run 20 jobs each, all at once.
+    eprintln!("bench: load, {LOAD_CLIENTS} sockets x {LOAD_RUNS} runs");
+    let results =
+        futures::future::join_all(idle.iter_mut().take(LOAD_CLIENTS).map(|ws| async move {
+            let mut times = Vec::new();
+            let mut errors = 0;
+            for _ in 0..LOAD_RUNS {
+                match tokio::time::timeout(
+                    Duration::from_secs(30),
+                    run(ws, json!({"type": "run", "argv": ["true"]})),
+                )
+                .await
+                {
+                    Ok((d, _)) => times.push(ms(d)),
+                    Err(_) => errors += 1,
+                }
+            }
+            (times, errors)
+        }))
+        .await;
+    let mut load: Vec<f64> = results.iter().flat_map(|(t, _)| t.clone()).collect();
+    out.insert("load_clients".into(), json!(LOAD_CLIENTS));
+    out.insert("load_runs".into(), json!(LOAD_RUNS));
+    out.insert(
+        "load_errors".into(),
+        json!(results.iter().map(|(_, e)| e).sum::<usize>()),
+    );
+    out.insert("load_p50_ms".into(), json!(pct(&mut load, 0.5)));
+    out.insert("load_p99_ms".into(), json!(pct(&mut load, 0.99)));
+    drop(idle);
 
     eprintln!("bench: the page in headless Chromium");
     let page = Command::new("node")
@@ -351,11 +498,6 @@ async fn main() {
     }
 
     server.stop();
-    for c in sandboxes.list().await.unwrap_or_default() {
-        let _ = sandboxes.remove(&c.id).await;
-    }
-    for v in sandboxes.list_volumes().await.unwrap_or_default() {
-        let _ = sandboxes.remove_volume(&v.name).await;
-    }
+    remove_all(&sandboxes).await;
     println!("{}", Value::Object(out));
 }

@@ -69,7 +69,9 @@ pub async fn serve(
         languages,
         shutdown: cancel.clone(),
         new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
+        sockets: tokio_util::task::TaskTracker::new(),
     };
+    let sockets = state.sockets.clone();
     let app = routes::router(state, session_store);
     tracing::info!(addr = %listener.local_addr()?, "replbox listening");
     let stop = cancel.clone();
@@ -87,5 +89,9 @@ pub async fn serve(
     })
     .await?;
     cancel.cancel();
+    // Upgraded connections are not part of hyper's graceful shutdown: give
+    // every socket a moment to send its close frame.
+    sockets.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sockets.wait()).await;
     Ok(())
 }

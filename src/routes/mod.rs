@@ -31,6 +31,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// New browser sessions per client address.
     pub new_sessions: Arc<NewSessionLimiter>,
+    /// Open sockets, so shutdown can wait for their close frames (hyper
+    /// forgets upgraded connections).
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 pub type NewSessionLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;

@@ -107,8 +107,11 @@ pub fn upgrade(
         .max_frame_bytes
         .saturating_mul(4)
         .max(64 * 1024);
+    // Small buffers: a school keeps hundreds of tabs open, mostly idle.
     ws.max_message_size(transport_cap)
         .max_frame_size(transport_cap)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| {
             let span = info_span!("socket", owner = %sandbox.owner);
             run_socket(socket, state, sandbox, params.output).instrument(span)
@@ -129,6 +132,7 @@ struct Conn {
 }
 
 async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, mode: OutputMode) {
+    let _open = state.sockets.token();
     state.metrics.websocket_connections.inc();
     let (mut sink, mut stream) = socket.split();
     let mut events = sandbox.hub.subscribe();

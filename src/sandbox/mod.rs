@@ -8,9 +8,7 @@ mod handle;
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 
 use crate::config::SandboxConfig;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits, VolumeCreateRequest,
-};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
     ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
@@ -207,15 +205,6 @@ impl Sandboxes {
             .volume
             .clone()
             .unwrap_or_else(|| self.volume_name(&spec.session));
-        self.client()?
-            .create_volume(VolumeCreateRequest {
-                name: Some(volume.clone()),
-                labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| SandboxError::from_engine("create volume", e))?;
-
         let agent = std::fs::canonicalize(&c.agent_path).map_err(|e| {
             warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
             SandboxError::Engine
@@ -237,6 +226,12 @@ impl Sandboxes {
                     target: Some("/workspace".into()),
                     source: Some(volume),
                     typ: Some(MountType::VOLUME),
+                    // Made with the container when missing (one round trip
+                    // fewer than creating it first), labelled all the same.
+                    volume_options: Some(bollard::models::MountVolumeOptions {
+                        labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             ]),

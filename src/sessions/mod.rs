@@ -102,8 +102,8 @@ pub enum SessionEvent {
     Expired,
 }
 
-const HUB_CAPACITY: usize = 1024;
-const HUB_HIGH_WATER: usize = 256;
+const HUB_CAPACITY: usize = 512;
+const HUB_HIGH_WATER: usize = 192;
 /// How long output waits for the slowest socket before that socket is left
 /// to catch up from the replay buffer.
 const HUB_MAX_WAIT: Duration = Duration::from_secs(2);

@@ -6,7 +6,7 @@ use crate::{pty, Outbox};
 use replbox_protocol::{path, utf8, Command, ExitStatus, FromAgent, JobId, JobSpec, Stream};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,7 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
+/// Pipe buffers for job output (the kernel's default is 64 KiB).
+const PIPE_SIZE: i32 = 1024 * 1024;
 /// How long output may keep coming after the job's leader exited (from
 /// processes that left its group).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(300);
@@ -267,6 +269,10 @@ fn start(table: &JobTable, spec: &JobSpec, workspace: &std::path::Path) -> Resul
             let pipe_err = |e: io::Error| format!("cannot set up pipes: {e}");
             let stdout = child.stdout.take().expect("piped stdout");
             let stderr = child.stderr.take().expect("piped stderr");
+            for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
+                // SAFETY: fcntl on a pipe we own; failure leaves the default.
+                unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
+            }
             let stdin = child.stdin.take().expect("piped stdin");
             let stdout = pipe::Receiver::from_owned_fd(stdout.into()).map_err(pipe_err)?;
             let stderr = pipe::Receiver::from_owned_fd(stderr.into()).map_err(pipe_err)?;

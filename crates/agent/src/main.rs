@@ -10,6 +10,7 @@ mod files;
 mod jobs;
 mod pty;
 mod reaper;
+mod stdio;
 
 use futures::{SinkExt, StreamExt};
 use replbox_protocol::{FrameCodec, FromAgent, ToAgent, PROTOCOL_VERSION};
@@ -40,11 +41,15 @@ async fn run() {
     let workspace = PathBuf::from(
         std::env::var("REPLBOX_WORKSPACE").unwrap_or_else(|_| "/workspace".to_string()),
     );
+    // A larger buffer on our stdout (the container's attached stream), so a
+    // chatty job is not held up by the engine's copy loop.
+    // SAFETY: fcntl on our own stdout; failure leaves the default.
+    unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1024 * 1024) };
     let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(64);
 
     // One writer owns stdout; it batches what is queued before flushing.
     let writer = tokio::spawn(async move {
-        let mut sink = FramedWrite::new(tokio::io::stdout(), FrameCodec::<()>::new());
+        let mut sink = FramedWrite::new(stdio::output(), FrameCodec::<()>::new());
         while let Some(frame) = out_rx.recv().await {
             if sink.feed(frame).await.is_err() {
                 break;
@@ -62,7 +67,7 @@ async fn run() {
 
     let table = Arc::new(jobs::JobTable::default());
     let _reaper = reaper::spawn(table.clone());
-    let mut reader = FramedRead::new(tokio::io::stdin(), FrameCodec::<ToAgent>::new());
+    let mut reader = FramedRead::new(stdio::input(), FrameCodec::<ToAgent>::new());
 
     loop {
         let next = match tokio::time::timeout(STALL_RESET, reader.next()).await {
