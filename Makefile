@@ -14,7 +14,7 @@ run: docker agent image frontend
 
 test: docker agent image frontend browser
 	@echo "==> test: unit, integration and browser tests against the Docker engine"
-	@$(CARGO) test --workspace --quiet -- --test-threads=4 ; status=$$?; \
+	@$(CARGO) test --workspace --quiet --no-fail-fast -- --test-threads=4 ; status=$$?; \
 	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
 
 bench: docker agent image frontend browser
@@ -53,5 +53,7 @@ check:
 clean-test-sandboxes:
 	@ids=$$(docker ps -aq --filter label=replbox.managed | xargs -r docker inspect -f '{{.Id}} {{index .Config.Labels "replbox.managed"}}' | awk '$$2 ~ /^rbt-/ {print $$1}'); \
 	  [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
-	  vols=$$(docker volume ls -q --filter label=replbox.managed | grep '^rbt-' || true); \
-	  [ -z "$$vols" ] || docker volume rm -f $$vols >/dev/null; true
+	  vols=$$(docker volume ls -q | grep '^rbt-' || true); \
+	  [ -z "$$vols" ] || docker volume rm -f $$vols >/dev/null; \
+	  for d in /var/lib/replbox/workspaces/rbt-*; do [ -e "$$d" ] || continue; \
+	    umount -l "$$d" 2>/dev/null; rm -rf "$$d"; done; true

@@ -165,6 +165,19 @@ pub struct SandboxConfig {
     #[arg(long, env = "REPLBOX_JOB_OUTPUT_LIMIT", default_value_t = 256 * 1024 * 1024)]
     pub job_output_limit: u64,
 
+    /// Disk quota per workspace, in MiB (0: none). Needs root and
+    /// e2fsprogs: each workspace is then a loop-mounted ext4 image that size.
+    #[arg(long, env = "REPLBOX_WORKSPACE_QUOTA_MB", default_value_t = 1024)]
+    pub workspace_quota_mb: u64,
+
+    /// Where the workspaces' images and mounts live (with quotas on).
+    #[arg(
+        long,
+        env = "REPLBOX_WORKSPACE_ROOT",
+        default_value = "/var/lib/replbox/workspaces"
+    )]
+    pub workspace_root: PathBuf,
+
     /// Prefix of container and volume names (tests use their own).
     #[arg(long, env = "REPLBOX_NAME_PREFIX", default_value = "replbox")]
     pub name_prefix: String,

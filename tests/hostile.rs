@@ -124,6 +124,16 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                         .ok_or_else(|| short(r))
                 },
             },
+            Attack {
+                name: "filling the workspace",
+                body: json!({"command": "dd if=/dev/zero of=fill bs=1M count=1500 status=none"}),
+                check: |r| {
+                    (r["reason"] == "stopped: workspace full"
+                        && r["stderr"].as_str().unwrap().contains("No space left"))
+                    .then_some(())
+                    .ok_or_else(|| short(r))
+                },
+            },
         ];
 
         for attack in attacks {
@@ -151,6 +161,12 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
             let health = reqwest::get(server.url("/healthz")).await.unwrap();
             assert_eq!(health.status(), 200, "the server stays up");
         }
+        // The quota is the configured one, and freeing space works.
+        let df = exec(&server, json!({"command": "rm fill; df -BM --output=size /workspace | tail -1"})).await;
+        let size_mb: u64 = df["stdout"].as_str().unwrap().trim().trim_end_matches('M').parse().unwrap();
+        assert!((900..=1024).contains(&size_mb), "workspace size {size_mb} MiB");
+        let again = exec(&server, json!({"command": "echo fine > after.txt && cat after.txt"})).await;
+        assert_eq!(again["stdout"], "fine\n");
         server.stop().await;
         cleanup(&sb).await;
     })

@@ -378,7 +378,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .json()
             .await
             .unwrap();
-        assert_eq!(r["stdout"], "SHOUT\n");
+        assert_eq!(r["stdout"], "SHOUT\n", "{r}");
         let left = sb.list().await.unwrap();
         assert!(left.iter().all(|c| !c.session.starts_with("r-")), "{left:?}");
         let vols = sb.list_volumes().await.unwrap();

@@ -36,7 +36,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/sandboxes/{task_id}/files", get(list_root))
         .route(
             "/api/v1/sandboxes/{task_id}/files/{*path}",
-            get(read_file).put(write_file).delete(delete_file),
+            get(read_file)
+                .put(write_file)
+                .delete(delete_file)
+                // RawBody enforces its own limit, draining what is past it.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
@@ -56,17 +60,37 @@ fn body_too_large() -> AppError {
     )
 }
 
-/// A raw body whose errors are ours.
+/// A raw body whose errors are ours. A body past the limit is read to its
+/// end (and dropped) before the 413, so the client hears the answer rather
+/// than a reset connection.
 pub struct RawBody(pub Bytes);
+
+/// How much of an oversized body is drained before giving up on it.
+const DRAIN_LIMIT: usize = 1024 * 1024 * 1024;
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
     type Rejection = AppError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|_| body_too_large())
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, AppError> {
+        use futures::StreamExt;
+        let mut stream = req.into_body().into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                AppError::bad_request("bad_body", "The request body could not be read.")
+            })?;
+            seen += chunk.len();
+            if seen <= API_BODY_LIMIT {
+                buf.extend_from_slice(&chunk);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+        if seen > API_BODY_LIMIT {
+            return Err(body_too_large());
+        }
+        Ok(RawBody(buf.freeze()))
     }
 }
 
@@ -234,9 +258,13 @@ async fn create(
         .await?;
     // The container starts in the background; `GET ?wait=` waits for it.
     let s = session.clone();
-    tokio::spawn(async move {
-        if let Err(e) = s.ensure().await {
-            tracing::warn!(owner = %s.owner, code = e.code, "sandbox did not start");
+    let shutdown = state.shutdown.clone();
+    state.sockets.spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            r = s.ensure() => if let Err(e) = r {
+                tracing::warn!(owner = %s.owner, code = e.code, "sandbox did not start");
+            }
         }
     });
     Ok((StatusCode::CREATED, Json(info(&task_id, &session))).into_response())

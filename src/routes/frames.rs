@@ -284,6 +284,7 @@ pub struct ExitFrame {
     pub truncated: bool,
     pub oom_killed: bool,
     pub pids_limited: bool,
+    pub workspace_full: bool,
 }
 
 impl ExitFrame {
@@ -300,6 +301,7 @@ impl ExitFrame {
             truncated: e.truncated,
             oom_killed: e.oom_killed,
             pids_limited: e.pids_limited,
+            workspace_full: e.workspace_full,
         }
     }
 }
@@ -311,6 +313,9 @@ pub fn exit_reason(e: &ExitStatus) -> String {
     }
     if e.truncated {
         return "stopped: too much output".into();
+    }
+    if e.workspace_full && e.code != Some(0) {
+        return "stopped: workspace full".into();
     }
     if e.oom_killed && e.code != Some(0) {
         return "killed: out of memory".into();

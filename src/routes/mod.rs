@@ -31,8 +31,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// New browser sessions per client address.
     pub new_sessions: Arc<NewSessionLimiter>,
-    /// Open sockets, so shutdown can wait for their close frames (hyper
-    /// forgets upgraded connections).
+    /// Open sockets and background starts, so shutdown can wait for them
+    /// (hyper forgets upgraded connections).
     pub sockets: tokio_util::task::TaskTracker,
 }
 

@@ -4,6 +4,7 @@
 //! [`SandboxError`].
 
 mod handle;
+pub mod quota;
 
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 
@@ -22,6 +23,13 @@ pub const LABEL_MANAGED: &str = "replbox.managed";
 pub const LABEL_SESSION: &str = "replbox.session";
 pub const LABEL_EXPIRES_AT: &str = "replbox.expires-at";
 pub const LABEL_KIND: &str = "replbox.kind";
+
+/// uid and gid of a `uid:gid` user string.
+fn user_ids(user: &str) -> (u32, u32) {
+    let mut parts = user.split(':').map(|p| p.parse().unwrap_or(1000));
+    let uid = parts.next().unwrap_or(1000);
+    (uid, parts.next().unwrap_or(uid))
+}
 
 /// Where the agent is mounted inside every container.
 const AGENT_MOUNT: &str = "/opt/replbox/agent";
@@ -130,14 +138,28 @@ pub struct Sandboxes {
     /// Connected on first use: the engine may come up after the server.
     client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     config: SandboxConfig,
+    quota: Option<std::sync::Arc<quota::QuotaFs>>,
 }
 
 impl Sandboxes {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let (uid, gid) = user_ids(&config.user);
+        let quota =
+            quota::QuotaFs::setup(&config.workspace_root, config.workspace_quota_mb, uid, gid)
+                .map(std::sync::Arc::new);
+        if let Some(q) = quota.clone() {
+            std::thread::spawn(move || q.fill_spares());
+        }
         Ok(Self {
             client: Default::default(),
             config,
+            quota,
         })
+    }
+
+    /// The per-workspace disk quota in MiB, when quotas are on.
+    pub fn quota_mb(&self) -> Option<u64> {
+        self.quota.as_ref().map(|q| q.limit_mb())
     }
 
     /// The engine's client; bollard refuses to make one while the socket is
@@ -205,6 +227,35 @@ impl Sandboxes {
             .volume
             .clone()
             .unwrap_or_else(|| self.volume_name(&spec.session));
+        // With quotas, the volume is a bind of the workspace's own directory
+        // on the quota filesystem (made with its limit when new).
+        let driver_config = match &self.quota {
+            Some(q) => {
+                let (q, name) = (q.clone(), volume.clone());
+                let dir = tokio::task::spawn_blocking(move || {
+                    let dir = q.prepare(&name);
+                    // Keep formatted images ready for the next ones.
+                    let spare = q.clone();
+                    std::thread::spawn(move || spare.fill_spares());
+                    dir
+                })
+                .await
+                .map_err(|_| SandboxError::Engine)?
+                .map_err(|e| {
+                    warn!(error = %e, "cannot prepare a workspace");
+                    SandboxError::Engine
+                })?;
+                Some(bollard::models::MountVolumeOptionsDriverConfig {
+                    name: Some("local".into()),
+                    options: Some(HashMap::from([
+                        ("type".to_string(), "none".to_string()),
+                        ("o".to_string(), "bind".to_string()),
+                        ("device".to_string(), dir.display().to_string()),
+                    ])),
+                })
+            }
+            None => None,
+        };
         let agent = std::fs::canonicalize(&c.agent_path).map_err(|e| {
             warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
             SandboxError::Engine
@@ -230,6 +281,7 @@ impl Sandboxes {
                     // fewer than creating it first), labelled all the same.
                     volume_options: Some(bollard::models::MountVolumeOptions {
                         labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
+                        driver_config,
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -372,19 +424,42 @@ impl Sandboxes {
         }
     }
 
-    /// Removes a workspace volume by name; a missing one is not an error.
+    /// Removes a workspace volume by name (and its directory on the quota
+    /// filesystem); a missing one is not an error.
     pub async fn remove_volume(&self, name: &str) -> Result<(), SandboxError> {
         match self
             .client()?
             .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(e) => match SandboxError::from_engine("remove volume", e) {
-                SandboxError::NotFound => Ok(()),
-                other => Err(other),
+                SandboxError::NotFound => {}
+                other => return Err(other),
             },
         }
+        if let Some(q) = self.quota.clone() {
+            let name = name.to_string();
+            let _ = tokio::task::spawn_blocking(move || q.remove(&name)).await;
+        }
+        Ok(())
+    }
+
+    /// Workspace filesystems on disk (with quotas) that no volume in `keep`
+    /// names: what a crash between making one and its container left.
+    pub async fn remove_orphan_workspaces(&self, keep: &std::collections::HashSet<String>) {
+        let Some(q) = self.quota.clone() else { return };
+        let prefix = format!("{}-", self.config.name_prefix);
+        let keep = keep.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for name in q.list(&prefix) {
+                if !keep.contains(&name) {
+                    tracing::info!(workspace = %name, "removing a workspace no session owns");
+                    q.remove(&name);
+                }
+            }
+        })
+        .await;
     }
 
     fn managed_filter(&self) -> HashMap<String, Vec<String>> {

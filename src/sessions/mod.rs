@@ -102,6 +102,9 @@ pub enum SessionEvent {
     Expired,
 }
 
+/// A one-shot session older than this without a container is a leftover.
+const ONE_SHOT_LEFTOVER_SECS: i64 = 300;
+
 const HUB_CAPACITY: usize = 512;
 const HUB_HIGH_WATER: usize = 192;
 /// How long output waits for the slowest socket before that socket is left
@@ -842,7 +845,12 @@ impl Registry {
             };
             if has_container && t >= expiry {
                 session.expire().await;
-            } else if !has_container && session.kind == OwnerKind::OneShot {
+            } else if !has_container
+                && session.kind == OwnerKind::OneShot
+                && t - session.created_at > ONE_SHOT_LEFTOVER_SECS
+            {
+                // A one-shot run removes its own sandbox; this is what a
+                // crash in the middle of one left.
                 let _ = self.remove(&session.owner).await;
             } else if !has_container {
                 let since = expired_at.unwrap_or(session.lock().last_active);
@@ -879,6 +887,7 @@ impl Registry {
                 sandboxes.remove_volume(&v.name).await?;
             }
         }
+        sandboxes.remove_orphan_workspaces(&volumes).await;
         self.update_gauges();
         Ok(())
     }

@@ -62,6 +62,14 @@ pub async fn cleanup(sandboxes: &Sandboxes) {
     for v in sandboxes.list_volumes().await.unwrap_or_default() {
         let _ = sandboxes.remove_volume(&v.name).await;
     }
+    sandboxes
+        .remove_orphan_workspaces(&Default::default())
+        .await;
+    // A workspace being made when the server stopped finishes a moment later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sandboxes
+        .remove_orphan_workspaces(&Default::default())
+        .await;
 }
 
 /// Every async test runs under a timeout.

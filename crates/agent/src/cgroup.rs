@@ -35,6 +35,22 @@ fn first_of(files: &[(&str, &str)]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether the workspace's filesystem has less than 1 MiB left (with a
+/// per-workspace quota, that is the workspace being full).
+pub fn workspace_full(workspace: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(workspace.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills a plain struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a pointer to our struct.
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    (st.f_bavail as u64).saturating_mul(st.f_bsize as u64) < 1024 * 1024
+}
+
 /// The value of `key` in a flat-keyed cgroup file (`key value` lines).
 pub fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {

@@ -180,7 +180,7 @@ pub fn spawn(table: Arc<JobTable>, id: JobId, spec: JobSpec, workspace: PathBuf,
                 pid: started.pid,
             })
             .await;
-        let exit = supervise(id, &spec, started, stdin_rx, started_at, &out).await;
+        let exit = supervise(id, &workspace, &spec, started, stdin_rx, started_at, &out).await;
         table.lock().jobs.remove(&id);
         let _ = out.send(FromAgent::Exit { id, exit }).await;
     });
@@ -306,6 +306,7 @@ fn spawn_error(program: &str, e: io::Error) -> String {
 
 async fn supervise(
     id: JobId,
+    workspace: &std::path::Path,
     spec: &JobSpec,
     started: Started,
     stdin_rx: mpsc::Receiver<StdinMsg>,
@@ -406,6 +407,7 @@ async fn supervise(
         output_bytes: written,
         oom_killed: counters_after.oom_kills > counters_before.oom_kills,
         pids_limited: counters_after.pids_max_hits > counters_before.pids_max_hits,
+        workspace_full: crate::cgroup::workspace_full(workspace),
     }
 }
 

@@ -183,6 +183,8 @@ pub struct ExitStatus {
     pub oom_killed: bool,
     /// A fork failed while the job ran: the process limit was reached.
     pub pids_limited: bool,
+    /// The workspace had no room left when the job ended.
+    pub workspace_full: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,228 @@
+//! Per-workspace disk quotas. Docker's local volumes on ext4 have no size
+//! limit, and this kernel has no quota support at all (neither XFS project
+//! quotas nor ext4's), so each workspace is its own small filesystem: a
+//! sparse ext4 image of the quota's size, loop-mounted. The filesystem's
+//! size is the limit; a full one is `ENOSPC` inside that workspace only.
+//! The named volume a container mounts is a bind of that mount, so the
+//! workspace is still a labelled Docker volume.
+//!
+//! A few images are formatted ahead of need, so a new workspace costs only
+//! a mount (a few milliseconds). Needs root and e2fsprogs; without them (a
+//! developer's box) workspaces are plain volumes, and the log says so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use tracing::{info, warn};
+
+/// Formatted images kept ready.
+const SPARES: usize = 3;
+
+#[derive(Debug)]
+pub struct QuotaFs {
+    root: PathBuf,
+    limit_mb: u64,
+    uid: u32,
+    gid: u32,
+    spares: Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("workspace disk: {0}")]
+pub struct QuotaError(String);
+
+fn io(e: std::io::Error) -> QuotaError {
+    QuotaError(e.to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<(), QuotaError> {
+    let out = cmd
+        .output()
+        .map_err(|e| QuotaError(format!("{cmd:?}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(QuotaError(format!(
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Whether `dir` is a mount point now.
+pub fn is_mounted(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let dir = dir.to_string_lossy();
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(dir.as_ref()))
+}
+
+impl QuotaFs {
+    /// `None` when quotas are off or cannot work here.
+    pub fn setup(root: &Path, limit_mb: u64, uid: u32, gid: u32) -> Option<Self> {
+        if limit_mb == 0 {
+            return None;
+        }
+        // SAFETY: geteuid has no side effects.
+        if unsafe { libc_geteuid() } != 0 {
+            warn!("workspace quotas need root; workspaces are plain volumes without a size limit");
+            return None;
+        }
+        if let Err(e) = std::fs::create_dir_all(root.join("spare")) {
+            warn!(error = %e, "workspace quotas off");
+            return None;
+        }
+        let fs = Self {
+            root: root.to_path_buf(),
+            limit_mb,
+            uid,
+            gid,
+            spares: Mutex::new(()),
+        };
+        // One image made and mounted now proves that loop mounts work here.
+        let probe = root
+            .join("spare")
+            .join(format!("probe-{}", std::process::id()));
+        let check = fs.format(&probe.with_extension("img")).and_then(|_| {
+            std::fs::create_dir_all(&probe).map_err(io)?;
+            fs.mount(&probe.with_extension("img"), &probe)?;
+            run(Command::new("umount").arg(&probe)).inspect_err(|_| {
+                let _ = run(Command::new("umount").arg("-l").arg(&probe));
+            })
+        });
+        let _ = std::fs::remove_file(probe.with_extension("img"));
+        let _ = std::fs::remove_dir(&probe);
+        match check {
+            Ok(()) => {
+                info!(root = %root.display(), limit_mb, "workspace quotas on");
+                Some(fs)
+            }
+            Err(e) => {
+                warn!(error = %e, "workspace quotas off: cannot loop-mount an image here");
+                None
+            }
+        }
+    }
+
+    pub fn limit_mb(&self) -> u64 {
+        self.limit_mb
+    }
+
+    fn dir(&self, volume: &str) -> PathBuf {
+        self.root.join(volume)
+    }
+
+    fn image(&self, volume: &str) -> PathBuf {
+        self.root.join(format!("{volume}.img"))
+    }
+
+    fn format(&self, image: &Path) -> Result<(), QuotaError> {
+        let f = std::fs::File::create(image).map_err(io)?;
+        f.set_len(self.limit_mb << 20).map_err(io)?;
+        drop(f);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-J", "size=4"])
+            .arg("-E")
+            .arg(format!("root_owner={}:{}", self.uid, self.gid))
+            .arg(image))
+    }
+
+    fn mount(&self, image: &Path, dir: &Path) -> Result<(), QuotaError> {
+        run(Command::new("mount")
+            .args(["-o", "loop,nosuid,nodev,noatime"])
+            .arg(image)
+            .arg(dir))?;
+        // Nobody needs to see fsck's corner in a student's workspace.
+        let _ = std::fs::remove_dir(dir.join("lost+found"));
+        Ok(())
+    }
+
+    /// The workspace's directory, mounted (its image made when new).
+    pub fn prepare(&self, volume: &str) -> Result<PathBuf, QuotaError> {
+        let (dir, image) = (self.dir(volume), self.image(volume));
+        if is_mounted(&dir) {
+            return Ok(dir);
+        }
+        if !image.exists() {
+            match self.take_spare() {
+                Some(spare) => std::fs::rename(spare, &image).map_err(io)?,
+                None => self.format(&image)?,
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        self.mount(&image, &dir)?;
+        Ok(dir)
+    }
+
+    fn take_spare(&self) -> Option<PathBuf> {
+        let _guard = self.spares.lock().unwrap();
+        let spare = std::fs::read_dir(self.root.join("spare"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "ready"))?;
+        let taken = spare.with_extension("taken");
+        std::fs::rename(&spare, &taken).ok()?;
+        Some(taken)
+    }
+
+    /// Formats images ahead of need, up to a few.
+    pub fn fill_spares(&self) {
+        let _guard = self.spares.lock().unwrap();
+        let count = std::fs::read_dir(self.root.join("spare"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "ready"))
+                    .count()
+            })
+            .unwrap_or(SPARES);
+        for _ in count..SPARES {
+            let name = uuid::Uuid::new_v4().simple().to_string();
+            let tmp = self.root.join("spare").join(format!("{name}.making"));
+            match self.format(&tmp) {
+                Ok(()) => {
+                    let _ = std::fs::rename(&tmp, tmp.with_extension("ready"));
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    warn!(error = %e, "cannot format a spare workspace image");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Names of the workspaces on disk that start with `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter_map(|n| n.strip_suffix(".img").map(str::to_string))
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Unmounts and deletes a workspace's filesystem.
+    pub fn remove(&self, volume: &str) {
+        let (dir, image) = (self.dir(volume), self.image(volume));
+        if is_mounted(&dir) {
+            if let Err(e) = run(Command::new("umount").arg(&dir)) {
+                // Still busy (a container being removed): detach it lazily.
+                warn!(error = %e, "lazy unmount of a workspace");
+                let _ = run(Command::new("umount").arg("-l").arg(&dir));
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_file(&image);
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
