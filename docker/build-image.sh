@@ -13,7 +13,8 @@ MIRROR=${REPLBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PKGS=$(grep -v '^#' packages.txt | xargs | tr ' ' ',')
 
 base_hash=$( (echo "$SUITE $MIRROR"; cat packages.txt) | sha256sum | cut -c1-16)
-hash=$( (echo "$base_hash"; cat Dockerfile build-image.sh) | sha256sum | cut -c1-16)
+# The image depends on the packages and the Dockerfile (not on this script).
+hash=$( (echo "$base_hash"; cat Dockerfile) | sha256sum | cut -c1-16)
 
 say() { echo "==> image: $*"; }
 
@@ -26,7 +27,10 @@ fi
 if ! docker image inspect "replbox-base:$base_hash" >/dev/null 2>&1; then
   rootfs="$CACHE/rootfs-$base_hash"
   if [ ! -f "$rootfs/.replbox-complete" ]; then
-    command -v debootstrap >/dev/null || { say "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
+    command -v debootstrap >/dev/null || {
+      say "installing debootstrap (apt)"
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    }
     say "debootstrap $SUITE into $rootfs (about 75 s, 1.3 GB)"
     rm -rf "$rootfs"; mkdir -p "$rootfs"
     debootstrap --variant=minbase --include="$PKGS" "$SUITE" "$rootfs" "$MIRROR" > "$CACHE/debootstrap-$base_hash.log" 2>&1 \

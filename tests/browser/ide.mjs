@@ -162,8 +162,12 @@ try {
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.screenshot({ path: path.join(artifacts, "ide.png") });
   } else if (scenario === "expiry") {
-    step("an idle sandbox expires, the page says the files are kept");
+    step("the clock warns before the sandbox expires");
     await ready();
+    await page.waitForSelector('#clock[data-level="warn"]', { timeout: 10_000 });
+    const warning = await page.locator("#clock").textContent();
+    if (!/Stops in 0:0\d/.test(warning)) throw new Error(`clock: ${warning}`);
+    step("an idle sandbox expires, the page says the files are kept");
     await page.waitForSelector("#banner:not([hidden])", { timeout: 30_000 });
     const text = await page.locator("#banner-text").textContent();
     if (!/files are kept/i.test(text)) throw new Error(`banner: ${text}`);

@@ -135,6 +135,14 @@ impl Source {
             Source::Pty(m) => pty::read(m, buf).await,
         }
     }
+
+    /// More bytes only if they are already there (never waits).
+    fn read_more(&mut self, buf: &mut [u8]) -> usize {
+        match self {
+            Source::Pipe(p) => p.try_read(buf).unwrap_or(0),
+            Source::Pty(_) => 0,
+        }
+    }
 }
 
 enum Sink {
@@ -426,7 +434,16 @@ async fn read_stream(stream: Stream, mut source: Source, tx: mpsc::Sender<(Strea
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let filled = carry + n;
+        let mut filled = carry + n;
+        // A fast writer: take what is already waiting too, so a flood goes
+        // out in few large frames (an interactive trickle is not delayed).
+        while filled < buf.len() {
+            let more = source.read_more(&mut buf[filled..]);
+            if more == 0 {
+                break;
+            }
+            filled += more;
+        }
         let cut = utf8::complete_prefix_len(&buf[..filled]);
         if cut > 0 && tx.send((stream, buf[..cut].to_vec())).await.is_err() {
             return;
