@@ -15,6 +15,23 @@ pub struct RunPlan {
     pub stdin: Option<String>,
 }
 
+/// Writes a run's files into its sandbox (parents made as needed).
+pub async fn write_files(
+    handle: &crate::sandbox::SandboxHandle,
+    files: Vec<(String, String)>,
+) -> Result<(), AppError> {
+    for (path, text) in files {
+        handle
+            .file(replbox_protocol::FileOp::Write {
+                path,
+                data: text.into_bytes(),
+                parents: true,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
 /// Quotes a string for `/bin/sh`.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -5,43 +5,10 @@
 
 mod common;
 
-use common::{cleanup, engine, server_config, within, Browser, TestServer};
+use common::{cleanup, engine, server_config, signal, spawn_server, within, Browser};
 use serde_json::{json, Value};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-/// The release or debug binary as its own process, so it can be SIGKILLed.
-fn spawn_server(config: &replbox::config::Config) -> (Child, TestServer) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_replbox"))
-        .env("REPLBOX_ADDR", "127.0.0.1:0")
-        .env("REPLBOX_DATA_DIR", &config.data_dir)
-        .env("REPLBOX_NAME_PREFIX", &config.sandbox.name_prefix)
-        .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
-        .env("REPLBOX_WARM_POOL", "0")
-        .env("REPLBOX_API_TOKENS", "test-token")
-        .env("REPLBOX_REAP_INTERVAL_MS", "200")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, TestServer::external(addr, config.clone()))
-}
 
 async fn engine_answers() -> bool {
     Command::new("docker")
@@ -61,7 +28,13 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         let sb = engine(config.sandbox.clone()).await;
 
         // --- SIGKILL during a run.
-        let (mut child, server) = spawn_server(&config);
+        let (mut child, server) = spawn_server(
+            &config,
+            &[
+                ("REPLBOX_WARM_POOL", "0"),
+                ("REPLBOX_REAP_INTERVAL_MS", "200"),
+            ],
+        );
         let browser = Browser::new();
         browser.visit(&server).await;
         let mut ws = browser.socket(&server, "").await;
@@ -69,11 +42,16 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         ws.send(json!({"type": "run", "command": "sleep 1; echo finished > late.txt"}))
             .await;
         ws.until("started").await;
-        // SAFETY: kill on a child we own.
-        unsafe { libc_kill(child.id() as i32, 9) };
+        signal(&child, 9);
         child.wait().unwrap();
 
-        let (mut child, server) = spawn_server(&config);
+        let (mut child, server) = spawn_server(
+            &config,
+            &[
+                ("REPLBOX_WARM_POOL", "0"),
+                ("REPLBOX_REAP_INTERVAL_MS", "200"),
+            ],
+        );
         let mut ws = browser.socket(&server, "").await;
         let (again, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
         assert_eq!(again, host, "the same browser reaches the same sandbox");
@@ -168,8 +146,7 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             .unwrap();
         assert_eq!(r["stdout"], "back\n", "{r}");
 
-        // SAFETY: as above.
-        unsafe { libc_kill(child.id() as i32, 15) };
+        signal(&child, 15);
         child.wait().unwrap();
         cleanup(&sb).await;
     })

@@ -6,7 +6,6 @@ mod common;
 use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
 use replbox::sandbox::CreateSpec;
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,28 +87,12 @@ async fn sigterm_closes_sockets_and_exits_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let config = server_config(dir.path());
         let sb = engine(config.sandbox.clone()).await;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replbox"))
-            .env("REPLBOX_ADDR", "127.0.0.1:0")
-            .env("REPLBOX_DATA_DIR", dir.path())
-            .env("REPLBOX_NAME_PREFIX", &config.sandbox.name_prefix)
-            .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-        let addr = url.trim_start_matches("http://").parse().unwrap();
-        let server = common::TestServer::external(addr, config);
+        let (mut child, server) = common::spawn_server(&config, &[]);
         let browser = Browser::new();
         browser.visit(&server).await;
         let mut ws = browser.socket(&server, "").await;
         ws.until("hello").await;
-        // SAFETY: kill on a child we own.
-        unsafe { libc_kill(child.id() as i32, 15) };
+        common::signal(&child, 15);
         loop {
             if let Got::Closed(code) = ws.recv().await {
                 assert_eq!(code, Some(1001));
@@ -124,11 +107,6 @@ async fn sigterm_closes_sockets_and_exits_cleanly() {
         cleanup(&sb).await;
     })
     .await
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -531,15 +531,7 @@ async fn run_once(
     let task = tokio::spawn(async move {
         let result = async {
             let handle = session.ensure().await?;
-            for (path, text) in plan.files {
-                handle
-                    .file(FileOp::Write {
-                        path,
-                        data: text.into_bytes(),
-                        parents: true,
-                    })
-                    .await?;
-            }
+            runs::write_files(&handle, plan.files).await?;
             run_to_end(&session, plan.spec, req.stdin).await
         }
         .await;

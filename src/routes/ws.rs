@@ -707,15 +707,7 @@ pub async fn start_run(
 ) -> Result<Arc<JobRecord>, AppError> {
     if !plan.files.is_empty() {
         let handle = sandbox.ensure().await?;
-        for (path, text) in plan.files {
-            handle
-                .file(FileOp::Write {
-                    path,
-                    data: text.into_bytes(),
-                    parents: true,
-                })
-                .await?;
-        }
+        runs::write_files(&handle, plan.files).await?;
     }
     let record = sandbox.run(plan.spec, JobKind::Run, reference).await?;
     if let Some(stdin) = plan.stdin {

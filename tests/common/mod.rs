@@ -311,3 +311,47 @@ impl Ws {
         }
     }
 }
+
+/// The server binary as its own process (so it can be signalled), with
+/// this config's data dir, prefix and agent; returns it and its address.
+pub fn spawn_server(
+    config: &Config,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, TestServer) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_replbox"));
+    cmd.env("REPLBOX_ADDR", "127.0.0.1:0")
+        .env("REPLBOX_DATA_DIR", &config.data_dir)
+        .env("REPLBOX_NAME_PREFIX", &config.sandbox.name_prefix)
+        .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
+        .env("REPLBOX_API_TOKENS", "test-token")
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("serving on http://127.0.0.1:"), "{line}");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, TestServer::external(addr, config.clone()))
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill on a child we own.
+    unsafe { libc_kill(child.id() as i32, sig) };
+}
