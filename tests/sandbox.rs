@@ -107,7 +107,7 @@ async fn output_chunks_never_split_a_character() {
             .spawn(JobSpec::argv([
                 "python3",
                 "-c",
-                "import sys\nb = ('€' * 50000).encode()\nfor i in range(0, len(b), 7001):\n    sys.stdout.buffer.write(b[i:i+7001]); sys.stdout.flush()",
+                "import sys, time\nb = ('€' * 50000).encode()\nfor i in range(0, len(b), 7001):\n    sys.stdout.buffer.write(b[i:i+7001]); sys.stdout.flush(); time.sleep(0.005)",
             ]))
             .await
             .unwrap();
