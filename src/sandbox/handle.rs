@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -394,19 +393,20 @@ async fn read_frames(
             None => break,
         };
         buf.extend_from_slice(&bytes);
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(Ok(frame))) => {
-                    if !route(&routes, frame).await {
-                        break 'outer;
+        while let Some(payload) = codec.decode_raw(&mut buf) {
+            // Output, the bulk of all traffic, is sliced out without a copy.
+            let frame = match replbox_protocol::split_output(payload.freeze()) {
+                Ok((id, stream, data)) => Routed::Output { id, stream, data },
+                Err(payload) => match postcard::from_bytes::<FromAgent>(&payload) {
+                    Ok(frame) => Routed::Frame(frame),
+                    Err(e) => {
+                        warn!(%container, error = %e, "undecodable frame from agent");
+                        continue;
                     }
-                }
-                Ok(Some(Err(e))) => warn!(%container, error = %e, "undecodable frame from agent"),
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(%container, error = %e, "agent stream failed");
-                    break 'outer;
-                }
+                },
+            };
+            if !route(&routes, frame).await {
+                break 'outer;
             }
         }
     }
@@ -416,8 +416,24 @@ async fn read_frames(
     routes.files.lock().unwrap().clear();
 }
 
+/// A frame from the agent, its output data already sliced out.
+enum Routed {
+    Frame(FromAgent),
+    Output {
+        id: JobId,
+        stream: OutStream,
+        data: Bytes,
+    },
+}
+
 /// Delivers one frame; false when the connection should end.
-async fn route(routes: &Routes, frame: FromAgent) -> bool {
+async fn route(routes: &Routes, frame: Routed) -> bool {
+    let frame = match frame {
+        Routed::Output { id, stream, data } => {
+            return deliver(routes, id, JobEvent::Output { stream, data }, false).await;
+        }
+        Routed::Frame(frame) => frame,
+    };
     let (id, event, last) = match frame {
         FromAgent::Hello {
             version,
@@ -460,6 +476,11 @@ async fn route(routes: &Routes, frame: FromAgent) -> bool {
             return true;
         }
     };
+    deliver(routes, id, event, last).await
+}
+
+/// Hands an event to its job; `last` ends the job's route.
+async fn deliver(routes: &Routes, id: JobId, event: JobEvent, last: bool) -> bool {
     let tx = {
         let jobs = routes.jobs.lock().unwrap();
         jobs.get(&id).cloned()
@@ -478,6 +499,7 @@ async fn route(routes: &Routes, frame: FromAgent) -> bool {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
 
     /// A fake agent that answers the hello with another protocol version.
     #[tokio::test]

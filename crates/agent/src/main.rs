@@ -12,13 +12,14 @@ mod pty;
 mod reaper;
 mod stdio;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use replbox_protocol::{FrameCodec, FromAgent, ToAgent, PROTOCOL_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 /// A partial frame that gets no more bytes for this long is dropped: its
 /// sender went away mid-frame (a server restart) and the next bytes start a
@@ -47,21 +48,24 @@ async fn run() {
     unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1024 * 1024) };
     let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(64);
 
-    // One writer owns stdout; it batches what is queued before flushing.
+    // One writer owns stdout; it batches what is queued before writing.
     let writer = tokio::spawn(async move {
-        let mut sink = FramedWrite::new(stdio::output(), FrameCodec::<()>::new());
+        let mut stdout = stdio::output();
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
         while let Some(frame) = out_rx.recv().await {
-            if sink.feed(frame).await.is_err() {
-                break;
-            }
-            while let Ok(frame) = out_rx.try_recv() {
-                if sink.feed(frame).await.is_err() {
+            let mut next = Some(frame);
+            while let Some(frame) = next.take() {
+                if write_frame(&mut stdout, &mut buf, frame).await.is_err() {
                     return;
                 }
+                if buf.len() < 256 * 1024 {
+                    next = out_rx.try_recv().ok();
+                }
             }
-            if SinkExt::<FromAgent>::flush(&mut sink).await.is_err() {
-                break;
+            if stdout.write_all(&buf).await.is_err() || stdout.flush().await.is_err() {
+                return;
             }
+            buf.clear();
         }
     });
 
@@ -109,6 +113,24 @@ async fn run() {
         std::future::pending::<()>().await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+/// Large output goes out as a header and its data, written as they are
+/// (no copy into a buffer); everything else is encoded into `buf`.
+async fn write_frame(
+    stdout: &mut std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    buf: &mut bytes::BytesMut,
+    frame: FromAgent,
+) -> std::io::Result<()> {
+    match frame {
+        FromAgent::Output { id, stream, data } if data.len() >= 16 * 1024 => {
+            buf.extend_from_slice(&replbox_protocol::output_header(id, stream, data.len()));
+            stdout.write_all(buf).await?;
+            buf.clear();
+            stdout.write_all(&data).await
+        }
+        frame => replbox_protocol::codec::encode_frame(&frame, buf).map_err(std::io::Error::other),
+    }
 }
 
 async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, workspace: &Path) {

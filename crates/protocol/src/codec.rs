@@ -57,12 +57,10 @@ pub fn encode_frame<T: Serialize>(item: &T, dst: &mut BytesMut) -> Result<(), Fr
     Ok(())
 }
 
-impl<D: DeserializeOwned> Decoder for FrameCodec<D> {
-    /// A frame whose payload did not decode is an `Err` item: the stream goes on.
-    type Item = Result<D, FrameError>;
-    type Error = std::io::Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+impl<D> FrameCodec<D> {
+    /// The next whole frame's payload, untouched (finding the frame
+    /// boundary again after garbage, as `decode` does).
+    pub fn decode_raw(&mut self, src: &mut BytesMut) -> Option<BytesMut> {
         loop {
             // Find the magic.
             match find_magic(src) {
@@ -77,12 +75,12 @@ impl<D: DeserializeOwned> Decoder for FrameCodec<D> {
                     let drop = src.len() - keep;
                     self.skipped += drop as u64;
                     src.advance(drop);
-                    return Ok(None);
+                    return None;
                 }
             }
             if src.len() < HEADER_LEN {
                 src.reserve(HEADER_LEN - src.len());
-                return Ok(None);
+                return None;
             }
             let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
             if len > MAX_FRAME_LEN {
@@ -93,14 +91,102 @@ impl<D: DeserializeOwned> Decoder for FrameCodec<D> {
             }
             if src.len() < HEADER_LEN + len {
                 src.reserve(HEADER_LEN + len - src.len());
-                return Ok(None);
+                return None;
             }
             src.advance(HEADER_LEN);
-            let payload = src.split_to(len);
-            return Ok(Some(
-                postcard::from_bytes(&payload).map_err(|e| FrameError::Malformed(e.to_string())),
-            ));
+            return Some(src.split_to(len));
         }
+    }
+}
+
+impl<D: DeserializeOwned> Decoder for FrameCodec<D> {
+    /// A frame whose payload did not decode is an `Err` item: the stream goes on.
+    type Item = Result<D, FrameError>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(self.decode_raw(src).map(|payload| {
+            postcard::from_bytes(&payload).map_err(|e| FrameError::Malformed(e.to_string()))
+        }))
+    }
+}
+
+/// The postcard variant index of `FromAgent::Output`.
+const OUTPUT_VARIANT: u8 = 2;
+
+fn put_varint(v: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            v.push(b);
+            return;
+        }
+        v.push(b | 0x80);
+    }
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn stream_index(s: crate::Stream) -> u8 {
+    match s {
+        crate::Stream::Stdout => 0,
+        crate::Stream::Stderr => 1,
+        crate::Stream::Pty => 2,
+    }
+}
+
+/// Everything of a `FromAgent::Output` frame but its data: write this, then
+/// the data, and the peer reads exactly `encode_frame(&FromAgent::Output
+/// { id, stream, data })` without the data ever being copied into a buffer.
+pub fn output_header(id: crate::JobId, stream: crate::Stream, len: usize) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(24);
+    prefix.push(OUTPUT_VARIANT);
+    put_varint(&mut prefix, id);
+    prefix.push(stream_index(stream));
+    put_varint(&mut prefix, len as u64);
+    let mut v = Vec::with_capacity(HEADER_LEN + prefix.len());
+    v.extend_from_slice(&MAGIC);
+    v.extend_from_slice(&((prefix.len() + len) as u32).to_be_bytes());
+    v.extend_from_slice(&prefix);
+    v
+}
+
+/// When `payload` is a `FromAgent::Output`, its job, stream and data, the
+/// data sliced out without a copy.
+pub fn split_output(
+    payload: bytes::Bytes,
+) -> Result<(crate::JobId, crate::Stream, bytes::Bytes), bytes::Bytes> {
+    let parse = |b: &[u8]| -> Option<(u64, crate::Stream, usize, usize)> {
+        if *b.first()? != OUTPUT_VARIANT {
+            return None;
+        }
+        let mut at = 1;
+        let id = get_varint(b, &mut at)?;
+        let stream = match *b.get(at)? {
+            0 => crate::Stream::Stdout,
+            1 => crate::Stream::Stderr,
+            2 => crate::Stream::Pty,
+            _ => return None,
+        };
+        at += 1;
+        let len = get_varint(b, &mut at)? as usize;
+        (b.len().checked_sub(at)? == len).then_some((id, stream, at, len))
+    };
+    match parse(&payload) {
+        Some((id, stream, at, len)) => Ok((id, stream, payload.slice(at..at + len))),
+        None => Err(payload),
     }
 }
 
@@ -167,7 +253,32 @@ mod tests {
         assert_eq!(got.last().unwrap().as_ref().unwrap(), &msg);
     }
 
+    #[test]
+    fn output_header_matches_postcard() {
+        for (id, len) in [(1u64, 0usize), (300, 5), (1_764_160_000_000_000, 70_000)] {
+            let data = vec![b'z'; len];
+            let whole = frame(&FromAgent::Output {
+                id,
+                stream: Stream::Stderr,
+                data: data.clone(),
+            });
+            let mut ours = output_header(id, Stream::Stderr, len);
+            ours.extend_from_slice(&data);
+            assert_eq!(&whole[..], &ours[..]);
+            let payload = bytes::Bytes::copy_from_slice(&whole[HEADER_LEN..]);
+            let (i, s, d) = split_output(payload).unwrap();
+            assert_eq!((i, s, &d[..]), (id, Stream::Stderr, &data[..]));
+        }
+        let other = frame(&FromAgent::Started { id: 1, pid: 2 });
+        assert!(split_output(bytes::Bytes::copy_from_slice(&other[HEADER_LEN..])).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn split_output_never_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = split_output(bytes::Bytes::from(data));
+        }
+
         #[test]
         fn decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
             let mut buf = BytesMut::from(&data[..]);

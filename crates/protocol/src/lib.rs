@@ -16,7 +16,7 @@ pub mod utf8;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use codec::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use codec::{output_header, split_output, FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
 pub const PROTOCOL_VERSION: u32 = 2;
