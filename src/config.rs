@@ -87,6 +87,11 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_NEW_SESSIONS_PER_MINUTE", default_value_t = 30)]
     pub new_sessions_per_minute: u32,
 
+    /// A folder of exercises (one folder each with exercise.toml); loaded
+    /// at start-up, malformed ones refused in the log.
+    #[arg(long, env = "REPLBOX_EXERCISES_DIR")]
+    pub exercises_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub sandbox: SandboxConfig,
 }

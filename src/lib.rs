@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod exercises;
 pub mod metrics;
 pub mod routes;
 pub mod runs;
@@ -53,6 +54,21 @@ pub async fn serve(
     if let Err(e) = registry.recover().await {
         // The engine may come back later; /healthz says so meanwhile.
         tracing::warn!(error = %e, "start-up recovery skipped: engine unavailable");
+    }
+
+    if let Some(dir) = &config.exercises_dir {
+        // Exercises are served by a later part; for now their folder is
+        // checked at start-up so a teacher sees mistakes early.
+        match exercises::load_all(dir, &languages) {
+            Ok(list) => {
+                for e in list.iter().filter_map(|r| r.as_ref().err()) {
+                    tracing::warn!("exercise refused: {e}");
+                }
+                let ok = list.iter().filter(|r| r.is_ok()).count();
+                tracing::info!(ok, refused = list.len() - ok, "exercises loaded");
+            }
+            Err(e) => tracing::warn!("exercises: {e}"),
+        }
     }
 
     let cancel = CancellationToken::new();

@@ -1,6 +1,33 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use replbox::config::Config;
+use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "replbox", version, about = "A self-hosted online IDE and REPL")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the app (what `replbox` alone does).
+    Serve,
+    /// Exercises for teachers.
+    Exercises {
+        #[command(subcommand)]
+        action: ExercisesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExercisesAction {
+    /// Load every exercise under DIR and report what is wrong, without serving.
+    Check { dir: PathBuf },
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,7 +38,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Serve) => serve(cli.config).await,
+        Some(Command::Exercises {
+            action: ExercisesAction::Check { dir },
+        }) => {
+            let languages = cli.config.language_table()?;
+            let ok = replbox::exercises::check(&dir, &languages, &mut std::io::stdout());
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     println!("replbox: serving on http://{}", listener.local_addr()?);
     replbox::serve(config, listener, shutdown_signal()).await?;

@@ -1,0 +1,3 @@
+#!/bin/bash
+# Fix me: count the lines of standard input.
+echo "? lines"
