@@ -4,6 +4,8 @@
 //! (what the student never sees). A malformed exercise is refused with the
 //! file, the line and the reason; the others still load.
 
+pub mod grade;
+
 use crate::config::Language;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -42,6 +44,10 @@ pub struct TestSpec {
     #[serde(default)]
     pub compare: Compare,
     pub command: Option<String>,
+    /// For a command test: a regex its output must also match (so a program
+    /// that exits 0 before the tests ran does not pass). `{nonce}` in it
+    /// stands for a random value the command reads first on its stdin.
+    pub expect: Option<String>,
     #[serde(default = "one")]
     pub points: u32,
     pub timeout_ms: Option<u64>,
@@ -386,12 +392,7 @@ mod tests {
         assert!(e.reason.contains("expectd"), "{e}");
         assert!(e.line.is_some(), "{e}");
 
-        let (_t, dir) = broken_copy(|t| {
-            t.replace(
-                "kind = \"command\"\ncommand = ",
-                "kind = \"command\"\nnot_command = ",
-            )
-        });
+        let (_t, dir) = broken_copy(|t| t.replace("\ncommand = ", "\nnot_command = "));
         let e = load(&dir, &langs).unwrap_err();
         assert!(e.to_string().contains("exercise.toml:"), "{e}");
 

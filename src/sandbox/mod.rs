@@ -387,6 +387,23 @@ impl Sandboxes {
             .map_err(|e| SandboxError::from_engine("attach", e))
     }
 
+    /// Unpacks a tar archive into a container at `path` (a volume path: the
+    /// root filesystem is read-only). Entries keep the owners the archive
+    /// gives them, so root-owned files stay out of the user's reach.
+    pub async fn upload_tar(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), SandboxError> {
+        self.client()?
+            .upload_to_container(
+                id,
+                Some(bollard::query_parameters::UploadToContainerOptions {
+                    path: path.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| SandboxError::from_engine("upload", e))
+    }
+
     /// Renames a container (a claimed warm one takes its session's name).
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), SandboxError> {
         self.client()?
