@@ -3,6 +3,7 @@
 //! [`serve`] runs the whole app on a listener until `shutdown` resolves, so
 //! tests start the real thing on 127.0.0.1:0.
 
+pub mod classroom;
 pub mod config;
 pub mod error;
 pub mod exercises;
@@ -50,26 +51,31 @@ pub async fn serve(
     session_store.migrate().await?;
     let sandboxes = Sandboxes::new(config.sandbox.clone())?;
     let metrics = metrics::Metrics::default();
-    let registry = Registry::open(config.clone(), sandboxes, store, metrics.clone()).await?;
+    let registry =
+        Registry::open(config.clone(), sandboxes, store.clone(), metrics.clone()).await?;
     if let Err(e) = registry.recover().await {
         // The engine may come back later; /healthz says so meanwhile.
         tracing::warn!(error = %e, "start-up recovery skipped: engine unavailable");
     }
 
+    let mut exercises = std::collections::BTreeMap::new();
     if let Some(dir) = &config.exercises_dir {
-        // Exercises are served by a later part; for now their folder is
-        // checked at start-up so a teacher sees mistakes early.
         match exercises::load_all(dir, &languages) {
             Ok(list) => {
-                for e in list.iter().filter_map(|r| r.as_ref().err()) {
-                    tracing::warn!("exercise refused: {e}");
+                for item in list {
+                    match item {
+                        Ok(x) => {
+                            exercises.insert(x.id.clone(), Arc::new(x));
+                        }
+                        Err(e) => tracing::warn!("exercise refused: {e}"),
+                    }
                 }
-                let ok = list.iter().filter(|r| r.is_ok()).count();
-                tracing::info!(ok, refused = list.len() - ok, "exercises loaded");
+                tracing::info!(loaded = exercises.len(), "exercises");
             }
             Err(e) => tracing::warn!("exercises: {e}"),
         }
     }
+    let classroom = classroom::Classroom::new(store.pool().clone());
 
     let cancel = CancellationToken::new();
     let _reaper = sessions::AbortOnDrop(IdleReaper::spawn(
@@ -86,6 +92,8 @@ pub async fn serve(
         shutdown: cancel.clone(),
         new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
         sockets: tokio_util::task::TaskTracker::new(),
+        classroom,
+        exercises: Arc::new(exercises),
     };
     let sockets = state.sockets.clone();
     let app = routes::router(state, session_store);

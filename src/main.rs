@@ -21,6 +21,18 @@ enum Command {
         #[command(subcommand)]
         action: ExercisesAction,
     },
+    /// Teacher accounts.
+    Teacher {
+        #[command(subcommand)]
+        action: TeacherAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeacherAction {
+    /// Create a teacher account; the password is read from
+    /// REPLBOX_TEACHER_PASSWORD or, when unset, the first line of stdin.
+    Add { name: String },
 }
 
 #[derive(Subcommand)]
@@ -47,6 +59,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let languages = cli.config.language_table()?;
             let ok = replbox::exercises::check(&dir, &languages, &mut std::io::stdout());
             std::process::exit(if ok { 0 } else { 1 });
+        }
+        Some(Command::Teacher {
+            action: TeacherAction::Add { name },
+        }) => {
+            let password = match std::env::var("REPLBOX_TEACHER_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\n', '\r']).to_string()
+                }
+            };
+            let store = replbox::sessions::Store::open(&cli.config.data_dir).await?;
+            let classroom = replbox::classroom::Classroom::new(store.pool().clone());
+            match classroom.add_teacher(&name, &password).await {
+                Ok(_) => {
+                    println!("teacher {name:?} added");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("replbox: {e}");
+                    std::process::exit(1);
+                }
+            }
         }
     }
 }

@@ -164,6 +164,23 @@ pub fn load(dir: &Path, languages: &BTreeMap<String, Language>) -> Result<Exerci
         line,
         reason,
     };
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id_ok = !id.is_empty()
+        && id.len() <= 40
+        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !id_ok {
+        return Err(err(
+            dir,
+            None,
+            "a folder name is 1 to 40 letters, digits, '-', '_' or '.' (it names the exercise in URLs)".into(),
+        ));
+    }
     let text = std::fs::read_to_string(&toml_path)
         .map_err(|e| err(&toml_path, None, format!("cannot read it: {e}")))?;
     let file: ExerciseFile = toml::from_str(&text).map_err(|e| {
@@ -255,10 +272,7 @@ pub fn load(dir: &Path, languages: &BTreeMap<String, Language>) -> Result<Exerci
         ));
     }
     Ok(Exercise {
-        id: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        id,
         dir: dir.to_path_buf(),
         title: file.title,
         language: file.language,

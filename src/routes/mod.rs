@@ -4,6 +4,7 @@
 pub mod api;
 pub mod assets;
 mod browser_session;
+pub mod classroom;
 pub mod frames;
 mod health;
 mod pages;
@@ -29,6 +30,10 @@ pub struct AppState {
     pub languages: Arc<BTreeMap<String, Language>>,
     /// Fires on shutdown: sockets close with 1001.
     pub shutdown: CancellationToken,
+    /// Classes, students, teachers and checks.
+    pub classroom: crate::classroom::Classroom,
+    /// The exercises of REPLBOX_EXERCISES_DIR that loaded, by id.
+    pub exercises: Arc<BTreeMap<String, Arc<crate::exercises::Exercise>>>,
     /// New browser sessions per client address.
     pub new_sessions: Arc<NewSessionLimiter>,
     /// Open sockets and background starts, so shutdown can wait for them
@@ -54,6 +59,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
     let browser = Router::new()
         .merge(pages::router())
         .merge(ws::router())
+        .merge(classroom::router())
         .layer(sessions);
     Router::new()
         .merge(browser)

@@ -67,6 +67,43 @@ async fn ide(
     Ok(page(html))
 }
 
+/// Every file of a workspace (paths), or `None` past the limits.
+pub async fn workspace_paths(
+    handle: &crate::sandbox::SandboxHandle,
+    max_files: usize,
+    max_bytes: u64,
+) -> Result<Option<Vec<String>>, AppError> {
+    let mut files = Vec::new();
+    let mut dirs = vec![String::new()];
+    let mut total = 0u64;
+    while let Some(dir) = dirs.pop() {
+        let FileReply::Listing(entries) = handle.file(FileOp::List { path: dir.clone() }).await?
+        else {
+            continue;
+        };
+        for e in entries {
+            let path = if dir.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{dir}/{}", e.name)
+            };
+            match e.kind {
+                EntryKind::Dir => dirs.push(path),
+                EntryKind::File => {
+                    total += e.size;
+                    files.push(path);
+                }
+                _ => {}
+            }
+            if files.len() > max_files || total > max_bytes {
+                return Ok(None);
+            }
+        }
+    }
+    files.sort();
+    Ok(Some(files))
+}
+
 /// Files a zip of the workspace may hold, and their total size.
 const ZIP_MAX_FILES: usize = 10_000;
 const ZIP_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -93,37 +130,15 @@ async fn download(
 
 async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
     let handle = sandbox.ensure().await?;
-    let mut files = Vec::new();
-    let mut dirs = vec![String::new()];
-    let mut total = 0u64;
-    while let Some(dir) = dirs.pop() {
-        let FileReply::Listing(entries) = handle.file(FileOp::List { path: dir.clone() }).await?
-        else {
-            continue;
-        };
-        for e in entries {
-            let path = if dir.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{dir}/{}", e.name)
-            };
-            match e.kind {
-                EntryKind::Dir => dirs.push(path),
-                EntryKind::File => {
-                    total += e.size;
-                    files.push(path);
-                }
-                _ => {}
-            }
-            if files.len() > ZIP_MAX_FILES || total > ZIP_MAX_BYTES {
-                return Err(AppError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "workspace_too_large",
-                    "The workspace is too large to download as one zip; use the terminal to pack part of it.",
-                ));
-            }
-        }
-    }
+    let mut files = workspace_paths(&handle, ZIP_MAX_FILES, ZIP_MAX_BYTES)
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "workspace_too_large",
+                "The workspace is too large to download as one zip; use the terminal to pack part of it.",
+            )
+        })?;
     files.sort();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()

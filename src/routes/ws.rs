@@ -35,6 +35,8 @@ pub fn router() -> Router<AppState> {
 pub struct SocketParams {
     #[serde(default)]
     pub output: OutputMode,
+    /// The student's workspace of this exercise instead of the main one.
+    pub exercise: Option<String>,
 }
 
 /// Close codes.
@@ -53,7 +55,24 @@ async fn page_socket(
     let ws = ws.map_err(upgrade_required)?;
     check_origin(&state, &headers)?;
     let owner = browser_session::existing_owner(&session).await?;
-    let sandbox = browser_session::sandbox(&state, &owner).await?;
+    let sandbox = match &params.exercise {
+        None => browser_session::sandbox(&state, &owner).await?,
+        Some(id) => {
+            if state.classroom.student_by_owner(&owner).await?.is_none() {
+                return Err(AppError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "not_joined",
+                    "Join a class first, with the code your teacher gave you.",
+                ));
+            }
+            let x = state
+                .exercises
+                .get(id)
+                .cloned()
+                .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+            super::classroom::exercise_session(&state, &owner, &x).await?
+        }
+    };
     Ok(upgrade(state, sandbox, params, ws))
 }
 

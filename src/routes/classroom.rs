@@ -1,0 +1,377 @@
+//! Classes over HTTP (JSON; the pages come later): students join with a
+//! code and a name and check their work; teachers sign in, make classes and
+//! read the results. A student's session never reaches a teacher's routes,
+//! nor another student's files.
+
+use super::{browser_session, AppState};
+use crate::classroom::{standings_csv, ClassroomError};
+use crate::error::AppError;
+use crate::exercises::Exercise;
+use crate::sessions::{NewSession, OwnerKind, Session};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const TEACHER_KEY: &str = "teacher";
+/// What a check reads of a workspace at most.
+const CHECK_MAX_FILES: usize = 500;
+const CHECK_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/class/join", post(join))
+        .route("/class/me", get(me))
+        .route("/class/exercises/{id}", get(exercise))
+        .route("/class/exercises/{id}/check", post(check))
+        .route("/teacher/login", post(login))
+        .route("/teacher/logout", post(logout))
+        .route("/teacher/classes", get(classes).post(create_class))
+        .route("/teacher/classes/{class}/exercises/{id}", get(standings))
+        .route(
+            "/teacher/classes/{class}/exercises/{id}/csv",
+            get(standings_as_csv),
+        )
+        .route("/teacher/checks/{id}", get(check_files))
+}
+
+impl From<ClassroomError> for AppError {
+    fn from(e: ClassroomError) -> Self {
+        match e {
+            ClassroomError::TeacherExists(_) => {
+                AppError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
+            }
+            ClassroomError::BadLogin => {
+                AppError::new(StatusCode::UNAUTHORIZED, "bad_login", e.to_string())
+            }
+            ClassroomError::NoSuchClass => {
+                AppError::new(StatusCode::NOT_FOUND, "no_such_class", e.to_string())
+            }
+            ClassroomError::NameTaken(_) => {
+                AppError::new(StatusCode::CONFLICT, "name_taken", e.to_string())
+            }
+            ClassroomError::Invalid(_) => AppError::bad_request("invalid", e.to_string()),
+            ClassroomError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %e, "session store");
+    AppError::internal()
+}
+
+fn find_exercise(state: &AppState, id: &str) -> Result<Arc<Exercise>, AppError> {
+    state
+        .exercises
+        .get(id)
+        .cloned()
+        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))
+}
+
+async fn student(
+    state: &AppState,
+    session: &tower_sessions::Session,
+) -> Result<crate::classroom::Student, AppError> {
+    let owner = browser_session::existing_owner(session).await?;
+    state
+        .classroom
+        .student_by_owner(&owner)
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_joined",
+                "Join a class first, with the code your teacher gave you.",
+            )
+        })
+}
+
+/// The student's own workspace for one exercise (starter files on first use).
+pub async fn exercise_session(
+    state: &AppState,
+    owner: &str,
+    x: &Exercise,
+) -> Result<Arc<Session>, AppError> {
+    let key = format!("{owner}.x.{}", x.id);
+    let fresh = state.registry.get(&key).is_none();
+    let session = state
+        .registry
+        .get_or_create(&key, OwnerKind::Browser, NewSession::default())
+        .await?;
+    if fresh {
+        let handle = session.ensure().await?;
+        if let replbox_protocol::FileReply::Listing(list) = handle
+            .file(replbox_protocol::FileOp::List {
+                path: String::new(),
+            })
+            .await?
+        {
+            if list.is_empty() {
+                for (path, data) in &x.starter {
+                    handle
+                        .file(replbox_protocol::FileOp::Write {
+                            path: path.clone(),
+                            data: data.clone(),
+                            parents: true,
+                        })
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(session)
+}
+
+#[derive(Deserialize)]
+struct JoinRequest {
+    code: String,
+    name: String,
+}
+
+async fn join(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    super::api::JsonBody(req): super::api::JsonBody<JoinRequest>,
+) -> Result<Response, AppError> {
+    let owner = browser_session::existing_owner(&session).await?;
+    let student = state.classroom.join(&req.code, &req.name, &owner).await?;
+    Ok((StatusCode::OK, Json(student)).into_response())
+}
+
+async fn me(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    let student = student(&state, &session).await?;
+    let class = state.classroom.class(&student.class_id).await?;
+    let progress = state.classroom.progress(&student.id).await?;
+    let exercises: Vec<_> = state
+        .exercises
+        .values()
+        .map(|x| {
+            let (best, attempts) = progress
+                .get(&x.id)
+                .copied()
+                .map(|(b, n)| (Some(b), n))
+                .unwrap_or((None, 0));
+            json!({"id": x.id, "title": x.title, "language": x.language, "points": x.points(),
+                   "best": best, "attempts": attempts})
+        })
+        .collect();
+    Ok(
+        Json(json!({"student": student, "class": class.map(|c| c.name), "exercises": exercises}))
+            .into_response(),
+    )
+}
+
+async fn exercise(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    student(&state, &session).await?;
+    let x = find_exercise(&state, &id)?;
+    Ok(Json(json!({"id": x.id, "title": x.title, "language": x.language, "entry": x.entry,
+                   "points": x.points(), "prompt": x.prompt,
+                   "tests": x.tests.iter().map(|t| json!({"name": t.name, "points": t.points})).collect::<Vec<_>>()}))
+    .into_response())
+}
+
+async fn check(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let student = student(&state, &session).await?;
+    let x = find_exercise(&state, &id)?;
+    let language = state
+        .languages
+        .get(&x.language)
+        .ok_or_else(AppError::internal)?
+        .clone();
+    let workspace = exercise_session(&state, &student.owner, &x).await?;
+    let handle = workspace.ensure().await?;
+    workspace.touch().await;
+    let paths = super::pages::workspace_paths(&handle, CHECK_MAX_FILES, CHECK_MAX_BYTES)
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "workspace_too_large",
+                "The workspace is too large to check.",
+            )
+        })?;
+    let mut files = BTreeMap::new();
+    for path in paths {
+        if let Ok(replbox_protocol::FileReply::Data(d)) = handle
+            .file(replbox_protocol::FileOp::Read { path: path.clone() })
+            .await
+        {
+            files.insert(path, d);
+        }
+    }
+    let report =
+        crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files).await?;
+    let check_id = state
+        .classroom
+        .record_check(&student.id, &x.id, &report, &files)
+        .await?;
+    Ok(Json(json!({"checkId": check_id, "report": report})).into_response())
+}
+
+async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> {
+    session
+        .get::<String>(TEACHER_KEY)
+        .await
+        .map_err(session_error)?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "teacher_only",
+                "Sign in as a teacher.",
+            )
+        })
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    super::api::JsonBody(req): super::api::JsonBody<LoginRequest>,
+) -> Result<Response, AppError> {
+    let id = state.classroom.login(&req.name, &req.password).await?;
+    // A new session id on privilege change.
+    session.cycle_id().await.map_err(session_error)?;
+    session
+        .insert(TEACHER_KEY, id)
+        .await
+        .map_err(session_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn logout(session: tower_sessions::Session) -> Result<Response, AppError> {
+    session
+        .remove::<String>(TEACHER_KEY)
+        .await
+        .map_err(session_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn classes(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    let t = teacher(&session).await?;
+    let exercises: Vec<_> = state
+        .exercises
+        .values()
+        .map(|x| json!({"id": x.id, "title": x.title}))
+        .collect();
+    Ok(
+        Json(json!({"classes": state.classroom.classes_of(&t).await?, "exercises": exercises}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ClassRequest {
+    name: String,
+}
+
+async fn create_class(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    super::api::JsonBody(req): super::api::JsonBody<ClassRequest>,
+) -> Result<Response, AppError> {
+    let t = teacher(&session).await?;
+    let class = state.classroom.create_class(&t, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(class)).into_response())
+}
+
+/// The teacher's own class, or 404 (never another teacher's).
+async fn own_class(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    class: &str,
+) -> Result<(), AppError> {
+    let t = teacher(session).await?;
+    match state.classroom.class(class).await? {
+        Some(c) if c.teacher_id == t => Ok(()),
+        _ => Err(AppError::not_found("There is no such class of yours.")),
+    }
+}
+
+async fn standings(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    own_class(&state, &session, &class).await?;
+    find_exercise(&state, &id)?;
+    Ok(Json(json!({"rows": state.classroom.standings(&class, &id).await?})).into_response())
+}
+
+async fn standings_as_csv(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    own_class(&state, &session, &class).await?;
+    find_exercise(&state, &id)?;
+    let rows = state.classroom.standings(&class, &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.csv\""),
+            ),
+        ],
+        standings_csv(&rows),
+    )
+        .into_response())
+}
+
+async fn check_files(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let check = state
+        .classroom
+        .check(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such check."))?;
+    let student = state
+        .classroom
+        .student(&check.student_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such check."))?;
+    own_class(&state, &session, &student.class_id).await?;
+    let files: BTreeMap<String, String> = serde_json::from_str(&check.files).unwrap_or_default();
+    let files: BTreeMap<String, String> = files
+        .into_iter()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .unwrap_or_default();
+            (k, String::from_utf8_lossy(&bytes).into_owned())
+        })
+        .collect();
+    let report: serde_json::Value = serde_json::from_str(&check.report).unwrap_or_default();
+    Ok(Json(json!({"student": student.display_name, "exercise": check.exercise, "score": check.score,
+                   "maxScore": check.max_score, "createdAt": check.created_at, "report": report, "files": files}))
+    .into_response())
+}
