@@ -50,3 +50,39 @@ async fn a_student_uses_the_ide() {
 async fn an_expired_workspace_comes_back_with_one_click() {
     within(180, scenario("expiry", 5)).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_class_in_the_browser() {
+    within(300, async {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.exercises_dir = Some(root.join("examples/exercises"));
+        let sb = engine(config.sandbox.clone()).await;
+        let added = std::process::Command::new(env!("CARGO_BIN_EXE_replbox"))
+            .args(["teacher", "add", "Grace"])
+            .env("REPLBOX_DATA_DIR", dir.path())
+            .env("REPLBOX_TEACHER_PASSWORD", "compiler-1952")
+            .output()
+            .unwrap();
+        assert!(added.status.success());
+        let server = TestServer::start(config).await;
+        let out = tokio::process::Command::new("node")
+            .arg(root.join("tests/browser/classroom.mjs"))
+            .arg(server.url("/"))
+            .args(["Grace", "compiler-1952"])
+            .arg(root.join("test-artifacts"))
+            .output()
+            .await
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        server.stop().await;
+        cleanup(&sb).await;
+        assert!(
+            out.status.success() && stdout.contains("\nok"),
+            "browser scenario classroom failed"
+        );
+    })
+    .await
+}

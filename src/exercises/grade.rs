@@ -11,7 +11,7 @@ use crate::config::Language;
 use crate::runs::shell_quote;
 use crate::sandbox::{CreateSpec, SandboxError, SandboxHandle, Sandboxes};
 use replbox_protocol::{FileOp, JobSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Output kept per test (more is cut, and the test fails on it).
@@ -19,7 +19,7 @@ const OUTPUT_LIMIT: u64 = 1024 * 1024;
 /// What a result shows of expected and got.
 const SHOWN: usize = 400;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
     pub name: String,
@@ -33,7 +33,7 @@ pub struct TestResult {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub score: u32,

@@ -116,6 +116,27 @@ impl fmt::Display for LoadError {
     }
 }
 
+/// The prompt as HTML: Markdown, with any raw HTML in it shown as text, and
+/// code blocks marked with their language for the page to highlight.
+pub fn prompt_html(markdown: &str) -> String {
+    use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag};
+    let events = Parser::new_ext(
+        markdown,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    )
+    .map(|e| match e {
+        Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+        Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(lang))) => {
+            let lang: String = lang.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(lang.into())))
+        }
+        other => other,
+    });
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, events);
+    html
+}
+
 /// Every exercise folder under `dir`, each loaded or refused.
 pub fn load_all(
     dir: &Path,
@@ -358,6 +379,15 @@ mod tests {
 
     fn examples() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/exercises")
+    }
+
+    #[test]
+    fn prompts_render_without_raw_html() {
+        let html = prompt_html("# Hi\n\n<script>alert(1)</script>\n\n```python\nprint(1)\n```\n");
+        assert!(html.contains("<h1>Hi</h1>"));
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains("class=\"language-python\""), "{html}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 mod browser_session;
 pub mod classroom;
+mod classroom_pages;
 pub mod frames;
 mod health;
 mod pages;
@@ -60,6 +61,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
         .merge(pages::router())
         .merge(ws::router())
         .merge(classroom::router())
+        .merge(classroom_pages::router())
         .layer(sessions);
     Router::new()
         .merge(browser)

@@ -22,10 +22,38 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "ide.html")]
-struct IdePage {
-    js: String,
-    css: String,
-    built: bool,
+pub struct IdePage {
+    pub js: String,
+    pub css: String,
+    pub built: bool,
+    /// On an exercise's page: the exercise.
+    pub exercise: Option<ExerciseView>,
+}
+
+pub struct ExerciseView {
+    pub id: String,
+    pub prompt_html: String,
+    pub points: u32,
+}
+
+impl IdePage {
+    pub fn new(exercise: Option<ExerciseView>) -> Self {
+        IdePage {
+            js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
+            css: format!("/assets/ide.css?v={}", assets::version("ide.css")),
+            built: assets::built(),
+            exercise,
+        }
+    }
+}
+
+/// Renders a template into a page with the security headers.
+pub fn render(t: &impl Template) -> Result<Response, AppError> {
+    let html = t.render().map_err(|e| {
+        tracing::error!(error = %e, "template");
+        AppError::internal()
+    })?;
+    Ok(page(html))
 }
 
 /// A page with the security headers every page carries.
@@ -54,17 +82,7 @@ async fn ide(
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
     browser_session::owner(&state, &session, client.ip()).await?;
-    let html = IdePage {
-        js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
-        css: format!("/assets/ide.css?v={}", assets::version("ide.css")),
-        built: assets::built(),
-    }
-    .render()
-    .map_err(|e| {
-        tracing::error!(error = %e, "template");
-        AppError::internal()
-    })?;
-    Ok(page(html))
+    render(&IdePage::new(None))
 }
 
 /// Every file of a workspace (paths), or `None` past the limits.

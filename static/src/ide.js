@@ -9,10 +9,13 @@ import "./ide.css";
 
 const $ = (id) => document.getElementById(id);
 const encoder = new TextEncoder();
+/// On an exercise's page: its id (its own workspace, tabs and drafts).
+const exercise = document.body.dataset.exercise || null;
+const scope = exercise ? `replbox.x.${exercise}.` : "replbox.";
 const store = {
   get(key, fallback) {
     try {
-      const v = localStorage.getItem(`replbox.${key}`);
+      const v = localStorage.getItem(`${scope}${key}`);
       return v === null ? fallback : JSON.parse(v);
     } catch {
       return fallback;
@@ -20,11 +23,11 @@ const store = {
   },
   set(key, value) {
     try {
-      localStorage.setItem(`replbox.${key}`, JSON.stringify(value));
+      localStorage.setItem(`${scope}${key}`, JSON.stringify(value));
     } catch { /* full or disabled: drafts are a convenience */ }
   },
   remove(key) {
-    try { localStorage.removeItem(`replbox.${key}`); } catch { /* ignore */ }
+    try { localStorage.removeItem(`${scope}${key}`); } catch { /* ignore */ }
   },
 };
 
@@ -65,7 +68,8 @@ const editor = new Editor($("editor"), {
   onSave: () => state.active && save(state.active),
 });
 
-const conn = new Connection("/ws?output=binary", {
+const conn = new Connection(
+  exercise ? `/ws?output=binary&exercise=${encodeURIComponent(exercise)}` : "/ws?output=binary", {
   onOpen: () => setStatus("Connected"),
   onClose: (code) => {
     if (code !== 4000) setStatus("Reconnecting…", "warn");
@@ -233,7 +237,7 @@ async function refreshTree() {
 async function loadWorkspace() {
   try {
     const root = await list("");
-    if (root.length === 0 && !store.get("welcomed", false)) {
+    if (!exercise && root.length === 0 && !store.get("welcomed", false)) {
       for (const [path, text] of Object.entries(WELCOME)) {
         await conn.request({ type: "file.write", path, data: text });
       }
@@ -254,6 +258,10 @@ async function loadWorkspace() {
     if (active && state.tabs.includes(active)) await openFile(active, { focus: false });
     else if (state.tabs.length) await openFile(state.tabs[0], { focus: false });
     else if (root.some((e) => e.name === "main.py")) await openFile("main.py", { focus: false });
+    else {
+      const first = root.find((e) => e.kind === "file");
+      if (first) await openFile(first.name, { focus: false });
+    }
     state.loadedOnce = true;
     markReady(state.status === "ready");
   } catch (e) {
@@ -733,6 +741,70 @@ function selectPanel(which) {
 
 $("tab-output").addEventListener("click", () => selectPanel("output"));
 $("tab-terminal").addEventListener("click", () => selectPanel("terminal"));
+
+// ---------------------------------------------------------------- exercises
+
+async function check() {
+  const pane = $("results");
+  const button = $("check");
+  button.disabled = true;
+  pane.replaceChildren(Object.assign(document.createElement("p"), { textContent: "Checking your work…" }));
+  try {
+    await Promise.all([...state.dirty].map((p) => save(p)));
+    const r = await fetch(`/class/exercises/${encodeURIComponent(exercise)}/check`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: "{}",
+    });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error?.message ?? `check failed (${r.status})`);
+    const { report } = body;
+    const head = document.createElement("h2");
+    head.className = "score";
+    head.textContent = `Score: ${report.score} / ${report.maxScore}`;
+    const list = document.createElement("ul");
+    for (const t of report.tests) {
+      const li = document.createElement("li");
+      li.className = t.passed ? "pass" : "fail";
+      li.append(`${t.passed ? "✔" : "✘"} ${t.name} (${t.points}/${t.maxPoints})`);
+      if (!t.passed) {
+        li.append(Object.assign(document.createElement("div"), { className: "reason", textContent: t.reason }));
+        for (const [label, text] of [["expected", t.expected], ["got", t.got]]) {
+          if (text === null || text === undefined) continue;
+          const pre = document.createElement("pre");
+          pre.dataset.label = label;
+          pre.textContent = text;
+          li.append(Object.assign(document.createElement("div"), { className: "label", textContent: label }), pre);
+        }
+      }
+      list.append(li);
+    }
+    pane.replaceChildren(head, list);
+  } catch (e) {
+    pane.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: e.message }));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+if (exercise) {
+  $("check").addEventListener("click", () => check());
+  highlightPrompt();
+}
+
+async function highlightPrompt() {
+  const { highlightCode, classHighlighter } = await import("@lezer/highlight");
+  const { languageFor } = await import("./editor.js");
+  for (const code of document.querySelectorAll(".prompt pre code[class^='language-']")) {
+    const lang = languageFor(`x.${code.className.replace("language-", "").replace(/^python$/, "py").replace(/^javascript$/, "js").replace(/^(bash|shell)$/, "sh")}`);
+    const parser = lang?.language?.parser ?? lang?.parser;
+    if (!parser) continue;
+    const text = code.textContent;
+    const out = document.createDocumentFragment();
+    highlightCode(text, parser.parse(text), classHighlighter,
+      (t, cls) => out.append(cls ? Object.assign(document.createElement("span"), { className: cls, textContent: t }) : t),
+      () => out.append("\n"));
+    code.replaceChildren(out);
+  }
+}
 
 // ---------------------------------------------------------------- start
 

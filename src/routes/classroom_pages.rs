@@ -1,0 +1,413 @@
+//! The pages of classes: a student's list of exercises (and the form to
+//! join), an exercise's page (the IDE with the prompt and Check), and the
+//! teacher's sign-in, classes, dashboard and read-only view of a check.
+//! Forms post urlencoded; SameSite=Lax cookies keep other sites' forms out.
+
+use super::pages::{render, ExerciseView, IdePage};
+use super::{assets, browser_session, AppState};
+use crate::error::AppError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+const TEACHER_KEY: &str = "teacher";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/exercises", get(list))
+        .route("/exercises/join", post(join))
+        .route("/exercises/{id}", get(exercise_page))
+        .route("/teacher", get(teacher_home))
+        .route("/teacher/sign-in", get(sign_in_page).post(sign_in))
+        .route("/teacher/sign-out", post(sign_out))
+        .route("/teacher/new-class", post(new_class))
+        .route("/teacher/classes/{class}/{id}", get(dashboard))
+        .route("/teacher/check/{id}", get(check_page))
+}
+
+fn css() -> String {
+    format!("/assets/ide.css?v={}", assets::version("ide.css"))
+}
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %e, "session store");
+    AppError::internal()
+}
+
+struct ExerciseRow {
+    id: String,
+    title: String,
+    language: String,
+    points: u32,
+    best: Option<i64>,
+    attempts: i64,
+}
+
+#[derive(Template)]
+#[template(path = "exercises.html")]
+struct ListPage {
+    css: String,
+    error: Option<String>,
+    student: Option<String>,
+    class_name: String,
+    exercises: Vec<ExerciseRow>,
+}
+
+async fn list_page(
+    state: &AppState,
+    owner: &str,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let student = state.classroom.student_by_owner(owner).await?;
+    let mut page = ListPage {
+        css: css(),
+        error,
+        student: None,
+        class_name: String::new(),
+        exercises: Vec::new(),
+    };
+    if let Some(s) = student {
+        let progress = state.classroom.progress(&s.id).await?;
+        page.class_name = state
+            .classroom
+            .class(&s.class_id)
+            .await?
+            .map(|c| c.name)
+            .unwrap_or_default();
+        page.student = Some(s.display_name);
+        page.exercises = state
+            .exercises
+            .values()
+            .map(|x| {
+                let p = progress.get(&x.id).copied();
+                ExerciseRow {
+                    id: x.id.clone(),
+                    title: x.title.clone(),
+                    language: x.language.clone(),
+                    points: x.points(),
+                    best: p.map(|(b, _)| b),
+                    attempts: p.map(|(_, n)| n).unwrap_or(0),
+                }
+            })
+            .collect();
+    }
+    render(&page)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    let owner = browser_session::owner(&state, &session, client.ip()).await?;
+    list_page(&state, &owner, None).await
+}
+
+#[derive(Deserialize)]
+struct JoinForm {
+    code: String,
+    name: String,
+}
+
+async fn join(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    session: tower_sessions::Session,
+    Form(form): Form<JoinForm>,
+) -> Result<Response, AppError> {
+    let owner = browser_session::owner(&state, &session, client.ip()).await?;
+    match state.classroom.join(&form.code, &form.name, &owner).await {
+        Ok(_) => Ok(axum::response::IntoResponse::into_response(Redirect::to(
+            "/exercises",
+        ))),
+        Err(e) => list_page(&state, &owner, Some(e.to_string())).await,
+    }
+}
+
+async fn exercise_page(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let owner = browser_session::existing_owner(&session).await?;
+    if state.classroom.student_by_owner(&owner).await?.is_none() {
+        return Ok(axum::response::IntoResponse::into_response(Redirect::to(
+            "/exercises",
+        )));
+    }
+    let x = state
+        .exercises
+        .get(&id)
+        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+    render(&IdePage::new(Some(ExerciseView {
+        id: x.id.clone(),
+        prompt_html: crate::exercises::prompt_html(&x.prompt),
+        points: x.points(),
+    })))
+}
+
+#[derive(Template)]
+#[template(path = "teacher_login.html")]
+struct SignInPage {
+    css: String,
+    error: Option<String>,
+}
+
+async fn sign_in_page() -> Result<Response, AppError> {
+    render(&SignInPage {
+        css: css(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    name: String,
+    password: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, AppError> {
+    match state.classroom.login(&form.name, &form.password).await {
+        Ok(id) => {
+            session.cycle_id().await.map_err(session_error)?;
+            session
+                .insert(TEACHER_KEY, id)
+                .await
+                .map_err(session_error)?;
+            Ok(axum::response::IntoResponse::into_response(Redirect::to(
+                "/teacher",
+            )))
+        }
+        Err(e) => render(&SignInPage {
+            css: css(),
+            error: Some(e.to_string()),
+        }),
+    }
+}
+
+async fn sign_out(session: tower_sessions::Session) -> Result<Response, AppError> {
+    session
+        .remove::<String>(TEACHER_KEY)
+        .await
+        .map_err(session_error)?;
+    Ok(axum::response::IntoResponse::into_response(Redirect::to(
+        "/teacher/sign-in",
+    )))
+}
+
+async fn teacher_id(session: &tower_sessions::Session) -> Result<Option<String>, AppError> {
+    session
+        .get::<String>(TEACHER_KEY)
+        .await
+        .map_err(session_error)
+}
+
+#[derive(Template)]
+#[template(path = "teacher.html")]
+struct TeacherPage {
+    css: String,
+    error: Option<String>,
+    classes: Vec<crate::classroom::Class>,
+    exercises: Vec<(String, String)>,
+}
+
+async fn teacher_home(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+) -> Result<Response, AppError> {
+    let Some(t) = teacher_id(&session).await? else {
+        return Ok(axum::response::IntoResponse::into_response(Redirect::to(
+            "/teacher/sign-in",
+        )));
+    };
+    render(&TeacherPage {
+        css: css(),
+        error: None,
+        classes: state.classroom.classes_of(&t).await?,
+        exercises: state
+            .exercises
+            .values()
+            .map(|x| (x.id.clone(), x.title.clone()))
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ClassForm {
+    name: String,
+}
+
+async fn new_class(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Form(form): Form<ClassForm>,
+) -> Result<Response, AppError> {
+    let Some(t) = teacher_id(&session).await? else {
+        return Ok(axum::response::IntoResponse::into_response(Redirect::to(
+            "/teacher/sign-in",
+        )));
+    };
+    state.classroom.create_class(&t, &form.name).await?;
+    Ok(axum::response::IntoResponse::into_response(Redirect::to(
+        "/teacher",
+    )))
+}
+
+struct StandingRow {
+    name: String,
+    best: String,
+    attempts: i64,
+    last: String,
+    check: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "teacher_dashboard.html")]
+struct DashboardPage {
+    css: String,
+    error: Option<String>,
+    class_id: String,
+    class_name: String,
+    exercise_id: String,
+    exercise: String,
+    rows: Vec<StandingRow>,
+}
+
+/// The signed-in teacher's class, or what to answer instead.
+async fn own_class(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    class: &str,
+) -> Result<Result<crate::classroom::Class, Response>, AppError> {
+    let Some(t) = teacher_id(session).await? else {
+        return Ok(Err(axum::response::IntoResponse::into_response(
+            Redirect::to("/teacher/sign-in"),
+        )));
+    };
+    match state.classroom.class(class).await? {
+        Some(c) if c.teacher_id == t => Ok(Ok(c)),
+        _ => Err(AppError::not_found("There is no such class of yours.")),
+    }
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let c = match own_class(&state, &session, &class).await? {
+        Ok(c) => c,
+        Err(redirect) => return Ok(redirect),
+    };
+    let x = state
+        .exercises
+        .get(&id)
+        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+    let rows = state.classroom.standings(&class, &id).await?;
+    render(&DashboardPage {
+        css: css(),
+        error: None,
+        class_id: c.id,
+        class_name: c.name,
+        exercise_id: x.id.clone(),
+        exercise: x.title.clone(),
+        rows: rows
+            .into_iter()
+            .map(|r| StandingRow {
+                name: r.display_name,
+                best: match (r.best_score, r.max_score) {
+                    (Some(b), Some(m)) => format!("{b} / {m}"),
+                    _ => "—".into(),
+                },
+                attempts: r.attempts,
+                last: r
+                    .last_check
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                check: r.last_check_id,
+            })
+            .collect(),
+    })
+}
+
+struct TestLine {
+    name: String,
+    passed: bool,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "teacher_check.html")]
+struct CheckPage {
+    css: String,
+    error: Option<String>,
+    student: String,
+    exercise: String,
+    score: i64,
+    max_score: i64,
+    tests: Vec<TestLine>,
+    files: Vec<(String, String)>,
+}
+
+async fn check_page(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let check = state
+        .classroom
+        .check(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such check."))?;
+    let student = state
+        .classroom
+        .student(&check.student_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("There is no such check."))?;
+    if let Err(redirect) = own_class(&state, &session, &student.class_id).await? {
+        return Ok(redirect);
+    }
+    let report: crate::exercises::grade::Report =
+        serde_json::from_str(&check.report).map_err(|_| AppError::internal())?;
+    let files: BTreeMap<String, String> = serde_json::from_str(&check.files).unwrap_or_default();
+    render(&CheckPage {
+        css: css(),
+        error: None,
+        student: student.display_name,
+        exercise: state
+            .exercises
+            .get(&check.exercise)
+            .map(|x| x.title.clone())
+            .unwrap_or(check.exercise.clone()),
+        score: check.score,
+        max_score: check.max_score,
+        tests: report
+            .tests
+            .into_iter()
+            .map(|t| TestLine {
+                name: t.name,
+                passed: t.passed,
+                reason: t.reason,
+            })
+            .collect(),
+        files: files
+            .into_iter()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .unwrap_or_default();
+                (k, String::from_utf8_lossy(&bytes).into_owned())
+            })
+            .collect(),
+    })
+}
