@@ -84,6 +84,7 @@ pub async fn serve(
         cancel.clone(),
     ));
     let _pool = registry.start_pool(cancel.clone());
+    let drain_registry = registry.clone();
     let state = AppState {
         config: config.clone(),
         registry,
@@ -117,5 +118,7 @@ pub async fn serve(
     // every socket a moment to send its close frame.
     sockets.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), sockets.wait()).await;
+    drop(_pool);
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain_registry.drain_pool()).await;
     Ok(())
 }

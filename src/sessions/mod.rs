@@ -807,6 +807,17 @@ impl Registry {
         self.shared.all()
     }
 
+    /// Removes the warm pool's containers and their workspaces (at a
+    /// graceful shutdown; after a crash, start-up removes them).
+    pub async fn drain_pool(&self) {
+        for warm in self.shared.pool.drain() {
+            let id = warm.handle.container_id().to_string();
+            drop(warm.handle);
+            let _ = self.shared.sandboxes.remove(&id).await;
+            let _ = self.shared.sandboxes.remove_volume(&warm.volume).await;
+        }
+    }
+
     /// Starts the warm pool's refill task; runs until `cancel`.
     pub fn start_pool(&self, cancel: tokio_util::sync::CancellationToken) -> AbortOnDrop {
         let shared = Arc::downgrade(&self.shared);

@@ -59,6 +59,13 @@ impl WarmPool {
         None
     }
 
+    /// Takes every ready container out of the pool (at shutdown).
+    pub fn drain(&self) -> Vec<Warm> {
+        let drained: Vec<Warm> = self.ready.lock().unwrap().drain(..).collect();
+        self.size.fetch_sub(drained.len(), Ordering::Relaxed);
+        drained
+    }
+
     /// Keeps the pool full while `room()` says there is capacity for one
     /// more container; runs until `cancel`.
     pub fn spawn_refill(
