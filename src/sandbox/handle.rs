@@ -22,10 +22,24 @@ use tracing::{debug, warn};
 /// Events of one job, in order; the last is `Exit` or `SpawnFailed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
-    Started { pid: i32 },
-    Output { stream: OutStream, data: Bytes },
+    Started {
+        pid: i32,
+    },
+    Output {
+        stream: OutStream,
+        data: Bytes,
+    },
     Exit(ExitStatus),
     SpawnFailed(String),
+    /// A kernel job answers.
+    KernelReady {
+        language: String,
+    },
+    /// A Jupyter message from a kernel job: its channel and its JSON.
+    KernelMessage {
+        channel: String,
+        message: String,
+    },
 }
 
 const JOB_EVENTS: usize = 64;
@@ -198,6 +212,32 @@ impl SandboxHandle {
         })
     }
 
+    /// Starts a Jupyter kernel (by kernelspec name) as a job; its events
+    /// are `KernelReady`, then `KernelMessage`s, and its exit.
+    pub async fn kernel_start(&self, name: &str) -> Result<Job, SandboxError> {
+        let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events_tx, events) = mpsc::channel(JOB_EVENTS);
+        self.conn.routes.jobs.lock().unwrap().insert(id, events_tx);
+        if let Err(e) = self
+            .send(ToAgent::KernelStart {
+                id,
+                name: name.to_string(),
+            })
+            .await
+        {
+            self.conn.routes.jobs.lock().unwrap().remove(&id);
+            return Err(e);
+        }
+        Ok(Job {
+            id,
+            events,
+            control: JobControl {
+                id,
+                handle: self.clone(),
+            },
+        })
+    }
+
     /// A file operation under /workspace.
     pub async fn file(&self, op: FileOp) -> Result<FileReply, SandboxError> {
         let req = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +307,19 @@ impl JobControl {
             .await
     }
 
+    /// A request to the kernel this job runs.
+    pub async fn kernel(
+        &self,
+        request: replbox_protocol::KernelRequest,
+    ) -> Result<(), SandboxError> {
+        self.handle
+            .send(ToAgent::Kernel {
+                id: self.id,
+                request,
+            })
+            .await
+    }
+
     /// Delivers a signal to the job's whole process group.
     pub async fn signal(&self, signal: i32) -> Result<(), SandboxError> {
         self.handle
@@ -318,6 +371,7 @@ impl Job {
                     out.spawn_error = Some(msg);
                     return Ok(out);
                 }
+                JobEvent::KernelReady { .. } | JobEvent::KernelMessage { .. } => {}
             }
         }
         Err(SandboxError::AgentGone)
@@ -475,6 +529,12 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
             warn!("agent refused a frame: {message}");
             return true;
         }
+        FromAgent::KernelReady { id, language } => (id, JobEvent::KernelReady { language }, false),
+        FromAgent::KernelMessage {
+            id,
+            channel,
+            message,
+        } => (id, JobEvent::KernelMessage { channel, message }, false),
     };
     deliver(routes, id, event, last).await
 }

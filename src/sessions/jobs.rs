@@ -179,6 +179,8 @@ pub(super) async fn pump(
                 end = (None, Some(message));
                 break;
             }
+            // Kernels reach the page through notebook frames (to come).
+            JobEvent::KernelReady { .. } | JobEvent::KernelMessage { .. } => {}
         }
     }
     let (exit, failed) = end;

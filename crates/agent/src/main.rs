@@ -8,6 +8,7 @@
 mod cgroup;
 mod files;
 mod jobs;
+mod kernel;
 mod pty;
 mod reaper;
 mod stdio;
@@ -70,6 +71,7 @@ async fn run() {
     });
 
     let table = Arc::new(jobs::JobTable::default());
+    let kernels = kernel::Kernels::default();
     let _reaper = reaper::spawn(table.clone());
     let mut reader = FramedRead::new(stdio::input(), FrameCodec::<ToAgent>::new());
 
@@ -103,7 +105,7 @@ async fn run() {
             }
             None => break,
         };
-        handle(frame, &table, &out_tx, &workspace).await;
+        handle(frame, &table, &kernels, &out_tx, &workspace).await;
     }
 
     // stdin is gone. As PID 1 the container lives as long as we do, so keep
@@ -133,7 +135,13 @@ async fn write_frame(
     }
 }
 
-async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, workspace: &Path) {
+async fn handle(
+    frame: ToAgent,
+    table: &Arc<jobs::JobTable>,
+    kernels: &kernel::Kernels,
+    out: &Outbox,
+    workspace: &Path,
+) {
     match frame {
         ToAgent::Hello { version, nonce } => {
             if version != PROTOCOL_VERSION {
@@ -162,6 +170,14 @@ async fn handle(frame: ToAgent, table: &Arc<jobs::JobTable>, out: &Outbox, works
             table.control(id, jobs::Control::Resize(rows, cols)).await
         }
         ToAgent::Signal { id, signal } => table.signal(id, signal),
+        ToAgent::KernelStart { id, name } => kernels.start(
+            table.clone(),
+            id,
+            name,
+            workspace.to_path_buf(),
+            out.clone(),
+        ),
+        ToAgent::Kernel { id, request } => kernels.request(table, id, request, out).await,
         ToAgent::ListJobs => {
             let _ = out
                 .send(FromAgent::Jobs {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 pub use codec::{output_header, split_output, FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Identifies a job within one agent connection; chosen by the server.
 pub type JobId = u64;
@@ -62,6 +62,41 @@ pub enum ToAgent {
     },
     /// Asks which jobs are still running (after a re-attach).
     ListJobs,
+    /// Starts a Jupyter kernel (a kernelspec's name, e.g. `python3`) as job
+    /// `id`: its process's exit is that job's exit.
+    KernelStart {
+        id: JobId,
+        name: String,
+    },
+    /// A request to a running kernel.
+    Kernel {
+        id: JobId,
+        request: KernelRequest,
+    },
+}
+
+/// What the server asks of a kernel; the agent speaks the Jupyter
+/// protocol (ZeroMQ, inside the container) for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KernelRequest {
+    /// `msg_id` is the server's, so replies can be matched to requests.
+    Execute {
+        msg_id: String,
+        code: String,
+    },
+    Complete {
+        msg_id: String,
+        code: String,
+        cursor_pos: u32,
+    },
+    Inspect {
+        msg_id: String,
+        code: String,
+        cursor_pos: u32,
+    },
+    /// SIGINT to the kernel's process group (ipykernel's interrupt mode).
+    Interrupt,
+    Shutdown,
 }
 
 /// Frames from the agent to the server.
@@ -102,6 +137,18 @@ pub enum FromAgent {
     },
     /// A frame the agent could not act on.
     Error {
+        message: String,
+    },
+    /// The kernel of job `id` answers.
+    KernelReady {
+        id: JobId,
+        language: String,
+    },
+    /// A message from the kernel: its channel (`iopub`, `shell`, `control`)
+    /// and the whole Jupyter message as JSON.
+    KernelMessage {
+        id: JobId,
+        channel: String,
         message: String,
     },
 }

@@ -1,0 +1,206 @@
+//! Jupyter kernels inside the sandbox. A kernel is started from its
+//! kernelspec as an ordinary job (so its death is that job's exit), with a
+//! connection file on 127.0.0.1 of the container's own network namespace;
+//! the agent is its client over ZeroMQ (jupyter-zmq-client) and forwards
+//! every message to the server as JSON.
+
+use crate::jobs::{self, JobTable};
+use crate::Outbox;
+use jupyter_protocol::{
+    CompleteRequest, ConnectionInfo, ExecuteRequest, InspectRequest, JupyterMessage,
+    JupyterMessageContent, KernelInfoRequest, ShutdownRequest,
+};
+use replbox_protocol::{FromAgent, JobId, JobSpec, KernelRequest};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Running kernels' request queues, by job id.
+#[derive(Default, Clone)]
+pub struct Kernels {
+    inner: Arc<Mutex<HashMap<JobId, mpsc::Sender<KernelRequest>>>>,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Kernels {
+    pub async fn request(&self, table: &JobTable, id: JobId, request: KernelRequest, out: &Outbox) {
+        if request == KernelRequest::Interrupt {
+            table.signal(id, libc::SIGINT);
+            return;
+        }
+        let tx = self.inner.lock().unwrap().get(&id).cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(request).await;
+            }
+            None => {
+                let _ = out
+                    .send(FromAgent::Error {
+                        message: format!("kernel {id} is not running"),
+                    })
+                    .await;
+            }
+        }
+    }
+
+    pub fn start(
+        &self,
+        table: Arc<JobTable>,
+        id: JobId,
+        name: String,
+        workspace: PathBuf,
+        out: Outbox,
+    ) {
+        let kernels = self.clone();
+        tokio::spawn(async move {
+            if let Err(message) = kernels.run(table, id, &name, workspace, &out).await {
+                let _ = out.send(FromAgent::SpawnFailed { id, message }).await;
+            }
+            kernels.inner.lock().unwrap().remove(&id);
+        });
+    }
+
+    async fn run(
+        &self,
+        table: Arc<JobTable>,
+        id: JobId,
+        name: &str,
+        workspace: PathBuf,
+        out: &Outbox,
+    ) -> Result<(), String> {
+        let spec = jupyter_zmq_client::find_kernelspec(name)
+            .await
+            .map_err(|_| format!("there is no kernel {name:?} in this image"))?;
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let ports = jupyter_zmq_client::peek_ports(ip, 5)
+            .await
+            .map_err(|e| format!("no free ports for the kernel: {e}"))?;
+        let info = ConnectionInfo {
+            ip: ip.to_string(),
+            transport: jupyter_protocol::connection_info::Transport::TCP,
+            shell_port: ports[0],
+            iopub_port: ports[1],
+            stdin_port: ports[2],
+            control_port: ports[3],
+            hb_port: ports[4],
+            key: format!("{:032x}", rand_u128()),
+            signature_scheme: "hmac-sha256".into(),
+            kernel_name: Some(name.to_string()),
+        };
+        let file = PathBuf::from(format!("/tmp/replbox-kernel-{id}.json"));
+        std::fs::write(&file, serde_json::to_vec(&info).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("cannot write the connection file: {e}"))?;
+        let argv: Vec<String> = spec
+            .kernelspec
+            .argv
+            .iter()
+            .map(|a| a.replace("{connection_file}", &file.to_string_lossy()))
+            .collect();
+        let mut job = JobSpec::argv(argv);
+        job.env
+            .insert("JPY_PARENT_PID".into(), std::process::id().to_string());
+        jobs::spawn(table.clone(), id, job, workspace, out.clone());
+
+        let session = format!("replbox-{id}");
+        let identity =
+            jupyter_zmq_client::peer_identity_for_session(&session).map_err(|e| e.to_string())?;
+        let mut iopub = jupyter_zmq_client::create_client_iopub_connection(&info, "", &session)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut shell = jupyter_zmq_client::create_client_shell_connection_with_identity(
+            &info, &session, identity,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut control = jupyter_zmq_client::create_client_control_connection(&info, &session)
+            .await
+            .map_err(|e| e.to_string())?;
+
+        // Ready when it answers kernel_info (asked again until it does).
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let language = loop {
+            if tokio::time::Instant::now() > deadline || !table.running().contains(&id) {
+                return Err("the kernel did not start".into());
+            }
+            let _ = shell
+                .send(JupyterMessage::new(KernelInfoRequest {}, None))
+                .await;
+            match tokio::time::timeout(Duration::from_secs(2), shell.read()).await {
+                Ok(Ok(reply)) => {
+                    if let JupyterMessageContent::KernelInfoReply(r) = &reply.content {
+                        break r.language_info.name.clone();
+                    }
+                }
+                _ => continue,
+            }
+        };
+        let (tx, mut rx) = mpsc::channel::<KernelRequest>(64);
+        self.inner.lock().unwrap().insert(id, tx);
+        let _ = out.send(FromAgent::KernelReady { id, language }).await;
+
+        let forward = |channel: &str, msg: JupyterMessage| FromAgent::KernelMessage {
+            id,
+            channel: channel.to_string(),
+            message: serde_json::to_string(&msg).unwrap_or_default(),
+        };
+        loop {
+            tokio::select! {
+                m = iopub.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("iopub", m)).await; }
+                    Err(_) => break,
+                },
+                m = shell.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("shell", m)).await; }
+                    Err(_) => break,
+                },
+                m = control.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("control", m)).await; }
+                    Err(_) => break,
+                },
+                r = rx.recv() => {
+                    let Some(r) = r else { break };
+                    let sent = match r {
+                        KernelRequest::Execute { msg_id, code } => {
+                            shell.send(with_id(JupyterMessage::new(ExecuteRequest::new(code), None), msg_id)).await
+                        }
+                        KernelRequest::Complete { msg_id, code, cursor_pos } => {
+                            shell.send(with_id(JupyterMessage::new(CompleteRequest { code, cursor_pos: cursor_pos as usize }, None), msg_id)).await
+                        }
+                        KernelRequest::Inspect { msg_id, code, cursor_pos } => {
+                            let req = InspectRequest { code, cursor_pos: cursor_pos as usize, detail_level: None };
+                            shell.send(with_id(JupyterMessage::new(req, None), msg_id)).await
+                        }
+                        KernelRequest::Shutdown => {
+                            let _ = control.send(JupyterMessage::new(ShutdownRequest { restart: false }, None)).await;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            table.signal(id, libc::SIGKILL);
+                            break;
+                        }
+                        KernelRequest::Interrupt => Ok(()),
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+        Ok(())
+    }
+}
+
+fn with_id(mut m: JupyterMessage, msg_id: String) -> JupyterMessage {
+    m.header.msg_id = msg_id;
+    m
+}
+
+fn rand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    u128::from_le_bytes(b)
+}

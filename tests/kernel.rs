@@ -1,0 +1,120 @@
+//! Jupyter kernels inside a sandbox, through the agent: state persists
+//! between cells, rich output arrives, an interrupt stops a busy loop.
+
+mod common;
+
+use common::{cleanup, engine, sandbox_config, within};
+use replbox::sandbox::{CreateSpec, Job, JobEvent};
+use replbox_protocol::KernelRequest;
+use serde_json::Value;
+
+/// Runs a cell; returns its execute_result's text/plain (or error name) and
+/// its stream output.
+async fn cell(job: &mut Job, msg_id: &str, code: &str) -> (Option<String>, String, String) {
+    job.control
+        .kernel(KernelRequest::Execute {
+            msg_id: msg_id.into(),
+            code: code.into(),
+        })
+        .await
+        .unwrap();
+    let (mut result, mut stream) = (None, String::new());
+    loop {
+        match job.next().await.expect("kernel alive") {
+            JobEvent::KernelMessage { channel, message } => {
+                let m: Value = serde_json::from_str(&message).unwrap();
+                if m["parent_header"]["msg_id"] != msg_id {
+                    continue;
+                }
+                match m["header"]["msg_type"].as_str().unwrap() {
+                    "execute_result" => {
+                        result = m["content"]["data"]["text/plain"]
+                            .as_str()
+                            .map(String::from)
+                    }
+                    "error" => result = m["content"]["ename"].as_str().map(String::from),
+                    "stream" => stream.push_str(m["content"]["text"].as_str().unwrap_or("")),
+                    "display_data" => {
+                        result = Some(format!(
+                            "display:{}",
+                            m["content"]["data"]
+                                .as_object()
+                                .unwrap()
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ))
+                    }
+                    "execute_reply" if channel == "shell" => {
+                        let status = m["content"]["status"].as_str().unwrap_or("").to_string();
+                        return (result, stream, status);
+                    }
+                    _ => {}
+                }
+            }
+            JobEvent::Exit(e) => panic!("kernel died: {e:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kernel_keeps_state_renders_and_can_be_interrupted() {
+    within(180, async {
+        let sb = engine(sandbox_config()).await;
+        let h = sb
+            .create(&CreateSpec {
+                session: "kernel".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut k = h.kernel_start("python3").await.unwrap();
+        loop {
+            match k.next().await.unwrap() {
+                JobEvent::KernelReady { language } => {
+                    assert_eq!(language, "python");
+                    break;
+                }
+                JobEvent::SpawnFailed(m) => panic!("{m}"),
+                JobEvent::Exit(e) => panic!("kernel died: {e:?}"),
+                _ => {}
+            }
+        }
+        let (r, _, status) = cell(&mut k, "c1", "x = 41").await;
+        assert_eq!((r, status.as_str()), (None, "ok"));
+        let (r, _, _) = cell(&mut k, "c2", "x + 1").await;
+        assert_eq!(r.as_deref(), Some("42"));
+        let (_, out, _) = cell(&mut k, "c3", "print('hi')").await;
+        assert_eq!(out, "hi\n");
+        let (r, _, _) = cell(
+            &mut k,
+            "c4",
+            "import pandas as pd; pd.DataFrame({'a': [1, 2]})",
+        )
+        .await;
+        assert!(r.unwrap().contains("a"));
+
+        // A busy loop is interrupted and the kernel stays usable.
+        let control = k.control.clone();
+        let interrupt = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            control.kernel(KernelRequest::Interrupt).await.unwrap();
+        });
+        let t = std::time::Instant::now();
+        let (r, _, status) = cell(&mut k, "c5", "while True: pass").await;
+        interrupt.await.unwrap();
+        assert_eq!(
+            (r.as_deref(), status.as_str()),
+            (Some("KeyboardInterrupt"), "error")
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(3));
+        let (r, _, _) = cell(&mut k, "c6", "x * 2").await;
+        assert_eq!(r.as_deref(), Some("82"));
+
+        k.control.kernel(KernelRequest::Shutdown).await.unwrap();
+        cleanup(&sb).await;
+    })
+    .await
+}
