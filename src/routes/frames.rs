@@ -83,6 +83,38 @@ pub enum ClientFrame {
         reference: Option<Value>,
         path: String,
     },
+    /// Starts a Jupyter kernel (default `python3`); answered by `started`
+    /// (kind `kernel`), then `kernel.ready`.
+    #[serde(rename = "kernel.start")]
+    KernelStart {
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+        name: Option<String>,
+    },
+    #[serde(rename = "kernel.execute")]
+    KernelExecute {
+        kernel: JobId,
+        msg_id: String,
+        code: String,
+    },
+    #[serde(rename = "kernel.complete")]
+    KernelComplete {
+        kernel: JobId,
+        msg_id: String,
+        code: String,
+        cursor_pos: u32,
+    },
+    #[serde(rename = "kernel.inspect")]
+    KernelInspect {
+        kernel: JobId,
+        msg_id: String,
+        code: String,
+        cursor_pos: u32,
+    },
+    #[serde(rename = "kernel.interrupt")]
+    KernelInterrupt { kernel: JobId },
+    #[serde(rename = "kernel.shutdown")]
+    KernelShutdown { kernel: JobId },
     #[serde(rename = "ping")]
     Ping {
         #[serde(rename = "ref")]
@@ -226,6 +258,19 @@ pub enum ServerFrame {
         message: String,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
+    },
+    #[serde(rename = "kernel.ready")]
+    KernelReady { kernel: JobId, language: String },
+    /// A Jupyter message from a kernel: `parentMsgId` is the `msgId` of the
+    /// request it answers; `content` is the message's content as Jupyter
+    /// defines it for `msgType`.
+    #[serde(rename = "kernel.message")]
+    KernelMessage {
+        kernel: JobId,
+        channel: String,
+        msg_type: String,
+        parent_msg_id: Option<String>,
+        content: Value,
     },
     #[serde(rename = "pong")]
     Pong {

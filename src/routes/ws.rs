@@ -18,7 +18,9 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
-use replbox_protocol::{DirEntry, EntryKind, FileOp, FileReply, JobId, JobSpec, PtySize};
+use replbox_protocol::{
+    DirEntry, EntryKind, FileOp, FileReply, JobId, JobSpec, KernelRequest, PtySize,
+};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -411,6 +413,31 @@ impl Conn {
             }
             SessionEvent::Status(status) => self.send(ServerFrame::Status { status }).await,
             SessionEvent::Queued { position } => self.send(ServerFrame::Queued { position }).await,
+            SessionEvent::KernelReady { job, language } => {
+                self.send(ServerFrame::KernelReady {
+                    kernel: job,
+                    language,
+                })
+                .await
+            }
+            SessionEvent::KernelMessage {
+                job,
+                channel,
+                message,
+            } => {
+                let m: serde_json::Value = serde_json::from_str(&message).unwrap_or_default();
+                self.send(ServerFrame::KernelMessage {
+                    kernel: job,
+                    channel,
+                    msg_type: m["header"]["msg_type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    parent_msg_id: m["parent_header"]["msg_id"].as_str().map(String::from),
+                    content: m["content"].clone(),
+                })
+                .await
+            }
             SessionEvent::Expired => {
                 self.send(ServerFrame::Expired {
                     message: "Your sandbox stopped after a period of inactivity. Your files are kept: reconnect and restore to continue.".into(),
@@ -571,6 +598,62 @@ impl Conn {
                     }
                 });
             }
+            ClientFrame::KernelStart { reference, name } => {
+                let s = self.sandbox.clone();
+                let out = self.out.clone();
+                let name = name.unwrap_or_else(|| "python3".into());
+                self.tasks.spawn(async move {
+                    if let Err(e) = s.start_kernel(&name, reference.clone()).await {
+                        let _ = out.send(error_message(&e, reference)).await;
+                    }
+                });
+            }
+            ClientFrame::KernelExecute {
+                kernel,
+                msg_id,
+                code,
+            } => {
+                self.kernel(kernel, KernelRequest::Execute { msg_id, code })
+                    .await
+            }
+            ClientFrame::KernelComplete {
+                kernel,
+                msg_id,
+                code,
+                cursor_pos,
+            } => {
+                self.kernel(
+                    kernel,
+                    KernelRequest::Complete {
+                        msg_id,
+                        code,
+                        cursor_pos,
+                    },
+                )
+                .await
+            }
+            ClientFrame::KernelInspect {
+                kernel,
+                msg_id,
+                code,
+                cursor_pos,
+            } => {
+                self.kernel(
+                    kernel,
+                    KernelRequest::Inspect {
+                        msg_id,
+                        code,
+                        cursor_pos,
+                    },
+                )
+                .await
+            }
+            ClientFrame::KernelInterrupt { kernel } => {
+                self.kernel(kernel, KernelRequest::Interrupt).await
+            }
+            ClientFrame::KernelShutdown { kernel } => {
+                self.kernel(kernel, KernelRequest::Shutdown).await
+            }
             ClientFrame::FileList { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::List { path }, false)
             }
@@ -623,6 +706,32 @@ impl Conn {
             } => self.file_op(reference, to.clone(), FileOp::Rename { from, to }, true),
             ClientFrame::FileDelete { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::Delete { path }, true)
+            }
+        }
+    }
+
+    async fn kernel(&self, kernel: JobId, request: KernelRequest) {
+        match self
+            .sandbox
+            .job(kernel)
+            .filter(|j| j.kind == JobKind::Kernel && j.is_running())
+        {
+            Some(job) => {
+                let executes = matches!(request, KernelRequest::Execute { .. });
+                if let Err(e) = job.control.kernel(request).await {
+                    self.reply_error(e.into(), None).await;
+                }
+                if executes {
+                    self.sandbox.touch().await;
+                }
+            }
+            None => {
+                self.send(ServerFrame::Error {
+                    code: "unknown_kernel".into(),
+                    message: format!("Kernel {kernel} is not running: start one."),
+                    reference: None,
+                })
+                .await
             }
         }
     }

@@ -20,6 +20,8 @@ pub enum JobKind {
     Run,
     /// The interactive terminal: its idling keeps nothing alive.
     Shell,
+    /// A Jupyter kernel: idle between cells, so it keeps nothing alive.
+    Kernel,
 }
 
 #[derive(Debug, Clone)]
@@ -179,8 +181,21 @@ pub(super) async fn pump(
                 end = (None, Some(message));
                 break;
             }
-            // Kernels reach the page through notebook frames (to come).
-            JobEvent::KernelReady { .. } | JobEvent::KernelMessage { .. } => {}
+            JobEvent::KernelReady { language } => {
+                hub.send(SessionEvent::KernelReady {
+                    job: record.id,
+                    language,
+                })
+                .await;
+            }
+            JobEvent::KernelMessage { channel, message } => {
+                hub.send(SessionEvent::KernelMessage {
+                    job: record.id,
+                    channel,
+                    message: message.into(),
+                })
+                .await;
+            }
         }
     }
     let (exit, failed) = end;

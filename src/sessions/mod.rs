@@ -95,6 +95,15 @@ pub enum SessionEvent {
         expires_at: i64,
     },
     Status(Status),
+    KernelReady {
+        job: JobId,
+        language: String,
+    },
+    KernelMessage {
+        job: JobId,
+        channel: String,
+        message: Arc<str>,
+    },
     /// Waiting for capacity: this many sessions are ahead.
     Queued {
         position: usize,
@@ -515,6 +524,27 @@ impl Session {
     ) -> Result<Arc<JobRecord>, AppError> {
         let handle = self.ensure().await?;
         let job = handle.spawn(spec).await?;
+        self.track(job, kind, reference).await
+    }
+
+    /// Starts a Jupyter kernel (a kernelspec's name) as a job of the session.
+    pub async fn start_kernel(
+        self: &Arc<Self>,
+        name: &str,
+        reference: Option<serde_json::Value>,
+    ) -> Result<Arc<JobRecord>, AppError> {
+        let handle = self.ensure().await?;
+        let job = handle.kernel_start(name).await?;
+        self.track(job, JobKind::Kernel, reference).await
+    }
+
+    /// Records a job and starts its pump.
+    async fn track(
+        self: &Arc<Self>,
+        job: crate::sandbox::Job,
+        kind: JobKind,
+        reference: Option<serde_json::Value>,
+    ) -> Result<Arc<JobRecord>, AppError> {
         let record = JobRecord::new(
             job.id,
             kind,

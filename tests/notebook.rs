@@ -1,0 +1,138 @@
+//! Kernels over the page's socket: state across cells, rich output, an
+//! interrupt, a restart that clears state, a kernel killed by running out
+//! of memory and started again.
+
+mod common;
+
+use common::{cleanup, engine, server_config, within, Browser, TestServer, Ws};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+async fn start_kernel(ws: &mut Ws) -> u64 {
+    ws.send(json!({"type": "kernel.start", "ref": "k"})).await;
+    let started = ws.until("started").await;
+    assert_eq!(started["kind"], "kernel");
+    let kernel = started["job"].as_u64().unwrap();
+    let ready = ws.until("kernel.ready").await;
+    assert_eq!(ready["kernel"], kernel);
+    assert_eq!(ready["language"], "python");
+    kernel
+}
+
+/// Runs a cell; returns the mime bundles of its results, its stream text,
+/// and its reply's status.
+async fn cell(
+    ws: &mut Ws,
+    kernel: u64,
+    id: &str,
+    code: &str,
+) -> (Vec<BTreeMap<String, Value>>, String, String) {
+    ws.send(json!({"type": "kernel.execute", "kernel": kernel, "msgId": id, "code": code}))
+        .await;
+    let (mut results, mut stream) = (Vec::new(), String::new());
+    loop {
+        let v = ws.json().await;
+        if v["type"] == "exit" && v["job"] == kernel {
+            panic!("kernel died: {v}");
+        }
+        if v["type"] != "kernel.message" || v["parentMsgId"] != id {
+            continue;
+        }
+        let c = &v["content"];
+        match v["msgType"].as_str().unwrap() {
+            "execute_result" | "display_data" => {
+                results.push(serde_json::from_value(c["data"].clone()).unwrap());
+            }
+            "error" => {
+                results.push(BTreeMap::from([("error".to_string(), c["ename"].clone())]));
+            }
+            "stream" => stream.push_str(c["text"].as_str().unwrap_or("")),
+            "execute_reply" => {
+                return (
+                    results,
+                    stream,
+                    c["status"].as_str().unwrap_or("").to_string(),
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notebook_cells_run_in_a_kernel_over_the_socket() {
+    within(240, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        ws.until("hello").await;
+        let k = start_kernel(&mut ws).await;
+
+        let (r, _, status) = cell(&mut ws, k, "a", "x = 41").await;
+        assert!(r.is_empty() && status == "ok");
+        let (r, _, _) = cell(&mut ws, k, "b", "x + 1").await;
+        assert_eq!(r[0]["text/plain"], "42");
+
+        let (r, _, _) = cell(&mut ws, k, "c", "import pandas as pd; pd.DataFrame({'a': [1, 2]})").await;
+        assert!(r[0]["text/html"].as_str().unwrap().contains("<table"), "{r:?}");
+        let (r, _, _) = cell(
+            &mut ws,
+            k,
+            "d",
+            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()",
+        )
+        .await;
+        assert!(r.iter().any(|b| b.contains_key("image/png")), "{r:?}");
+        let (_, out, _) = cell(&mut ws, k, "e", "print('streamed')").await;
+        assert_eq!(out, "streamed\n");
+
+        // An interrupt ends a busy loop within a second; the kernel lives on.
+        ws.send(json!({"type": "kernel.execute", "kernel": k, "msgId": "f", "code": "while True: pass"})).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = Instant::now();
+        ws.send(json!({"type": "kernel.interrupt", "kernel": k})).await;
+        loop {
+            let v = ws.json().await;
+            if v["type"] == "kernel.message" && v["msgType"] == "execute_reply" && v["parentMsgId"] == "f" {
+                assert_eq!(v["content"]["status"], "error");
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "interrupt took {:?}", t.elapsed());
+        let (r, _, _) = cell(&mut ws, k, "g", "x").await;
+        assert_eq!(r[0]["text/plain"], "41");
+
+        // A restart (shutdown, start) clears the state.
+        ws.send(json!({"type": "kernel.shutdown", "kernel": k})).await;
+        loop {
+            let v = ws.json().await;
+            if v["type"] == "exit" && v["job"] == k {
+                break;
+            }
+        }
+        let k = start_kernel(&mut ws).await;
+        let (r, _, status) = cell(&mut ws, k, "h", "x").await;
+        assert_eq!((r[0]["error"].as_str(), status.as_str()), (Some("NameError"), "error"));
+
+        // Past the memory limit the kernel dies, and says so; a new one works.
+        ws.send(json!({"type": "kernel.execute", "kernel": k, "msgId": "i", "code": "b = bytearray(2 * 1024**3)"})).await;
+        let dead = loop {
+            let v = ws.json().await;
+            if v["type"] == "exit" && v["job"] == k {
+                break v;
+            }
+        };
+        assert_eq!(dead["reason"], "killed: out of memory", "{dead}");
+        let k = start_kernel(&mut ws).await;
+        let (r, _, _) = cell(&mut ws, k, "j", "1 + 1").await;
+        assert_eq!(r[0]["text/plain"], "2");
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
