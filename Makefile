@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test bench docker image agent frontend browser check clean-test-sandboxes
+.PHONY: run test bench docker image agent frontend browser pydeps check clean-test-sandboxes
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -12,12 +12,12 @@ run: docker agent image frontend
 	@echo "==> serving on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@./target/release/replbox
 
-test: docker agent image frontend browser
+test: docker agent image frontend browser pydeps
 	@echo "==> test: unit, integration and browser tests against the Docker engine"
 	@$(CARGO) test --workspace --quiet --no-fail-fast -- --test-threads=4 ; status=$$?; \
 	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
 
-bench: docker agent image frontend browser
+bench: docker agent image frontend browser pydeps
 	@echo "==> bench: release build against the real engine"
 	@$(CARGO) build --release --quiet --bin replbox
 	@$(CARGO) bench --quiet --bench replbox
@@ -32,6 +32,14 @@ frontend: static/node_modules/.package-lock.json
 static/node_modules/.package-lock.json: static/package-lock.json
 	@echo "==> npm ci (static/)"
 	@cd static && npm ci --no-audit --no-fund --loglevel=error
+
+# Python packages the tests and the bench use on the host (PyPI): nbformat
+# validates saved notebooks; jupyter_client + ipykernel are the baseline of
+# the notebook benchmark.
+pydeps:
+	@python3 -c "import nbformat, jupyter_client, ipykernel" 2>/dev/null || { \
+	  echo "==> pip: nbformat jupyter_client ipykernel"; \
+	  python3 -m pip install --quiet --disable-pip-version-check nbformat jupyter_client ipykernel; }
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

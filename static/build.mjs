@@ -5,7 +5,7 @@ import * as esbuild from "esbuild";
 import fs from "node:fs";
 import path from "node:path";
 
-const pages = ["ide"];
+const pages = ["ide", "notebook"];
 const result = await esbuild.build({
   entryPoints: Object.fromEntries(pages.map((p) => [p, `src/${p}.js`])),
   bundle: true,

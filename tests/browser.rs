@@ -86,3 +86,45 @@ async fn a_class_in_the_browser() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notebook_in_the_browser() {
+    within(300, async {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let config = server_config(dir.path());
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let artifacts = root.join("test-artifacts");
+        let out = tokio::process::Command::new("node")
+            .arg(root.join("tests/browser/notebook.mjs"))
+            .arg(server.url("/"))
+            .arg(root.join("tests/fixtures/made-by-jupyter.ipynb"))
+            .arg(&artifacts)
+            .output()
+            .await
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        server.stop().await;
+        cleanup(&sb).await;
+        assert!(out.status.success() && stdout.contains("\nok"), "browser scenario notebook failed");
+
+        // What the page saved is a valid nbformat 4 notebook with its outputs.
+        let zip = std::fs::read(artifacts.join("notebook-workspace.zip")).unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        let mut saved = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name("analysis.ipynb").unwrap(), &mut saved).unwrap();
+        let path = dir.path().join("analysis.ipynb");
+        std::fs::write(&path, &saved).unwrap();
+        let check = std::process::Command::new("python3")
+            .args(["-c", "import sys, nbformat; nb = nbformat.read(sys.argv[1], 4); nbformat.validate(nb); print(sum(len(c.get('outputs', [])) for c in nb.cells))"])
+            .arg(&path)
+            .output()
+            .expect("python3 with nbformat (make test installs it)");
+        assert!(check.status.success(), "nbformat: {}", String::from_utf8_lossy(&check.stderr));
+        let outputs: usize = String::from_utf8_lossy(&check.stdout).trim().parse().unwrap();
+        assert!(outputs >= 5, "outputs saved: {outputs}");
+    })
+    .await
+}

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(ide))
         .route("/workspace.zip", get(download))
+        .route("/notebook/{*path}", get(notebook))
 }
 
 #[derive(Template)]
@@ -45,6 +46,35 @@ impl IdePage {
             exercise,
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "notebook.html")]
+struct NotebookPage {
+    js: String,
+    css: String,
+    path: String,
+}
+
+async fn notebook(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    session: tower_sessions::Session,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Result<Response, AppError> {
+    browser_session::owner(&state, &session, client.ip()).await?;
+    let path = replbox_protocol::path::normalize(&path)?;
+    if !path.ends_with(".ipynb") {
+        return Err(AppError::bad_request(
+            "not_a_notebook",
+            "Notebooks are .ipynb files.",
+        ));
+    }
+    render(&NotebookPage {
+        js: format!("/assets/notebook.js?v={}", assets::version("notebook.js")),
+        css: format!("/assets/notebook.css?v={}", assets::version("notebook.css")),
+        path,
+    })
 }
 
 /// Renders a template into a page with the security headers.

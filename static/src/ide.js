@@ -327,7 +327,18 @@ function selectedDir() {
   return entry?.kind === "dir" ? sel : dirOf(sel);
 }
 
+const EMPTY_NOTEBOOK = JSON.stringify({
+  cells: [], metadata: { kernelspec: { name: "python3", display_name: "Python 3 (ipykernel)", language: "python" } },
+  nbformat: 4, nbformat_minor: 5,
+});
+
 async function openFile(path, { quiet = false, focus = true } = {}) {
+  if (path.endsWith(".ipynb")) {
+    // Notebooks open on their own page.
+    if (!quiet) location.href = `/notebook/${path.split("/").map(encodeURIComponent).join("/")}`;
+    state.tabs = state.tabs.filter((p) => p !== path);
+    return;
+  }
   try {
     if (!editor.states.has(path)) {
       const f = await conn.request({ type: "file.read", path });
@@ -444,6 +455,17 @@ $("new-file").addEventListener("click", async () => {
     await conn.request({ type: "file.write", path: name, data: "" });
     if (dirOf(name)) state.expanded.add(dirOf(name));
     await refreshTree();
+    await openFile(name);
+  } catch (e) { showError(e); }
+});
+
+$("new-notebook").addEventListener("click", async () => {
+  const dir = selectedDir();
+  let name = await ask("New notebook name", dir ? `${dir}/untitled.ipynb` : "untitled.ipynb");
+  if (!name) return;
+  if (!name.endsWith(".ipynb")) name += ".ipynb";
+  try {
+    await conn.request({ type: "file.write", path: name, data: EMPTY_NOTEBOOK });
     await openFile(name);
   } catch (e) { showError(e); }
 });

@@ -202,9 +202,12 @@ fn write_atomically(full: &Path, data: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_default();
+    // Unique per write: two writes of one file may run at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp_name = b".".to_vec();
     tmp_name.extend_from_slice(&name);
-    tmp_name.extend_from_slice(b".replbox-tmp");
+    tmp_name.extend_from_slice(format!(".replbox-tmp-{n}").as_bytes());
     let tmp = full.with_file_name(std::ffi::OsStr::from_bytes(&tmp_name));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -292,6 +295,34 @@ mod tests {
                 }
             ),
             Err(FileError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_file_all_succeed() {
+        let dir = ws();
+        let root = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    for j in 0..25 {
+                        write(&root, "same.txt", format!("{i}-{j}").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(matches!(
+            apply(
+                &root,
+                FileOp::Read {
+                    path: "same.txt".into()
+                }
+            ),
+            Ok(FileReply::Data(_))
         ));
     }
 

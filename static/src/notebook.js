@@ -1,0 +1,426 @@
+// The notebook page: cells run in a Jupyter kernel inside the sandbox
+// (docs/protocol.md, kernel.* frames); the notebook is an .ipynb
+// (nbformat 4) in /workspace, saved shortly after each change and on Ctrl+S.
+
+import { EditorState, Prec } from "@codemirror/state";
+import { EditorView, keymap, lineNumbers } from "@codemirror/view";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { syntaxHighlighting, defaultHighlightStyle, bracketMatching } from "@codemirror/language";
+import { autocompletion, startCompletion, completionStatus } from "@codemirror/autocomplete";
+import { python } from "@codemirror/lang-python";
+import { marked } from "marked";
+import DOMPurify from "dompurify";
+import { Connection } from "./connection.js";
+import "./notebook.css";
+
+const $ = (id) => document.getElementById(id);
+const path = decodeURIComponent(document.body.dataset.path);
+let kernel = null;
+let ready = null;
+let counter = 0;
+let saveTimer = null;
+const pending = new Map(); // msgId -> { cell, done }
+const cells = [];
+
+const conn = new Connection("/ws", {
+  onOpen: () => status("connected"),
+  onClose: () => status("reconnecting…"),
+  onFrame: (f) => onFrame(f),
+});
+
+function status(text) {
+  $("kernel-status").textContent = text;
+}
+
+function newId() {
+  return Math.random().toString(36).slice(2, 10);
+}
+
+// ------------------------------------------------------------ kernel
+
+function startKernel() {
+  status("starting kernel…");
+  let resolveReady;
+  ready = new Promise((r) => { resolveReady = r; });
+  ready.resolve = resolveReady;
+  conn.send({ type: "kernel.start", ref: "kernel" });
+}
+
+function onFrame(f) {
+  if (f.type === "hello") {
+    if (!loaded) load();
+    const running = f.jobs.find((j) => j.kind === "kernel" && j.running);
+    if (kernel === null) startKernel();
+    else if (!running) startKernel();
+    return;
+  }
+  if (f.type === "started" && f.kind === "kernel" && f.ref === "kernel") {
+    kernel = f.job;
+    return;
+  }
+  if (f.type === "kernel.ready" && f.kernel === kernel) {
+    status("idle");
+    ready.resolve();
+    return;
+  }
+  if (f.type === "exit" && f.job === kernel) {
+    status(`dead: ${f.reason}`);
+    document.body.dataset.kernel = "dead";
+    for (const [, p] of pending) p.done?.(false);
+    pending.clear();
+    kernel = null;
+    return;
+  }
+  if (f.type !== "kernel.message" || f.kernel !== kernel) return;
+  if (f.msgType === "status") {
+    status(f.content.execution_state);
+    document.body.dataset.kernel = f.content.execution_state;
+    return;
+  }
+  const p = pending.get(f.parentMsgId);
+  if (!p) return;
+  if (p.complete) {
+    if (f.msgType === "complete_reply") p.complete(f.content);
+    return;
+  }
+  const cell = p.cell;
+  const c = f.content;
+  switch (f.msgType) {
+    case "execute_input":
+      cell.execution_count = c.execution_count;
+      renderPrompt(cell);
+      break;
+    case "stream":
+      addOutput(cell, { output_type: "stream", name: c.name, text: c.text });
+      break;
+    case "execute_result":
+      addOutput(cell, { output_type: "execute_result", execution_count: c.execution_count, data: c.data, metadata: c.metadata ?? {} });
+      break;
+    case "display_data":
+      addOutput(cell, { output_type: "display_data", data: c.data, metadata: c.metadata ?? {} });
+      break;
+    case "error":
+      addOutput(cell, { output_type: "error", ename: c.ename, evalue: c.evalue, traceback: c.traceback });
+      break;
+    case "execute_reply":
+      pending.delete(f.parentMsgId);
+      p.done(c.status === "ok");
+      break;
+    default:
+      break;
+  }
+}
+
+// ------------------------------------------------------------ cells
+
+function source(cell) {
+  return cell.view ? cell.view.state.doc.toString() : cell.source;
+}
+
+function kernelCompletions(context) {
+  if (kernel === null) return null;
+  const word = context.matchBefore(/[\w.]*/);
+  if (!context.explicit && (!word || word.from === word.to)) return null;
+  const msgId = `c${++counter}`;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { pending.delete(msgId); resolve(null); }, 3000);
+    pending.set(msgId, {
+      complete: (c) => {
+        clearTimeout(timer);
+        pending.delete(msgId);
+        resolve({
+          from: [...context.state.doc.sliceString(0, c.cursor_start)].length === c.cursor_start ? c.cursor_start : word.from,
+          to: c.cursor_end,
+          options: c.matches.map((m) => ({ label: m })),
+        });
+      },
+    });
+    conn.send({ type: "kernel.complete", kernel, msgId, code: context.state.doc.toString(), cursorPos: context.pos });
+  });
+}
+
+function makeEditor(cell, parent) {
+  const runKeys = Prec.highest(keymap.of([
+    { key: "Shift-Enter", run: () => { runCell(cell, true); return true; } },
+    { key: "Mod-Enter", run: () => { runCell(cell, false); return true; } },
+    { key: "Mod-s", run: () => { save(); return true; }, preventDefault: true },
+    {
+      key: "Tab",
+      run: (view) => {
+        if (completionStatus(view.state) !== null) return false;
+        const before = view.state.sliceDoc(Math.max(0, view.state.selection.main.head - 1), view.state.selection.main.head);
+        if (/[\w.]/.test(before)) return startCompletion(view);
+        return false;
+      },
+    },
+  ]));
+  cell.view = new EditorView({
+    parent,
+    state: EditorState.create({
+      doc: cell.source,
+      extensions: [
+        runKeys, lineNumbers(), history(), bracketMatching(),
+        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        cell.cell_type === "code" ? python() : [],
+        cell.cell_type === "code" ? autocompletion({ override: [kernelCompletions], activateOnTyping: false }) : [],
+        keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
+        EditorView.updateListener.of((u) => { if (u.docChanged) scheduleSave(); }),
+        EditorView.contentAttributes.of({ "aria-label": cell.cell_type === "code" ? "Code cell" : "Markdown cell" }),
+      ],
+    }),
+  });
+}
+
+function renderPrompt(cell) {
+  cell.prompt.textContent = cell.cell_type === "code" ? `[${cell.execution_count ?? " "}]` : "";
+}
+
+function renderMarkdown(cell) {
+  cell.rendered.innerHTML = DOMPurify.sanitize(marked.parse(source(cell)));
+  cell.rendered.hidden = false;
+  cell.editorBox.hidden = true;
+}
+
+function renderCell(cell) {
+  const box = document.createElement("section");
+  box.className = `cell ${cell.cell_type}`;
+  box.tabIndex = -1;
+  cell.box = box;
+  cell.prompt = document.createElement("div");
+  cell.prompt.className = "prompt-count";
+  renderPrompt(cell);
+  cell.editorBox = document.createElement("div");
+  cell.editorBox.className = "cell-editor";
+  cell.rendered = document.createElement("div");
+  cell.rendered.className = "markdown";
+  cell.rendered.hidden = true;
+  cell.rendered.addEventListener("dblclick", () => { cell.rendered.hidden = true; cell.editorBox.hidden = false; cell.view.focus(); });
+  cell.outputBox = document.createElement("div");
+  cell.outputBox.className = "outputs";
+  cell.outputBox.setAttribute("aria-live", "polite");
+  box.append(cell.prompt, cell.editorBox, cell.rendered, cell.outputBox);
+  box.addEventListener("focusin", () => select(cell));
+  makeEditor(cell, cell.editorBox);
+  for (const o of cell.outputs) renderOutput(cell, o);
+  if (cell.cell_type === "markdown" && cell.source.trim()) renderMarkdown(cell);
+  return box;
+}
+
+function select(cell) {
+  for (const c of cells) c.box.classList.toggle("selected", c === cell);
+  selected = cell;
+}
+let selected = null;
+
+function addOutput(cell, o) {
+  // Consecutive stream text of one stream joins one output, as Jupyter does.
+  const last = cell.outputs[cell.outputs.length - 1];
+  if (o.output_type === "stream" && last?.output_type === "stream" && last.name === o.name) {
+    last.text += o.text;
+    last.el.textContent = last.text;
+  } else {
+    cell.outputs.push(o);
+    renderOutput(cell, o);
+  }
+  scheduleSave();
+}
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+function renderOutput(cell, o) {
+  let el;
+  if (o.output_type === "stream") {
+    el = document.createElement("pre");
+    el.className = `stream ${o.name}`;
+    el.textContent = Array.isArray(o.text) ? o.text.join("") : o.text;
+    if (Array.isArray(o.text)) o.text = o.text.join("");
+  } else if (o.output_type === "error") {
+    el = document.createElement("pre");
+    el.className = "error";
+    el.textContent = (o.traceback ?? [`${o.ename}: ${o.evalue}`]).join("\n").replace(ANSI, "");
+  } else {
+    const d = o.data ?? {};
+    const text = (k) => (Array.isArray(d[k]) ? d[k].join("") : d[k]);
+    if (d["image/png"]) {
+      el = document.createElement("img");
+      el.src = `data:image/png;base64,${text("image/png").replace(/\s/g, "")}`;
+      el.alt = text("text/plain") ?? "plot";
+    } else if (d["image/svg+xml"]) {
+      el = document.createElement("img");
+      el.src = `data:image/svg+xml;base64,${btoa(unescape(encodeURIComponent(text("image/svg+xml"))))}`;
+      el.alt = text("text/plain") ?? "figure";
+    } else if (d["text/html"]) {
+      // Kernel HTML never runs with the page's rights: a sandboxed frame
+      // with no scripts and an opaque origin.
+      el = document.createElement("iframe");
+      el.className = "html-output";
+      el.setAttribute("sandbox", "");
+      el.title = "HTML output";
+      el.srcdoc = `<!doctype html><meta charset="utf-8"><style>body{font:13px system-ui,sans-serif;margin:4px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>${text("text/html")}`;
+    } else {
+      el = document.createElement("pre");
+      el.className = "result";
+      el.textContent = text("text/plain") ?? "";
+    }
+  }
+  o.el = el;
+  cell.outputBox.append(el);
+}
+
+function runCell(cell, advance) {
+  if (cell.cell_type === "markdown") {
+    renderMarkdown(cell);
+    scheduleSave();
+    if (advance) nextCell(cell);
+    return Promise.resolve(true);
+  }
+  cell.outputs = [];
+  cell.outputBox.replaceChildren();
+  cell.prompt.textContent = "[*]";
+  const msgId = `x${++counter}-${newId()}`;
+  const done = new Promise((resolve) => {
+    pending.set(msgId, { cell, done: resolve });
+  });
+  ready.then(() => conn.send({ type: "kernel.execute", kernel, msgId, code: source(cell) }));
+  if (advance) nextCell(cell);
+  return done.then((ok) => { renderPrompt(cell); scheduleSave(); return ok; });
+}
+
+function nextCell(cell) {
+  const i = cells.indexOf(cell);
+  if (i === cells.length - 1) addCell("code", i + 1);
+  else cells[i + 1].view.focus();
+}
+
+function addCell(type, at = cells.length, sourceText = "") {
+  const cell = { id: newId(), cell_type: type, source: sourceText, outputs: [], execution_count: null };
+  cells.splice(at, 0, cell);
+  const box = renderCell(cell);
+  const list = $("cells");
+  list.insertBefore(box, list.children[at] ?? null);
+  cell.view.focus();
+  scheduleSave();
+  return cell;
+}
+
+function move(delta) {
+  if (!selected) return;
+  const i = cells.indexOf(selected);
+  const j = i + delta;
+  if (j < 0 || j >= cells.length) return;
+  cells.splice(i, 1);
+  cells.splice(j, 0, selected);
+  const list = $("cells");
+  list.insertBefore(selected.box, delta < 0 ? cells[j + 1].box : cells[j - 1].box.nextSibling);
+  selected.view.focus();
+  scheduleSave();
+}
+
+function remove() {
+  if (!selected) return;
+  const i = cells.indexOf(selected);
+  cells.splice(i, 1);
+  selected.box.remove();
+  selected = null;
+  if (cells.length === 0) addCell("code");
+  else cells[Math.min(i, cells.length - 1)].view.focus();
+  scheduleSave();
+}
+
+// ------------------------------------------------------------ files
+
+let loaded = false;
+
+function toSource(s) {
+  return Array.isArray(s) ? s.join("") : (s ?? "");
+}
+
+async function load() {
+  loaded = true;
+  let nb = null;
+  try {
+    const f = await conn.request({ type: "file.read", path });
+    nb = JSON.parse(f.data);
+  } catch (e) {
+    if (e.code !== "not_found") {
+      status(`cannot open ${path}: ${e.message}`);
+      return;
+    }
+  }
+  const list = $("cells");
+  list.replaceChildren();
+  cells.length = 0;
+  for (const c of nb?.cells ?? []) {
+    if (c.cell_type !== "code" && c.cell_type !== "markdown") continue;
+    const cell = {
+      id: c.id ?? newId(), cell_type: c.cell_type, source: toSource(c.source),
+      outputs: (c.outputs ?? []).map((o) => ({ ...o })), execution_count: c.execution_count ?? null,
+    };
+    cells.push(cell);
+    list.append(renderCell(cell));
+  }
+  if (cells.length === 0) addCell("code");
+  document.body.dataset.loaded = "true";
+}
+
+function toNotebook() {
+  const output = (o) => {
+    const { el, ...rest } = o;
+    return rest;
+  };
+  return {
+    cells: cells.map((c) => c.cell_type === "code"
+      ? { cell_type: "code", id: c.id, metadata: {}, source: source(c), outputs: c.outputs.map(output), execution_count: c.execution_count ?? null }
+      : { cell_type: "markdown", id: c.id, metadata: {}, source: source(c) }),
+    metadata: {
+      kernelspec: { name: "python3", display_name: "Python 3 (ipykernel)", language: "python" },
+      language_info: { name: "python" },
+    },
+    nbformat: 4,
+    nbformat_minor: 5,
+  };
+}
+
+function scheduleSave() {
+  $("saved").textContent = "unsaved changes";
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(save, 800);
+}
+
+async function save() {
+  clearTimeout(saveTimer);
+  try {
+    await conn.request({ type: "file.write", path, data: JSON.stringify(toNotebook(), null, 1) + "\n" });
+    $("saved").textContent = "saved";
+  } catch (e) {
+    $("saved").textContent = `not saved: ${e.message}`;
+  }
+}
+
+// ------------------------------------------------------------ toolbar
+
+$("run-cell").addEventListener("click", () => selected && runCell(selected, false));
+$("run-all").addEventListener("click", async () => {
+  for (const c of [...cells]) {
+    if (!(await runCell(c, false)) && c.cell_type === "code") break;
+  }
+});
+$("interrupt").addEventListener("click", () => kernel !== null && conn.send({ type: "kernel.interrupt", kernel }));
+$("restart").addEventListener("click", () => {
+  if (kernel !== null) conn.send({ type: "kernel.shutdown", kernel });
+  kernel = null;
+  for (const [, p] of pending) p.done?.(false);
+  pending.clear();
+  startKernel();
+});
+$("add-code").addEventListener("click", () => addCell("code", selected ? cells.indexOf(selected) + 1 : cells.length));
+$("add-markdown").addEventListener("click", () => addCell("markdown", selected ? cells.indexOf(selected) + 1 : cells.length));
+$("move-up").addEventListener("click", () => move(-1));
+$("move-down").addEventListener("click", () => move(1));
+$("delete-cell").addEventListener("click", () => remove());
+$("save").addEventListener("click", () => save());
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "s" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); save(); }
+});
+
+conn.connect();
