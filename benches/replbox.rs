@@ -25,6 +25,7 @@ const EXEC_RUNS: usize = 100;
 const STARTS: usize = 10;
 const STREAM_BYTES: u64 = 268_435_456;
 const IDLE: usize = 200;
+const CELLS: usize = 200;
 const LOAD_CLIENTS: usize = 100;
 const LOAD_RUNS: usize = 20;
 
@@ -415,6 +416,68 @@ async fn main() {
         "server_peak_rss_mb".into(),
         json!(server.rss_kb("VmHWM:") / 1024),
     );
+
+    // --- Notebook cells: `1+1` through the socket to a kernel in the
+    // sandbox, against ipykernel on the host driven by jupyter_client.
+    eprintln!("bench: notebook cells through the socket and ipykernel directly");
+    let mut nb = browser(&server.addr, "json").await;
+    nb.send(Message::Text(json!({"type": "kernel.start", "ref": "k"}).to_string().into())).await.unwrap();
+    let mut kernel = 0u64;
+    loop {
+        if let Message::Text(t) = nb.next().await.unwrap().unwrap() {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "started" && v["kind"] == "kernel" {
+                kernel = v["job"].as_u64().unwrap();
+            }
+            if v["type"] == "kernel.ready" && v["kernel"] == kernel {
+                break;
+            }
+        }
+    }
+    let mut cells = Vec::new();
+    for i in 0..CELLS + 5 {
+        let msg_id = format!("b{i}");
+        let t = Instant::now();
+        nb.send(Message::Text(
+            json!({"type": "kernel.execute", "kernel": kernel, "msgId": msg_id, "code": "1+1"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        let (mut result, mut reply) = (false, false);
+        while !(result && reply) {
+            if let Message::Text(t) = nb.next().await.unwrap().unwrap() {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] != "kernel.message" || v["parentMsgId"] != msg_id.as_str() {
+                    continue;
+                }
+                match v["msgType"].as_str() {
+                    Some("execute_result") => result = true,
+                    Some("execute_reply") => reply = true,
+                    _ => {}
+                }
+            }
+        }
+        if i >= 5 {
+            cells.push(ms(t.elapsed()));
+        }
+    }
+    let cell_p50 = pct(&mut cells, 0.5);
+    out.insert("cell_roundtrip_p50_ms".into(), json!(cell_p50));
+    let direct = Command::new("python3")
+        .arg(root().join("benches/ipykernel_direct.py"))
+        .arg(CELLS.to_string())
+        .output()
+        .expect("python3 with jupyter_client (make bench installs it)");
+    let line = String::from_utf8_lossy(&direct.stdout);
+    match serde_json::from_str::<Value>(line.trim().lines().last().unwrap_or("")) {
+        Ok(v) => {
+            let d = v["ipykernel_direct_p50_ms"].as_f64().unwrap_or(f64::NAN);
+            out.insert("ipykernel_direct_p50_ms".into(), json!(d));
+            out.insert("cell_ratio".into(), json!(((cell_p50 / d) * 100.0).round() / 100.0));
+        }
+        Err(_) => eprintln!("bench: ipykernel baseline failed: {}", String::from_utf8_lossy(&direct.stderr)),
+    }
+    drop(nb);
 
     // --- 200 sessions alive at once, each with its tab open.
     eprintln!("bench: {IDLE} idle sessions");
