@@ -421,7 +421,13 @@ async fn main() {
     // sandbox, against ipykernel on the host driven by jupyter_client.
     eprintln!("bench: notebook cells through the socket and ipykernel directly");
     let mut nb = browser(&server.addr, "json").await;
-    nb.send(Message::Text(json!({"type": "kernel.start", "ref": "k"}).to_string().into())).await.unwrap();
+    nb.send(Message::Text(
+        json!({"type": "kernel.start", "ref": "k"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let mut kernel = 0u64;
     loop {
         if let Message::Text(t) = nb.next().await.unwrap().unwrap() {
@@ -439,7 +445,9 @@ async fn main() {
         let msg_id = format!("b{i}");
         let t = Instant::now();
         nb.send(Message::Text(
-            json!({"type": "kernel.execute", "kernel": kernel, "msgId": msg_id, "code": "1+1"}).to_string().into(),
+            json!({"type": "kernel.execute", "kernel": kernel, "msgId": msg_id, "code": "1+1"})
+                .to_string()
+                .into(),
         ))
         .await
         .unwrap();
@@ -473,9 +481,15 @@ async fn main() {
         Ok(v) => {
             let d = v["ipykernel_direct_p50_ms"].as_f64().unwrap_or(f64::NAN);
             out.insert("ipykernel_direct_p50_ms".into(), json!(d));
-            out.insert("cell_ratio".into(), json!(((cell_p50 / d) * 100.0).round() / 100.0));
+            out.insert(
+                "cell_ratio".into(),
+                json!(((cell_p50 / d) * 100.0).round() / 100.0),
+            );
         }
-        Err(_) => eprintln!("bench: ipykernel baseline failed: {}", String::from_utf8_lossy(&direct.stderr)),
+        Err(_) => eprintln!(
+            "bench: ipykernel baseline failed: {}",
+            String::from_utf8_lossy(&direct.stderr)
+        ),
     }
     drop(nb);
 
