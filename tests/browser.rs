@@ -6,7 +6,12 @@ mod common;
 use common::{cleanup, engine, server_config, within, TestServer};
 use std::path::PathBuf;
 
+/// One browser scenario at a time: four Chromiums, servers and sandboxes
+/// at once on two cores make every timeout a lottery.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn scenario(name: &str, idle_ttl_secs: u64) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(
         root.join("static/node_modules/playwright-core").exists()
@@ -43,17 +48,18 @@ async fn scenario(name: &str, idle_ttl_secs: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_student_uses_the_ide() {
-    within(300, scenario("main", 1800)).await
+    within(600, scenario("main", 1800)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_workspace_comes_back_with_one_click() {
-    within(180, scenario("expiry", 5)).await
+    within(600, scenario("expiry", 5)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_class_in_the_browser() {
-    within(300, async {
+    within(600, async {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
         let mut config = server_config(dir.path());
@@ -89,7 +95,8 @@ async fn a_class_in_the_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_notebook_in_the_browser() {
-    within(300, async {
+    within(600, async {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
         let config = server_config(dir.path());

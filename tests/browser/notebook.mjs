@@ -22,6 +22,8 @@ const logs = [];
 page.on("console", (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
 page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
 const step = (s) => console.log(`  - ${s}`);
+// Kernels import pandas and matplotlib on first use: give rich output time.
+page.setDefaultTimeout(90_000);
 
 async function idle() {
   await page.waitForFunction(() => document.querySelector("#kernel-status").textContent === "idle", null, { timeout: 60_000 });
