@@ -71,6 +71,10 @@ async fn notebook_cells_run_in_a_kernel_over_the_socket() {
         browser.visit(&server).await;
         let mut ws = browser.socket(&server, "").await;
         ws.until("hello").await;
+        ws.send(json!({"type": "kernel.specs", "ref": "s"})).await;
+        let specs = ws.until("kernel.specs").await;
+        let python = specs["specs"].as_array().unwrap().iter().find(|s| s["name"] == "python3").cloned();
+        assert_eq!(python.map(|p| p["language"].clone()), Some(json!("python")), "{specs}");
         let k = start_kernel(&mut ws).await;
 
         let (r, _, status) = cell(&mut ws, k, "a", "x = 41").await;

@@ -91,6 +91,12 @@ pub enum ClientFrame {
         reference: Option<Value>,
         name: Option<String>,
     },
+    /// Lists the kernels the image offers; answered by `kernel.specs`.
+    #[serde(rename = "kernel.specs")]
+    KernelSpecs {
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
     #[serde(rename = "kernel.execute")]
     KernelExecute {
         kernel: JobId,
@@ -261,6 +267,12 @@ pub enum ServerFrame {
     },
     #[serde(rename = "kernel.ready")]
     KernelReady { kernel: JobId, language: String },
+    #[serde(rename = "kernel.specs")]
+    KernelSpecs {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        specs: Vec<replbox_protocol::KernelSpecInfo>,
+    },
     /// A Jupyter message from a kernel: `parentMsgId` is the `msgId` of the
     /// request it answers; `content` is the message's content as Jupyter
     /// defines it for `msgType`.

@@ -608,6 +608,19 @@ impl Conn {
                     }
                 });
             }
+            ClientFrame::KernelSpecs { reference } => {
+                let s = self.sandbox.clone();
+                let out = self.out.clone();
+                self.tasks.spawn(async move {
+                    let result =
+                        async { Ok::<_, AppError>(s.ensure().await?.kernel_specs().await?) }.await;
+                    let msg = match result {
+                        Ok(specs) => frame_message(&ServerFrame::KernelSpecs { reference, specs }),
+                        Err(e) => error_message(&e, reference),
+                    };
+                    let _ = out.send(msg).await;
+                });
+            }
             ClientFrame::KernelExecute {
                 kernel,
                 msg_id,

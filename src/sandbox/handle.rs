@@ -58,6 +58,7 @@ struct Routes {
     files: Mutex<HashMap<RequestId, FileWaiter>>,
     hello: Mutex<Option<HelloWaiter>>,
     running: Mutex<Option<oneshot::Sender<Vec<JobId>>>>,
+    specs: Mutex<HashMap<RequestId, oneshot::Sender<Vec<replbox_protocol::KernelSpecInfo>>>>,
 }
 
 struct Conn {
@@ -253,6 +254,20 @@ impl SandboxHandle {
                 Err(SandboxError::AgentUnresponsive)
             }
         }
+    }
+
+    /// The Jupyter kernelspecs the image has.
+    pub async fn kernel_specs(
+        &self,
+    ) -> Result<Vec<replbox_protocol::KernelSpecInfo>, SandboxError> {
+        let req = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.conn.routes.specs.lock().unwrap().insert(req, tx);
+        self.send(ToAgent::KernelSpecs { req }).await?;
+        tokio::time::timeout(FILE_TIMEOUT, rx)
+            .await
+            .map_err(|_| SandboxError::AgentUnresponsive)?
+            .map_err(|_| SandboxError::AgentGone)
     }
 
     /// The ids of jobs the agent is still running.
@@ -527,6 +542,12 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
         }
         FromAgent::Error { message } => {
             warn!("agent refused a frame: {message}");
+            return true;
+        }
+        FromAgent::KernelSpecs { req, specs } => {
+            if let Some(tx) = routes.specs.lock().unwrap().remove(&req) {
+                let _ = tx.send(specs);
+            }
             return true;
         }
         FromAgent::KernelReady { id, language } => (id, JobEvent::KernelReady { language }, false),

@@ -192,6 +192,22 @@ impl Kernels {
     }
 }
 
+/// The kernelspecs the image has (Jupyter's usual search path).
+pub async fn specs() -> Vec<replbox_protocol::KernelSpecInfo> {
+    let mut specs: Vec<_> = jupyter_zmq_client::list_kernelspecs()
+        .await
+        .into_iter()
+        .map(|k| replbox_protocol::KernelSpecInfo {
+            name: k.kernel_name,
+            display_name: k.kernelspec.display_name,
+            language: k.kernelspec.language,
+        })
+        .collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    specs.dedup_by(|a, b| a.name == b.name);
+    specs
+}
+
 fn with_id(mut m: JupyterMessage, msg_id: String) -> JupyterMessage {
     m.header.msg_id = msg_id;
     m

@@ -178,6 +178,13 @@ async fn handle(
             out.clone(),
         ),
         ToAgent::Kernel { id, request } => kernels.request(table, id, request, out).await,
+        ToAgent::KernelSpecs { req } => {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let specs = kernel::specs().await;
+                let _ = out.send(FromAgent::KernelSpecs { req, specs }).await;
+            });
+        }
         ToAgent::ListJobs => {
             let _ = out
                 .send(FromAgent::Jobs {

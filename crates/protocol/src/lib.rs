@@ -73,6 +73,18 @@ pub enum ToAgent {
         id: JobId,
         request: KernelRequest,
     },
+    /// Which kernelspecs the image has.
+    KernelSpecs {
+        req: RequestId,
+    },
+}
+
+/// A kernelspec the image offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSpecInfo {
+    pub name: String,
+    pub display_name: String,
+    pub language: String,
 }
 
 /// What the server asks of a kernel; the agent speaks the Jupyter
@@ -138,6 +150,10 @@ pub enum FromAgent {
     /// A frame the agent could not act on.
     Error {
         message: String,
+    },
+    KernelSpecs {
+        req: RequestId,
+        specs: Vec<KernelSpecInfo>,
     },
     /// The kernel of job `id` answers.
     KernelReady {
