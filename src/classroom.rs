@@ -332,6 +332,17 @@ impl Classroom {
             .await?)
     }
 
+    /// A check and the student who made it.
+    pub async fn check_with_student(
+        &self,
+        id: &str,
+    ) -> Result<Option<(CheckRow, Student)>, ClassroomError> {
+        let Some(check) = self.check(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.student(&check.student_id).await?.map(|s| (check, s)))
+    }
+
     pub async fn student(&self, id: &str) -> Result<Option<Student>, ClassroomError> {
         Ok(
             sqlx::query_as("SELECT id, class_id, display_name, owner FROM students WHERE id = ?")
@@ -339,6 +350,22 @@ impl Classroom {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+}
+
+impl CheckRow {
+    /// The checked files as text (bytes that are not UTF-8 replaced).
+    pub fn files_text(&self) -> BTreeMap<String, String> {
+        let files: BTreeMap<String, String> = serde_json::from_str(&self.files).unwrap_or_default();
+        files
+            .into_iter()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .unwrap_or_default();
+                (k, String::from_utf8_lossy(&bytes).into_owned())
+            })
+            .collect()
     }
 }
 

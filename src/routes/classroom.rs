@@ -13,7 +13,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -349,27 +348,13 @@ async fn check_files(
     session: tower_sessions::Session,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let check = state
+    let (check, student) = state
         .classroom
-        .check(&id)
-        .await?
-        .ok_or_else(|| AppError::not_found("There is no such check."))?;
-    let student = state
-        .classroom
-        .student(&check.student_id)
+        .check_with_student(&id)
         .await?
         .ok_or_else(|| AppError::not_found("There is no such check."))?;
     own_class(&state, &session, &student.class_id).await?;
-    let files: BTreeMap<String, String> = serde_json::from_str(&check.files).unwrap_or_default();
-    let files: BTreeMap<String, String> = files
-        .into_iter()
-        .map(|(k, v)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v)
-                .unwrap_or_default();
-            (k, String::from_utf8_lossy(&bytes).into_owned())
-        })
-        .collect();
+    let files = check.files_text();
     let report: serde_json::Value = serde_json::from_str(&check.report).unwrap_or_default();
     Ok(Json(json!({"student": student.display_name, "exercise": check.exercise, "score": check.score,
                    "maxScore": check.max_score, "createdAt": check.created_at, "report": report, "files": files}))

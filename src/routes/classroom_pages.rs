@@ -11,9 +11,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use base64::Engine as _;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 const TEACHER_KEY: &str = "teacher";
 
@@ -364,14 +362,9 @@ async fn check_page(
     session: tower_sessions::Session,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let check = state
+    let (check, student) = state
         .classroom
-        .check(&id)
-        .await?
-        .ok_or_else(|| AppError::not_found("There is no such check."))?;
-    let student = state
-        .classroom
-        .student(&check.student_id)
+        .check_with_student(&id)
         .await?
         .ok_or_else(|| AppError::not_found("There is no such check."))?;
     if let Err(redirect) = own_class(&state, &session, &student.class_id).await? {
@@ -379,7 +372,6 @@ async fn check_page(
     }
     let report: crate::exercises::grade::Report =
         serde_json::from_str(&check.report).map_err(|_| AppError::internal())?;
-    let files: BTreeMap<String, String> = serde_json::from_str(&check.files).unwrap_or_default();
     render(&CheckPage {
         css: css(),
         error: None,
@@ -400,14 +392,6 @@ async fn check_page(
                 reason: t.reason,
             })
             .collect(),
-        files: files
-            .into_iter()
-            .map(|(k, v)| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v)
-                    .unwrap_or_default();
-                (k, String::from_utf8_lossy(&bytes).into_owned())
-            })
-            .collect(),
+        files: check.files_text().into_iter().collect(),
     })
 }
