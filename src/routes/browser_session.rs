@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use std::sync::Arc;
 
 const OWNER_KEY: &str = "owner";
+/// The signed-in teacher's id, when a teacher signed in on this browser.
+const TEACHER_KEY: &str = "teacher";
 
 fn session_error(e: tower_sessions::session::Error) -> AppError {
     tracing::error!(error = %e, "session store");
@@ -67,4 +69,29 @@ pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppE
         .registry
         .get_or_create(owner, OwnerKind::Browser, NewSession::default())
         .await
+}
+
+/// The teacher signed in on this browser, if any.
+pub async fn teacher_id(session: &tower_sessions::Session) -> Result<Option<String>, AppError> {
+    session
+        .get::<String>(TEACHER_KEY)
+        .await
+        .map_err(session_error)
+}
+
+/// Signs a teacher in, with a new session id (privileges change).
+pub async fn sign_in_teacher(
+    session: &tower_sessions::Session,
+    id: String,
+) -> Result<(), AppError> {
+    session.cycle_id().await.map_err(session_error)?;
+    session.insert(TEACHER_KEY, id).await.map_err(session_error)
+}
+
+pub async fn sign_out_teacher(session: &tower_sessions::Session) -> Result<(), AppError> {
+    session
+        .remove::<String>(TEACHER_KEY)
+        .await
+        .map(|_| ())
+        .map_err(session_error)
 }

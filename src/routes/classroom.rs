@@ -18,7 +18,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const TEACHER_KEY: &str = "teacher";
 /// What a check reads of a workspace at most.
 const CHECK_MAX_FILES: usize = 500;
 const CHECK_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -61,12 +60,7 @@ impl From<ClassroomError> for AppError {
     }
 }
 
-fn session_error(e: tower_sessions::session::Error) -> AppError {
-    tracing::error!(error = %e, "session store");
-    AppError::internal()
-}
-
-fn find_exercise(state: &AppState, id: &str) -> Result<Arc<Exercise>, AppError> {
+pub(super) fn find_exercise(state: &AppState, id: &str) -> Result<Arc<Exercise>, AppError> {
     state
         .exercises
         .get(id)
@@ -79,9 +73,17 @@ async fn student(
     session: &tower_sessions::Session,
 ) -> Result<crate::classroom::Student, AppError> {
     let owner = browser_session::existing_owner(session).await?;
+    joined(state, &owner).await
+}
+
+/// The student this browser is, or 403 when it has not joined a class.
+pub(super) async fn joined(
+    state: &AppState,
+    owner: &str,
+) -> Result<crate::classroom::Student, AppError> {
     state
         .classroom
-        .student_by_owner(&owner)
+        .student_by_owner(owner)
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -226,17 +228,13 @@ async fn check(
 }
 
 async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> {
-    session
-        .get::<String>(TEACHER_KEY)
-        .await
-        .map_err(session_error)?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "teacher_only",
-                "Sign in as a teacher.",
-            )
-        })
+    browser_session::teacher_id(session).await?.ok_or_else(|| {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "teacher_only",
+            "Sign in as a teacher.",
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -251,20 +249,12 @@ async fn login(
     super::api::JsonBody(req): super::api::JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
     let id = state.classroom.login(&req.name, &req.password).await?;
-    // A new session id on privilege change.
-    session.cycle_id().await.map_err(session_error)?;
-    session
-        .insert(TEACHER_KEY, id)
-        .await
-        .map_err(session_error)?;
+    browser_session::sign_in_teacher(&session, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn logout(session: tower_sessions::Session) -> Result<Response, AppError> {
-    session
-        .remove::<String>(TEACHER_KEY)
-        .await
-        .map_err(session_error)?;
+    browser_session::sign_out_teacher(&session).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -300,16 +290,24 @@ async fn create_class(
 }
 
 /// The teacher's own class, or 404 (never another teacher's).
+pub(super) async fn class_of(
+    state: &AppState,
+    teacher: &str,
+    class: &str,
+) -> Result<crate::classroom::Class, AppError> {
+    match state.classroom.class(class).await? {
+        Some(c) if c.teacher_id == teacher => Ok(c),
+        _ => Err(AppError::not_found("There is no such class of yours.")),
+    }
+}
+
+/// The signed-in teacher's own class (401 without a teacher).
 async fn own_class(
     state: &AppState,
     session: &tower_sessions::Session,
     class: &str,
-) -> Result<(), AppError> {
-    let t = teacher(session).await?;
-    match state.classroom.class(class).await? {
-        Some(c) if c.teacher_id == t => Ok(()),
-        _ => Err(AppError::not_found("There is no such class of yours.")),
-    }
+) -> Result<crate::classroom::Class, AppError> {
+    class_of(state, &teacher(session).await?, class).await
 }
 
 async fn standings(

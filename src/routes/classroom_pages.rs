@@ -13,8 +13,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-const TEACHER_KEY: &str = "teacher";
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/exercises", get(list))
@@ -30,11 +28,6 @@ pub fn router() -> Router<AppState> {
 
 fn css() -> String {
     format!("/assets/ide.css?v={}", assets::version("ide.css"))
-}
-
-fn session_error(e: tower_sessions::session::Error) -> AppError {
-    tracing::error!(error = %e, "session store");
-    AppError::internal()
 }
 
 struct ExerciseRow {
@@ -138,10 +131,7 @@ async fn exercise_page(
             "/exercises",
         )));
     }
-    let x = state
-        .exercises
-        .get(&id)
-        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+    let x = super::classroom::find_exercise(&state, &id)?;
     render(&IdePage::new(Some(ExerciseView {
         id: x.id.clone(),
         prompt_html: crate::exercises::prompt_html(&x.prompt),
@@ -176,11 +166,7 @@ async fn sign_in(
 ) -> Result<Response, AppError> {
     match state.classroom.login(&form.name, &form.password).await {
         Ok(id) => {
-            session.cycle_id().await.map_err(session_error)?;
-            session
-                .insert(TEACHER_KEY, id)
-                .await
-                .map_err(session_error)?;
+            browser_session::sign_in_teacher(&session, id).await?;
             Ok(axum::response::IntoResponse::into_response(Redirect::to(
                 "/teacher",
             )))
@@ -193,20 +179,10 @@ async fn sign_in(
 }
 
 async fn sign_out(session: tower_sessions::Session) -> Result<Response, AppError> {
-    session
-        .remove::<String>(TEACHER_KEY)
-        .await
-        .map_err(session_error)?;
+    browser_session::sign_out_teacher(&session).await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher/sign-in",
     )))
-}
-
-async fn teacher_id(session: &tower_sessions::Session) -> Result<Option<String>, AppError> {
-    session
-        .get::<String>(TEACHER_KEY)
-        .await
-        .map_err(session_error)
 }
 
 #[derive(Template)]
@@ -222,7 +198,7 @@ async fn teacher_home(
     State(state): State<AppState>,
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
-    let Some(t) = teacher_id(&session).await? else {
+    let Some(t) = browser_session::teacher_id(&session).await? else {
         return Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/teacher/sign-in",
         )));
@@ -249,7 +225,7 @@ async fn new_class(
     session: tower_sessions::Session,
     Form(form): Form<ClassForm>,
 ) -> Result<Response, AppError> {
-    let Some(t) = teacher_id(&session).await? else {
+    let Some(t) = browser_session::teacher_id(&session).await? else {
         return Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/teacher/sign-in",
         )));
@@ -286,15 +262,12 @@ async fn own_class(
     session: &tower_sessions::Session,
     class: &str,
 ) -> Result<Result<crate::classroom::Class, Response>, AppError> {
-    let Some(t) = teacher_id(session).await? else {
+    let Some(t) = browser_session::teacher_id(session).await? else {
         return Ok(Err(axum::response::IntoResponse::into_response(
             Redirect::to("/teacher/sign-in"),
         )));
     };
-    match state.classroom.class(class).await? {
-        Some(c) if c.teacher_id == t => Ok(Ok(c)),
-        _ => Err(AppError::not_found("There is no such class of yours.")),
-    }
+    super::classroom::class_of(state, &t, class).await.map(Ok)
 }
 
 async fn dashboard(
@@ -306,10 +279,7 @@ async fn dashboard(
         Ok(c) => c,
         Err(redirect) => return Ok(redirect),
     };
-    let x = state
-        .exercises
-        .get(&id)
-        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+    let x = super::classroom::find_exercise(&state, &id)?;
     let rows = state.classroom.standings(&class, &id).await?;
     render(&DashboardPage {
         css: css(),

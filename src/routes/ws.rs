@@ -60,18 +60,8 @@ async fn page_socket(
     let sandbox = match &params.exercise {
         None => browser_session::sandbox(&state, &owner).await?,
         Some(id) => {
-            if state.classroom.student_by_owner(&owner).await?.is_none() {
-                return Err(AppError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "not_joined",
-                    "Join a class first, with the code your teacher gave you.",
-                ));
-            }
-            let x = state
-                .exercises
-                .get(id)
-                .cloned()
-                .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))?;
+            super::classroom::joined(&state, &owner).await?;
+            let x = super::classroom::find_exercise(&state, id)?;
             super::classroom::exercise_session(&state, &owner, &x).await?
         }
     };
