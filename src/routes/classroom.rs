@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a check reads of a workspace at most.
@@ -200,7 +199,7 @@ async fn check(
     let workspace = exercise_session(&state, &student.owner, &x).await?;
     let handle = workspace.ensure().await?;
     workspace.touch().await;
-    let paths = super::pages::workspace_paths(&handle, CHECK_MAX_FILES, CHECK_MAX_BYTES)
+    let files = super::pages::workspace_files(&handle, CHECK_MAX_FILES, CHECK_MAX_BYTES)
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -209,15 +208,6 @@ async fn check(
                 "The workspace is too large to check.",
             )
         })?;
-    let mut files = BTreeMap::new();
-    for path in paths {
-        if let Ok(replbox_protocol::FileReply::Data(d)) = handle
-            .file(replbox_protocol::FileOp::Read { path: path.clone() })
-            .await
-        {
-            files.insert(path, d);
-        }
-    }
     let report =
         crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files).await?;
     let check_id = state

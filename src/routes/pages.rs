@@ -115,8 +115,27 @@ async fn ide(
     render(&IdePage::new(None))
 }
 
-/// Every file of a workspace (paths), or `None` past the limits.
-pub async fn workspace_paths(
+/// Every file of a workspace with its bytes (files that vanish or are too
+/// large for one read are left out), or `None` past the limits.
+pub async fn workspace_files(
+    handle: &crate::sandbox::SandboxHandle,
+    max_files: usize,
+    max_bytes: u64,
+) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, AppError> {
+    let Some(paths) = workspace_paths(handle, max_files, max_bytes).await? else {
+        return Ok(None);
+    };
+    let mut files = std::collections::BTreeMap::new();
+    for path in paths {
+        if let Ok(FileReply::Data(d)) = handle.file(FileOp::Read { path: path.clone() }).await {
+            files.insert(path, d);
+        }
+    }
+    Ok(Some(files))
+}
+
+/// Every file of a workspace (paths, sorted), or `None` past the limits.
+async fn workspace_paths(
     handle: &crate::sandbox::SandboxHandle,
     max_files: usize,
     max_bytes: u64,
@@ -178,7 +197,7 @@ async fn download(
 
 async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
     let handle = sandbox.ensure().await?;
-    let mut files = workspace_paths(&handle, ZIP_MAX_FILES, ZIP_MAX_BYTES)
+    let files = workspace_files(&handle, ZIP_MAX_FILES, ZIP_MAX_BYTES)
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -187,15 +206,10 @@ async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
                 "The workspace is too large to download as one zip; use the terminal to pack part of it.",
             )
         })?;
-    files.sort();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    for path in files {
-        let data = match handle.file(FileOp::Read { path: path.clone() }).await {
-            Ok(FileReply::Data(d)) => d,
-            _ => continue, // gone, or too large for one read
-        };
+    for (path, data) in files {
         let write = zip
             .start_file(path.as_str(), options)
             .and_then(|_| zip.write_all(&data).map_err(Into::into));
