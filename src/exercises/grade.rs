@@ -179,7 +179,6 @@ async fn run_one(
     spec.timeout_ms = Some(t.timeout_ms.unwrap_or(exercise.time_limit_ms));
     spec.output_limit = Some(OUTPUT_LIMIT);
     let job = handle.spawn(spec).await?;
-    let control = job.control.clone();
     // A command test whose `expect` holds `{nonce}` must print this check's
     // nonce, which it reads first on stdin (before the student's code runs):
     // a program that prints a result of its own cannot know it.
@@ -191,15 +190,7 @@ async fn run_one(
     } else {
         t.stdin.clone()
     };
-    let feed = async move {
-        if !stdin.is_empty() {
-            control.stdin(stdin).await?;
-        }
-        control.close_stdin().await
-    };
-    let (collected, fed) = tokio::join!(job.collect(), feed);
-    fed?;
-    let c = collected?;
+    let c = job.run_with_stdin(stdin.into_bytes()).await?;
     let stdout = String::from_utf8_lossy(&c.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&c.stderr).into_owned();
     let exit = c.exit.clone();

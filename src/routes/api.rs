@@ -366,15 +366,9 @@ async fn run_to_end(
     let handle = session.ensure().await?;
     session.touch().await;
     let job = handle.spawn(spec).await?;
-    let control = job.control.clone();
-    let feed = async {
-        if let Some(stdin) = stdin {
-            control.stdin(stdin).await?;
-        }
-        control.close_stdin().await
-    };
-    let (collected, fed) = tokio::join!(job.collect(), feed);
-    fed?;
+    let collected = job
+        .run_with_stdin(stdin.unwrap_or_default().into_bytes())
+        .await;
     session.touch().await;
     exec_result(collected?)
 }

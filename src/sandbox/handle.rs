@@ -368,6 +368,21 @@ impl Job {
         self.events.recv().await
     }
 
+    /// Writes `stdin` (when not empty), closes it, and waits for the job to
+    /// end, gathering its output.
+    pub async fn run_with_stdin(self, stdin: Vec<u8>) -> Result<Collected, SandboxError> {
+        let control = self.control.clone();
+        let feed = async move {
+            if !stdin.is_empty() {
+                control.stdin(stdin).await?;
+            }
+            control.close_stdin().await
+        };
+        let (collected, fed) = tokio::join!(self.collect(), feed);
+        fed?;
+        collected
+    }
+
     /// Waits for the job to end, gathering its output.
     pub async fn collect(mut self) -> Result<Collected, SandboxError> {
         let mut out = Collected::default();
