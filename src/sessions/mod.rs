@@ -361,15 +361,15 @@ impl Session {
         if self.lock().removed {
             return Err(AppError::not_found("The sandbox was deleted."));
         }
-        let needs_new = !self.container_running().await;
-        let _slot = if needs_new {
+        let running = self.container_running().await;
+        let _slot = if !running {
             Some(self.shared.capacity.acquire(self).await?)
         } else {
             None
         };
         self.set_status(Status::Starting);
         self.hub.send(SessionEvent::Status(Status::Starting)).await;
-        let result = self.start_container().await;
+        let result = self.start_container(running).await;
         match result {
             Ok(handle) => {
                 self.set_status(Status::Ready);
@@ -401,12 +401,17 @@ impl Session {
         self.lock().handle.clone().filter(|h| h.is_alive())
     }
 
-    async fn start_container(self: &Arc<Self>) -> Result<SandboxHandle, SandboxError> {
+    /// Re-attaches to the container on record when `running` (the caller
+    /// just asked the engine), or makes a new one.
+    async fn start_container(
+        self: &Arc<Self>,
+        running: bool,
+    ) -> Result<SandboxHandle, SandboxError> {
         let sandboxes = &self.shared.sandboxes;
         let existing = self.lock().container_id.clone();
         let mut fresh = false;
         let handle = match existing {
-            Some(id) if sandboxes.is_running(&id).await? => match sandboxes.attach(&id).await {
+            Some(id) if running => match sandboxes.attach(&id).await {
                 Ok(h) => h,
                 Err(e) => {
                     warn!(owner = %self.owner, error = %e, "re-attach failed; replacing the container");
