@@ -10,6 +10,21 @@ use std::path::PathBuf;
 /// at once on two cores make every timeout a lottery.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Runs a playwright script (tests/browser/*.mjs) with its arguments; true
+/// when it ended with its `ok` line. Its output is printed for the log.
+async fn run_script(script: &str, args: &[std::ffi::OsString]) -> bool {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    out.status.success() && stdout.contains("\nok")
+}
+
 async fn scenario(name: &str, idle_ttl_secs: u64) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -28,22 +43,14 @@ async fn scenario(name: &str, idle_ttl_secs: u64) {
     let sb = engine(config.sandbox.clone()).await;
     let server = TestServer::start(config).await;
     let artifacts = root.join("test-artifacts");
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/ide.mjs"))
-        .arg(server.url("/"))
-        .arg(name)
-        .arg(&artifacts)
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let ok = run_script(
+        "ide.mjs",
+        &[server.url("/").into(), name.into(), artifacts.into()],
+    )
+    .await;
     server.stop().await;
     cleanup(&sb).await;
-    assert!(
-        out.status.success() && stdout.contains("\nok"),
-        "browser scenario {name} failed"
-    );
+    assert!(ok, "browser scenario {name} failed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,22 +80,19 @@ async fn a_class_in_the_browser() {
             .unwrap();
         assert!(added.status.success());
         let server = TestServer::start(config).await;
-        let out = tokio::process::Command::new("node")
-            .arg(root.join("tests/browser/classroom.mjs"))
-            .arg(server.url("/"))
-            .args(["Grace", "compiler-1952"])
-            .arg(root.join("test-artifacts"))
-            .output()
-            .await
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let ok = run_script(
+            "classroom.mjs",
+            &[
+                server.url("/").into(),
+                "Grace".into(),
+                "compiler-1952".into(),
+                root.join("test-artifacts").into(),
+            ],
+        )
+        .await;
         server.stop().await;
         cleanup(&sb).await;
-        assert!(
-            out.status.success() && stdout.contains("\nok"),
-            "browser scenario classroom failed"
-        );
+        assert!(ok, "browser scenario classroom failed");
     })
     .await
 }
@@ -103,19 +107,18 @@ async fn a_notebook_in_the_browser() {
         let sb = engine(config.sandbox.clone()).await;
         let server = TestServer::start(config).await;
         let artifacts = root.join("test-artifacts");
-        let out = tokio::process::Command::new("node")
-            .arg(root.join("tests/browser/notebook.mjs"))
-            .arg(server.url("/"))
-            .arg(root.join("tests/fixtures/made-by-jupyter.ipynb"))
-            .arg(&artifacts)
-            .output()
-            .await
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let ok = run_script(
+            "notebook.mjs",
+            &[
+                server.url("/").into(),
+                root.join("tests/fixtures/made-by-jupyter.ipynb").into(),
+                artifacts.clone().into(),
+            ],
+        )
+        .await;
         server.stop().await;
         cleanup(&sb).await;
-        assert!(out.status.success() && stdout.contains("\nok"), "browser scenario notebook failed");
+        assert!(ok, "browser scenario notebook failed");
 
         // What the page saved is a valid nbformat 4 notebook with its outputs.
         let zip = std::fs::read(artifacts.join("notebook-workspace.zip")).unwrap();
