@@ -19,7 +19,10 @@ async fn cell(job: &mut Job, msg_id: &str, code: &str) -> (Option<String>, Strin
         .await
         .unwrap();
     let (mut result, mut stream) = (None, String::new());
-    loop {
+    // Done when the reply (shell) and the idle status (iopub, after the last
+    // output) have both come: the channels are not ordered.
+    let (mut reply, mut idle) = (None::<String>, false);
+    while reply.is_none() || !idle {
         match job.next().await.expect("kernel alive") {
             JobEvent::KernelMessage { channel, message } => {
                 let m: Value = serde_json::from_str(&message).unwrap();
@@ -47,9 +50,9 @@ async fn cell(job: &mut Job, msg_id: &str, code: &str) -> (Option<String>, Strin
                         ))
                     }
                     "execute_reply" if channel == "shell" => {
-                        let status = m["content"]["status"].as_str().unwrap_or("").to_string();
-                        return (result, stream, status);
+                        reply = Some(m["content"]["status"].as_str().unwrap_or("").to_string());
                     }
+                    "status" => idle |= m["content"]["execution_state"] == "idle",
                     _ => {}
                 }
             }
@@ -57,6 +60,7 @@ async fn cell(job: &mut Job, msg_id: &str, code: &str) -> (Option<String>, Strin
             _ => {}
         }
     }
+    (result, stream, reply.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,7 +31,10 @@ async fn cell(
     ws.send(json!({"type": "kernel.execute", "kernel": kernel, "msgId": id, "code": code}))
         .await;
     let (mut results, mut stream) = (Vec::new(), String::new());
-    loop {
+    // Done when the reply (shell) and the idle status (iopub, after the last
+    // output) have both come: the channels are not ordered.
+    let (mut reply, mut idle) = (None::<String>, false);
+    while reply.is_none() || !idle {
         let v = ws.json().await;
         if v["type"] == "exit" && v["job"] == kernel {
             panic!("kernel died: {v}");
@@ -48,16 +51,12 @@ async fn cell(
                 results.push(BTreeMap::from([("error".to_string(), c["ename"].clone())]));
             }
             "stream" => stream.push_str(c["text"].as_str().unwrap_or("")),
-            "execute_reply" => {
-                return (
-                    results,
-                    stream,
-                    c["status"].as_str().unwrap_or("").to_string(),
-                )
-            }
+            "execute_reply" => reply = Some(c["status"].as_str().unwrap_or("").to_string()),
+            "status" => idle |= c["execution_state"] == "idle",
             _ => {}
         }
     }
+    (results, stream, reply.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]

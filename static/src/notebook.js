@@ -72,12 +72,14 @@ function onFrame(f) {
     return;
   }
   if (f.type !== "kernel.message" || f.kernel !== kernel) return;
+  const p = pending.get(f.parentMsgId);
   if (f.msgType === "status") {
     status(f.content.execution_state);
     document.body.dataset.kernel = f.content.execution_state;
+    // The kernel's own channel says when a request's outputs are all out.
+    if (p?.cell && f.content.execution_state === "idle") settle(f.parentMsgId, p, "idle");
     return;
   }
-  const p = pending.get(f.parentMsgId);
   if (!p) return;
   if (p.complete) {
     if (f.msgType === "complete_reply") p.complete(f.content);
@@ -103,12 +105,22 @@ function onFrame(f) {
       addOutput(cell, { output_type: "error", ename: c.ename, evalue: c.evalue, traceback: c.traceback });
       break;
     case "execute_reply":
-      pending.delete(f.parentMsgId);
-      p.done(c.status === "ok");
+      p.ok = c.status === "ok";
+      settle(f.parentMsgId, p, "reply");
       break;
     default:
       break;
   }
+}
+
+// A cell is done when both its reply (shell channel) and the kernel's idle
+// status for it (iopub, after its last output) have come: the two channels
+// are not ordered against each other, so an output may follow the reply.
+function settle(msgId, p, what) {
+  p[what] = true;
+  if (!(p.reply && p.idle)) return;
+  pending.delete(msgId);
+  p.done(p.ok === true);
 }
 
 // ------------------------------------------------------------ cells

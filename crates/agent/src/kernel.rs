@@ -147,19 +147,11 @@ impl Kernels {
             message: serde_json::to_string(&msg).unwrap_or_default(),
         };
         loop {
+            // Requests first; then iopub before shell, so a reply rarely
+            // overtakes the outputs the kernel sent before it (clients must
+            // still wait for both: the channels are not ordered).
             tokio::select! {
-                m = iopub.read() => match m {
-                    Ok(m) => { let _ = out.send(forward("iopub", m)).await; }
-                    Err(_) => break,
-                },
-                m = shell.read() => match m {
-                    Ok(m) => { let _ = out.send(forward("shell", m)).await; }
-                    Err(_) => break,
-                },
-                m = control.read() => match m {
-                    Ok(m) => { let _ = out.send(forward("control", m)).await; }
-                    Err(_) => break,
-                },
+                biased;
                 r = rx.recv() => {
                     let Some(r) = r else { break };
                     let sent = match r {
@@ -185,6 +177,18 @@ impl Kernels {
                         break;
                     }
                 }
+                m = iopub.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("iopub", m)).await; }
+                    Err(_) => break,
+                },
+                m = shell.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("shell", m)).await; }
+                    Err(_) => break,
+                },
+                m = control.read() => match m {
+                    Ok(m) => { let _ = out.send(forward("control", m)).await; }
+                    Err(_) => break,
+                },
             }
         }
         let _ = std::fs::remove_file(&file);
