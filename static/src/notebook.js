@@ -342,6 +342,11 @@ function remove() {
 // ------------------------------------------------------------ files
 
 let loaded = false;
+// The file's text as this tab last read or wrote it: a save first checks
+// that the file still holds it, so another tab's save is never overwritten
+// unknowingly.
+let onDisk = null;
+let conflict = false;
 
 function toSource(s) {
   return Array.isArray(s) ? s.join("") : (s ?? "");
@@ -352,6 +357,7 @@ async function load() {
   let nb = null;
   try {
     const f = await conn.request({ type: "file.read", path });
+    onDisk = f.data;
     nb = JSON.parse(f.data);
   } catch (e) {
     if (e.code !== "not_found") {
@@ -394,20 +400,44 @@ function toNotebook() {
 }
 
 function scheduleSave() {
+  if (conflict) return;
   $("saved").textContent = "unsaved changes";
   clearTimeout(saveTimer);
   saveTimer = setTimeout(save, 800);
 }
 
-async function save() {
-  clearTimeout(saveTimer);
+async function readDisk() {
   try {
-    await conn.request({ type: "file.write", path, data: JSON.stringify(toNotebook(), null, 1) + "\n" });
+    return (await conn.request({ type: "file.read", path })).data;
+  } catch (e) {
+    if (e.code === "not_found") return null;
+    throw e;
+  }
+}
+
+async function save(force = false) {
+  clearTimeout(saveTimer);
+  const text = JSON.stringify(toNotebook(), null, 1) + "\n";
+  try {
+    if (!force && (await readDisk()) !== onDisk) {
+      // Another tab (or the file tree) saved it since: ask, lose nothing.
+      conflict = true;
+      $("saved").textContent = "changed in another tab";
+      $("conflict").hidden = false;
+      return;
+    }
+    await conn.request({ type: "file.write", path, data: text });
+    onDisk = text;
+    conflict = false;
+    $("conflict").hidden = true;
     $("saved").textContent = "saved";
   } catch (e) {
     $("saved").textContent = `not saved: ${e.message}`;
   }
 }
+
+$("conflict-reload").addEventListener("click", () => location.reload());
+$("conflict-keep").addEventListener("click", () => save(true));
 
 // ------------------------------------------------------------ toolbar
 

@@ -101,6 +101,22 @@ try {
   await page.waitForFunction(() => document.querySelector("#saved").textContent === "saved");
   await page.screenshot({ path: path.join(artifacts, "notebook.png"), fullPage: true });
 
+  step("a save from another tab is not overwritten unknowingly");
+  const other = await context.newPage();
+  await other.goto(`${base}notebook/analysis.ipynb`);
+  await other.waitForSelector('body[data-loaded="true"]');
+  await other.locator(".cell .cm-content").first().click();
+  await other.keyboard.insertText("# from the other tab\n");
+  await other.keyboard.press("Control+s");
+  await other.waitForFunction(() => document.querySelector("#saved").textContent === "saved");
+  await page.locator(".cell .cm-content").first().click();
+  await page.keyboard.insertText("# from this tab\n");
+  await page.waitForFunction(() => document.querySelector("#saved").textContent === "changed in another tab");
+  if (!(await page.isVisible("#conflict-keep"))) throw new Error("no choice offered on a conflict");
+  await page.click("#conflict-keep");
+  await page.waitForFunction(() => document.querySelector("#saved").textContent === "saved");
+  await other.close();
+
   step("a notebook made by Jupyter opens from the file tree and runs");
   await page.goto(base);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
