@@ -415,8 +415,16 @@ async function readDisk() {
   }
 }
 
-async function save(force = false) {
+// Saves run one after another, so a tab never mistakes its own save in
+// flight for another tab's.
+let saving = Promise.resolve();
+function save(force = false) {
   clearTimeout(saveTimer);
+  saving = saving.then(() => saveNow(force));
+  return saving;
+}
+
+async function saveNow(force) {
   const text = JSON.stringify(toNotebook(), null, 1) + "\n";
   try {
     if (!force && (await readDisk()) !== onDisk) {
