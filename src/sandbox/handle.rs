@@ -196,36 +196,23 @@ impl SandboxHandle {
 
     /// Starts a job; its events arrive on the returned [`Job`].
     pub async fn spawn(&self, spec: JobSpec) -> Result<Job, SandboxError> {
-        let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events) = mpsc::channel(JOB_EVENTS);
-        self.conn.routes.jobs.lock().unwrap().insert(id, events_tx);
-        if let Err(e) = self.send(ToAgent::Spawn { id, spec }).await {
-            self.conn.routes.jobs.lock().unwrap().remove(&id);
-            return Err(e);
-        }
-        Ok(Job {
-            id,
-            events,
-            control: JobControl {
-                id,
-                handle: self.clone(),
-            },
-        })
+        self.start_job(|id| ToAgent::Spawn { id, spec }).await
     }
 
     /// Starts a Jupyter kernel (by kernelspec name) as a job; its events
     /// are `KernelReady`, then `KernelMessage`s, and its exit.
     pub async fn kernel_start(&self, name: &str) -> Result<Job, SandboxError> {
+        let name = name.to_string();
+        self.start_job(|id| ToAgent::KernelStart { id, name }).await
+    }
+
+    /// Routes a new job id's events to a [`Job`], then sends the frame that
+    /// starts it; the route is dropped again if the frame cannot be sent.
+    async fn start_job(&self, start: impl FnOnce(JobId) -> ToAgent) -> Result<Job, SandboxError> {
         let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = mpsc::channel(JOB_EVENTS);
         self.conn.routes.jobs.lock().unwrap().insert(id, events_tx);
-        if let Err(e) = self
-            .send(ToAgent::KernelStart {
-                id,
-                name: name.to_string(),
-            })
-            .await
-        {
+        if let Err(e) = self.send(start(id)).await {
             self.conn.routes.jobs.lock().unwrap().remove(&id);
             return Err(e);
         }
