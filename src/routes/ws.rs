@@ -197,11 +197,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match serde_json::from_str::<ClientFrame>(&text) {
                         Ok(frame) => conn.handle(frame).await,
-                        Err(e) => conn.send(ServerFrame::Error {
-                            code: "bad_frame".into(),
-                            message: format!("That frame is not valid: {e}."),
-                            reference: None,
-                        }).await,
+                        Err(e) => conn.refuse("bad_frame", format!("That frame is not valid: {e}.")).await,
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
@@ -211,11 +207,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match decode_stdin(&data) {
                         Some((job, bytes)) => conn.stdin(job, bytes.to_vec()).await,
-                        None => conn.send(ServerFrame::Error {
-                            code: "bad_frame".into(),
-                            message: "A binary frame must be 0x02, a job id (8 bytes) and the input.".into(),
-                            reference: None,
-                        }).await,
+                        None => conn.refuse("bad_frame", "A binary frame must be 0x02, a job id (8 bytes) and the input.").await,
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break,
@@ -443,12 +435,8 @@ impl Conn {
     /// Sends what the job's buffer holds after `after` (and its end).
     async fn replay(&mut self, job: JobId, after: u64) {
         let Some(record) = self.sandbox.job(job) else {
-            self.send(ServerFrame::Error {
-                code: "unknown_job".into(),
-                message: format!("There is no job {job} to replay."),
-                reference: None,
-            })
-            .await;
+            self.refuse("unknown_job", format!("There is no job {job} to replay."))
+                .await;
             return;
         };
         let replay = record.replay(after);
@@ -477,6 +465,16 @@ impl Conn {
         }
     }
 
+    /// An error frame about a client's frame that refers to no request.
+    async fn refuse(&self, code: &str, message: impl Into<String>) {
+        self.send(ServerFrame::Error {
+            code: code.to_string(),
+            message: message.into(),
+            reference: None,
+        })
+        .await
+    }
+
     async fn reply_error(&self, e: AppError, reference: Option<serde_json::Value>) {
         let _ = self.out.send(error_message(&e, reference)).await;
     }
@@ -490,12 +488,8 @@ impl Conn {
                 self.sandbox.touch().await;
             }
             None => {
-                self.send(ServerFrame::Error {
-                    code: "unknown_job".into(),
-                    message: format!("Job {job} is not running."),
-                    reference: None,
-                })
-                .await
+                self.refuse("unknown_job", format!("Job {job} is not running."))
+                    .await
             }
         }
     }
@@ -729,11 +723,10 @@ impl Conn {
                 }
             }
             None => {
-                self.send(ServerFrame::Error {
-                    code: "unknown_kernel".into(),
-                    message: format!("Kernel {kernel} is not running: start one."),
-                    reference: None,
-                })
+                self.refuse(
+                    "unknown_kernel",
+                    format!("Kernel {kernel} is not running: start one."),
+                )
                 .await
             }
         }
