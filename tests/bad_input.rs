@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cleanup, engine, server_config, within, Browser, TestServer};
+use common::{cleanup, engine, json_of, server_config, within, Browser, TestServer};
 use futures::{SinkExt, StreamExt};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -225,34 +225,26 @@ async fn sizes_either_work_or_get_a_clear_error() {
         let config = server_config(dir.path());
         let sb = engine(config.sandbox.clone()).await;
         let server = TestServer::start(config).await;
-        let client = reqwest::Client::new();
-        let api = |m: reqwest::Method, p: &str| client.request(m, server.url(p)).bearer_auth("test-token");
-        let r = api(reqwest::Method::POST, "/api/v1/sandboxes").json(&json!({"taskId": "big"})).send().await.unwrap();
+        let r = server.api(reqwest::Method::POST, "/api/v1/sandboxes").json(&json!({"taskId": "big"})).send().await.unwrap();
         assert_eq!(r.status(), 201);
 
         // Huge stdin.
         let stdin = "x".repeat(8 * 1024 * 1024);
-        let r: Value = api(reqwest::Method::POST, "/api/v1/sandboxes/big/exec")
-            .json(&json!({"command": "wc -c", "stdin": stdin}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(reqwest::Method::POST, "/api/v1/sandboxes/big/exec")
+            .json(&json!({"command": "wc -c", "stdin": stdin}))).await;
         assert_eq!(r["stdout"].as_str().unwrap().trim(), "8388608", "{}", r["stderr"]);
 
         // Huge files: 8 MiB works, 9 MiB is refused clearly, 100 MiB too.
-        let r = api(reqwest::Method::PUT, "/api/v1/sandboxes/big/files/eight.bin")
+        let r = server.api(reqwest::Method::PUT, "/api/v1/sandboxes/big/files/eight.bin")
             .body(vec![7u8; 8 * 1024 * 1024])
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        let back = api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/eight.bin").send().await.unwrap();
+        let back = server.api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/eight.bin").send().await.unwrap();
         assert_eq!(back.bytes().await.unwrap().len(), 8 * 1024 * 1024);
         for size in [9 * 1024 * 1024, 100 * 1024 * 1024] {
-            let r = api(reqwest::Method::PUT, "/api/v1/sandboxes/big/files/nine.bin")
+            let r = server.api(reqwest::Method::PUT, "/api/v1/sandboxes/big/files/nine.bin")
                 .body(vec![7u8; size])
                 .send()
                 .await
@@ -263,23 +255,17 @@ async fn sizes_either_work_or_get_a_clear_error() {
         }
 
         // 10,000 files in one listing; names with a newline and a non-UTF-8 byte.
-        let r: Value = api(reqwest::Method::POST, "/api/v1/sandboxes/big/exec")
-            .json(&json!({"argv": ["bash", "-c", "mkdir many && cd many && seq 10000 | xargs touch && touch $'new\\nline' $'bad\\xffname'"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(reqwest::Method::POST, "/api/v1/sandboxes/big/exec")
+            .json(&json!({"argv": ["bash", "-c", "mkdir many && cd many && seq 10000 | xargs touch && touch $'new\\nline' $'bad\\xffname'"]}))).await;
         assert_eq!(r["exitCode"], 0, "{r}");
-        let list: Value = api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many").send().await.unwrap().json().await.unwrap();
+        let list: Value = json_of(server.api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many")).await;
         let entries = list["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 10_002);
         assert!(entries.iter().any(|e| e["name"] == "new\nline"));
         assert!(entries.iter().any(|e| e["name"] == "bad\u{FFFD}name"));
-        let r = api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many/new%0Aline").send().await.unwrap();
+        let r = server.api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many/new%0Aline").send().await.unwrap();
         assert_eq!(r.status(), 200);
-        let r = api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many/bad%EF%BF%BDname").send().await.unwrap();
+        let r = server.api(reqwest::Method::GET, "/api/v1/sandboxes/big/files/many/bad%EF%BF%BDname").send().await.unwrap();
         assert_eq!(r.status(), 404, "a lossy name is a clear not-found");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "not_found");

@@ -98,9 +98,8 @@ async fn past_the_cap_browsers_queue_and_nobody_loses_work() {
             tabs.push((browser, ws));
         }
         // The API is told to come back later.
-        let r = reqwest::Client::new()
-            .post(server.url("/api/v1/run"))
-            .bearer_auth("test-token")
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/run")
             .json(&json!({"language": "python", "code": "print(1)"}))
             .send()
             .await

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cleanup, engine, server_config, signal, spawn_server, within, Browser};
+use common::{cleanup, engine, json_of, server_config, signal, spawn_server, within, Browser};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,9 +67,8 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         assert_eq!(sb.list_volumes().await.unwrap().len(), 1);
 
         // --- The engine stops and starts again under the running server.
-        let r = reqwest::Client::new()
-            .post(server.url("/api/v1/sandboxes"))
-            .bearer_auth("test-token")
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/sandboxes")
             .json(&json!({"taskId": "survivor"}))
             .send()
             .await
@@ -97,9 +96,8 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         }
         let health = reqwest::get(server.url("/healthz")).await.unwrap();
         assert_eq!(health.status(), 503);
-        let r = reqwest::Client::new()
-            .post(server.url("/api/v1/sandboxes/survivor/exec"))
-            .bearer_auth("test-token")
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
             .json(&json!({"command": "echo hi"}))
             .send()
             .await
@@ -134,16 +132,12 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         let mut ws = browser.socket(&server, "").await;
         let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
         assert_eq!(late, "finished\n");
-        let r: Value = reqwest::Client::new()
-            .post(server.url("/api/v1/sandboxes/survivor/exec"))
-            .bearer_auth("test-token")
-            .json(&json!({"command": "echo back"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(
+            server
+                .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
+                .json(&json!({"command": "echo back"})),
+        )
+        .await;
         assert_eq!(r["stdout"], "back\n", "{r}");
 
         signal(&child, 15);

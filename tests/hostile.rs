@@ -22,9 +22,8 @@ async fn median_run_ms(ws: &mut Ws, n: usize) -> f64 {
 }
 
 async fn exec(server: &TestServer, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(server.url("/api/v1/sandboxes/victim/exec"))
-        .bearer_auth("test-token")
+    let r = server
+        .api(reqwest::Method::POST, "/api/v1/sandboxes/victim/exec")
         .json(&body)
         .send()
         .await
@@ -46,9 +45,7 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
         let config = server_config(dir.path());
         let sb = engine(config.sandbox.clone()).await;
         let server = TestServer::start(config).await;
-        let r = reqwest::Client::new()
-            .post(server.url("/api/v1/sandboxes"))
-            .bearer_auth("test-token")
+        let r = server.api(reqwest::Method::POST, "/api/v1/sandboxes")
             .json(&json!({"taskId": "victim"}))
             .send()
             .await

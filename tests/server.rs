@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
+use common::{cleanup, engine, json_of, server_config, within, Browser, Got, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -208,35 +208,21 @@ async fn a_reconnecting_tab_gets_what_it_missed() {
     .await
 }
 
-fn api(
-    server: &TestServer,
-    token: Option<&str>,
-    method: reqwest::Method,
-    path: &str,
-) -> reqwest::RequestBuilder {
-    let req = reqwest::Client::new().request(method, server.url(path));
-    match token {
-        Some(t) => req.bearer_auth(t),
-        None => req,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_creates_runs_and_deletes_sandboxes() {
     use reqwest::Method;
     within(120, async {
         let dir = tempfile::tempdir().unwrap();
         let server = start(&dir).await;
-        let tok = Some("test-token");
 
-        let r = api(&server, None, Method::POST, "/api/v1/sandboxes").send().await.unwrap();
+        let r = server.api_as(None, Method::POST, "/api/v1/sandboxes").send().await.unwrap();
         assert_eq!(r.status(), 401);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
-        let r = api(&server, Some("wrong"), Method::POST, "/api/v1/sandboxes").send().await.unwrap();
+        let r = server.api_as(Some("wrong"), Method::POST, "/api/v1/sandboxes").send().await.unwrap();
         assert_eq!(r.status(), 401);
 
-        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+        let r = server.api(Method::POST, "/api/v1/sandboxes")
             .json(&json!({"taskId": "task-1", "ttlSeconds": 600, "envVars": {"GREETING": "hi"}}))
             .send()
             .await
@@ -245,99 +231,63 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
         let created: Value = r.json().await.unwrap();
         assert_eq!(created["taskId"], "task-1");
         assert!(created["expiresAt"].as_str().unwrap().ends_with('Z'));
-        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+        let r = server.api(Method::POST, "/api/v1/sandboxes")
             .json(&json!({"taskId": "task-1"}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 409);
-        let r = api(&server, tok, Method::POST, "/api/v1/sandboxes")
+        let r = server.api(Method::POST, "/api/v1/sandboxes")
             .json(&json!({"ttlSeconds": 5}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
 
-        let ready: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1?wait=30")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1?wait=30")).await;
         assert_eq!(ready["status"], "ready");
 
-        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
-            .json(&json!({"command": "python3 -c 'print(6*7)'"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"command": "python3 -c 'print(6*7)'"}))).await;
         assert_eq!(r["stdout"], "42\n");
         assert_eq!(r["exitCode"], 0);
         assert!(r["durationMs"].as_u64().is_some());
         assert_eq!(r["timedOut"], false);
-        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
-            .json(&json!({"argv": ["sh", "-c", "read x; echo $GREETING $x >&2; exit 3"], "stdin": "there\n"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"argv": ["sh", "-c", "read x; echo $GREETING $x >&2; exit 3"], "stdin": "there\n"}))).await;
         assert_eq!(r["stderr"], "hi there\n");
         assert_eq!(r["exitCode"], 3);
-        let r: Value = api(&server, tok, Method::POST, "/api/v1/sandboxes/task-1/exec")
-            .json(&json!({"command": "sleep 10", "timeoutMs": 300}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(Method::POST, "/api/v1/sandboxes/task-1/exec")
+            .json(&json!({"command": "sleep 10", "timeoutMs": 300}))).await;
         assert_eq!(r["timedOut"], true);
 
         // Files.
-        let r = api(&server, tok, Method::PUT, "/api/v1/sandboxes/task-1/files/src/a.txt")
+        let r = server.api(Method::PUT, "/api/v1/sandboxes/task-1/files/src/a.txt")
             .body("contents")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
+        let r = server.api(Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
             .send()
             .await
             .unwrap();
         assert_eq!(r.text().await.unwrap(), "contents");
-        let list: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1/files/src")).await;
         assert_eq!(list["entries"][0]["name"], "a.txt");
-        let root: Value = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let root: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1/files")).await;
         assert!(root["entries"].as_array().unwrap().iter().any(|e| e["name"] == "src"));
-        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/..%2Fetc%2Fpasswd")
+        let r = server.api(Method::GET, "/api/v1/sandboxes/task-1/files/..%2Fetc%2Fpasswd")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
-        let r = api(&server, tok, Method::DELETE, "/api/v1/sandboxes/task-1/files/src/a.txt")
+        let r = server.api(Method::DELETE, "/api/v1/sandboxes/task-1/files/src/a.txt")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
+        let r = server.api(Method::GET, "/api/v1/sandboxes/task-1/files/src/a.txt")
             .send()
             .await
             .unwrap();
@@ -345,7 +295,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
 
         // Another token, and a browser, cannot reach it; the token cannot
         // reach a browser's sandbox either.
-        let r = api(&server, Some("other-token"), Method::GET, "/api/v1/sandboxes/task-1")
+        let r = server.api_as(Some("other-token"), Method::GET, "/api/v1/sandboxes/task-1")
             .send()
             .await
             .unwrap();
@@ -355,7 +305,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
         let mut ws = browser.socket(&server, "").await;
         let hello = ws.until("hello").await;
         let browser_task = hello["session"].as_str().unwrap().to_string();
-        let r = api(&server, tok, Method::GET, &format!("/api/v1/sandboxes/{browser_task}"))
+        let r = server.api(Method::GET, &format!("/api/v1/sandboxes/{browser_task}"))
             .send()
             .await
             .unwrap();
@@ -370,23 +320,17 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
 
         // The one-shot run leaves nothing behind.
         let sb = server.sandboxes().await;
-        let r: Value = api(&server, tok, Method::POST, "/api/v1/run")
-            .json(&json!({"language": "javascript", "code": "let s = require('fs').readFileSync(0, 'utf8'); console.log(s.trim().toUpperCase())", "stdin": "shout"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = json_of(server.api(Method::POST, "/api/v1/run")
+            .json(&json!({"language": "javascript", "code": "let s = require('fs').readFileSync(0, 'utf8'); console.log(s.trim().toUpperCase())", "stdin": "shout"}))).await;
         assert_eq!(r["stdout"], "SHOUT\n", "{r}");
         let left = sb.list().await.unwrap();
         assert!(left.iter().all(|c| !c.session.starts_with("r-")), "{left:?}");
         let vols = sb.list_volumes().await.unwrap();
         assert!(vols.iter().all(|v| !v.session.starts_with("r-")), "{vols:?}");
 
-        let r = api(&server, tok, Method::DELETE, "/api/v1/sandboxes/task-1").send().await.unwrap();
+        let r = server.api(Method::DELETE, "/api/v1/sandboxes/task-1").send().await.unwrap();
         assert_eq!(r.status(), 204);
-        let r = api(&server, tok, Method::GET, "/api/v1/sandboxes/task-1").send().await.unwrap();
+        let r = server.api(Method::GET, "/api/v1/sandboxes/task-1").send().await.unwrap();
         assert_eq!(r.status(), 404);
         assert!(sb
             .list_volumes()
@@ -456,16 +400,12 @@ async fn bad_input_gets_clear_errors() {
             }
         }
         // Bad API bodies are JSON errors.
-        let r = api(
-            &server,
-            Some("test-token"),
-            reqwest::Method::POST,
-            "/api/v1/sandboxes",
-        )
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/sandboxes")
+            .body("{oops")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "bad_json");
@@ -491,16 +431,12 @@ async fn healthz_reports_an_unreachable_engine() {
         let v: Value = r.json().await.unwrap();
         assert!(v["reason"].as_str().unwrap().contains("not reachable"));
         // And the API says so with a clear error.
-        let r = api(
-            &server,
-            Some("test-token"),
-            reqwest::Method::POST,
-            "/api/v1/run",
-        )
-        .json(&json!({"language": "python", "code": "print(1)"}))
-        .send()
-        .await
-        .unwrap();
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/run")
+            .json(&json!({"language": "python", "code": "print(1)"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 503);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "engine_unavailable");

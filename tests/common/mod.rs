@@ -144,6 +144,25 @@ impl TestServer {
         format!("ws://{}{}", self.addr, path)
     }
 
+    /// A request to the REST API as `token` (`None`: no credentials).
+    pub fn api_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let req = reqwest::Client::new().request(method, self.url(path));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// A request to the REST API with the tests' token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api_as(Some("test-token"), method, path)
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -354,4 +373,9 @@ extern "C" {
 pub fn signal(child: &std::process::Child, sig: i32) {
     // SAFETY: kill on a child we own.
     unsafe { libc_kill(child.id() as i32, sig) };
+}
+
+/// Sends a request and reads its JSON body, whatever the status.
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
