@@ -112,6 +112,21 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 check: |r| (r["stdout"] == "survived\n").then_some(()).ok_or_else(|| short(r)),
             },
             Attack {
+                // The agent's stdio is the server's frame stream: a job that
+                // could write it would forge frames (a passing exit code for
+                // a grader's check), and one that could read it would take
+                // the server's requests.
+                name: "forging the agent's frames",
+                body: json!({"command": "printf 'forged' > /proc/1/fd/1 && echo WROTE; head -c1 /proc/1/fd/0 && echo READ; ls /proc/1/fd && echo LISTED; true"}),
+                check: |r| {
+                    let out = r["stdout"].as_str().unwrap();
+                    let err = r["stderr"].as_str().unwrap();
+                    (out.is_empty() && err.matches("Permission denied").count() >= 3)
+                        .then_some(())
+                        .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
                 name: "setuid binaries",
                 body: json!({"command": "ls -l /usr/bin/mount >&2; mount -t tmpfs none /tmp; su -c id root </dev/null; grep NoNewPrivs /proc/self/status"}),
                 check: |r| {

@@ -244,11 +244,23 @@ fn start(table: &JobTable, spec: &JobSpec, workspace: &std::path::Path) -> Resul
                 libc::ioctl(0, libc::TIOCSCTTY, 0);
             }
             // Let the kernel's OOM killer pick the user's processes first.
+            // The agent is not dumpable (main.rs), so neither is this child
+            // until its exec and its /proc files belong to root: it is made
+            // dumpable for the write, with the server's frame stream closed
+            // first so that no process of the user can take it meanwhile.
+            for copy in &crate::stdio::COPIES {
+                let fd = copy.load(std::sync::atomic::Ordering::Relaxed);
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
                 libc::close(fd);
             }
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             Ok(())
         });
     }

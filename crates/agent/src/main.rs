@@ -31,6 +31,14 @@ const STALL_RESET: Duration = Duration::from_millis(250);
 pub type Outbox = mpsc::Sender<FromAgent>;
 
 fn main() {
+    // Jobs run as our user, so without this they could open /proc/1/fd/0
+    // and /proc/1/fd/1 (the server's frame stream) to read its requests or
+    // forge frames, and ptrace us. Not dumpable, our /proc entries belong
+    // to root; a job's execve makes it dumpable again as usual.
+    // SAFETY: prctl on ourselves with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!("agent: cannot make itself undumpable: {}", std::io::Error::last_os_error());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

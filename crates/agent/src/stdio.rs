@@ -4,10 +4,16 @@
 //! both are FIFOs, so they can be polled directly. Anything else (a
 //! terminal, a file, in tests) falls back to tokio's.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
+
+/// The copies of our stdin and stdout (the server's frame stream), so a
+/// job's child can close them before it briefly becomes dumpable (see
+/// `jobs::spawn`); -1 where there is none.
+pub static COPIES: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 
 fn dup(fd: i32) -> Option<OwnedFd> {
     // SAFETY: dup of a standard descriptor; the copy is ours.
@@ -18,14 +24,20 @@ fn dup(fd: i32) -> Option<OwnedFd> {
 
 pub fn input() -> Pin<Box<dyn AsyncRead + Send>> {
     match dup(0).and_then(|fd| pipe::Receiver::from_owned_fd(fd).ok()) {
-        Some(p) => Box::pin(p),
+        Some(p) => {
+            COPIES[0].store(p.as_raw_fd(), Ordering::Relaxed);
+            Box::pin(p)
+        }
         None => Box::pin(tokio::io::stdin()),
     }
 }
 
 pub fn output() -> Pin<Box<dyn AsyncWrite + Send>> {
     match dup(1).and_then(|fd| pipe::Sender::from_owned_fd(fd).ok()) {
-        Some(p) => Box::pin(p),
+        Some(p) => {
+            COPIES[1].store(p.as_raw_fd(), Ordering::Relaxed);
+            Box::pin(p)
+        }
         None => Box::pin(tokio::io::stdout()),
     }
 }
