@@ -125,6 +125,7 @@ impl From<FileError> for AppError {
         let status = match e {
             FileError::NotFound(_) => StatusCode::NOT_FOUND,
             FileError::AlreadyExists(_) => StatusCode::CONFLICT,
+            FileError::Changed(_) => StatusCode::PRECONDITION_FAILED,
             FileError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             FileError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
             FileError::PermissionDenied(_) => StatusCode::FORBIDDEN,

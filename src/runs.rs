@@ -21,13 +21,7 @@ pub async fn write_files(
     files: Vec<(String, String)>,
 ) -> Result<(), AppError> {
     for (path, text) in files {
-        handle
-            .file(replbox_protocol::FileOp::Write {
-                path,
-                data: text.into_bytes(),
-                parents: true,
-            })
-            .await?;
+        handle.write_file(path, text.into_bytes()).await?;
     }
     Ok(())
 }

@@ -37,13 +37,9 @@ async fn run(h: &SandboxHandle, line: &str) -> (String, String, replbox_protocol
 }
 
 async fn write(h: &SandboxHandle, path: &str, data: &str) {
-    h.file(FileOp::Write {
-        path: path.into(),
-        data: data.as_bytes().to_vec(),
-        parents: true,
-    })
-    .await
-    .unwrap();
+    h.write_file(path.into(), data.as_bytes().to_vec())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,13 +227,37 @@ async fn files_round_trip_and_escapes_are_refused() {
     within(60, async {
         let (sb, h) = sandbox("files").await;
         write(&h, "dir/notes.txt", "héllo\n").await;
-        let got = h
+        let got = h.read_file("dir/notes.txt".into()).await.unwrap();
+        assert_eq!(got, "héllo\n".as_bytes());
+        // A write based on a version the file no longer has is refused,
+        // and what is on disk stays.
+        let FileReply::Data { version, .. } = h
             .file(FileOp::Read {
                 path: "dir/notes.txt".into(),
             })
             .await
-            .unwrap();
-        assert_eq!(got, FileReply::Data("héllo\n".as_bytes().to_vec()));
+            .unwrap()
+        else {
+            panic!("not data")
+        };
+        let conditional = |data: &str, v: &str| FileOp::Write {
+            path: "dir/notes.txt".into(),
+            data: data.as_bytes().to_vec(),
+            parents: false,
+            if_version: Some(v.to_string()),
+        };
+        let FileReply::Written { version: newer } =
+            h.file(conditional("tab 1", &version)).await.unwrap()
+        else {
+            panic!("not written")
+        };
+        assert_ne!(newer, version);
+        let err = h.file(conditional("tab 2", &version)).await.unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::File(FileError::Changed(_))),
+            "{err:?}"
+        );
+        assert_eq!(h.read_file("dir/notes.txt".into()).await.unwrap(), b"tab 1");
         h.file(FileOp::Rename {
             from: "dir/notes.txt".into(),
             to: "n.txt".into(),

@@ -99,9 +99,26 @@ async fn one_sandbox_per_browser_and_it_survives_a_restart() {
         let cb = container_of(&mut b1).await;
         assert_eq!(ca1, ca2, "two tabs of one browser share a sandbox");
         assert_ne!(ca1, cb, "two browsers get two sandboxes");
-        a1.send(json!({"type": "file.write", "path": "notes.txt", "data": "mine", "ref": 1}))
+        a1.send(json!({"type": "file.write", "path": "notes.txt", "data": "draft", "ref": 1}))
             .await;
         a1.until("file").await;
+        // Both tabs open the file; the first to save wins and the second
+        // is told, with nothing lost on disk.
+        a2.send(json!({"type": "file.read", "path": "notes.txt", "ref": 2}))
+            .await;
+        let opened = a2.until("file").await;
+        assert_eq!(opened["data"], "draft");
+        let version = opened["version"].as_str().unwrap().to_string();
+        a1.send(json!({"type": "file.write", "path": "notes.txt", "data": "mine", "ifVersion": version, "ref": 3}))
+            .await;
+        let saved = a1.until("file").await;
+        assert_ne!(saved["version"], version);
+        a2.send(json!({"type": "file.write", "path": "notes.txt", "data": "theirs", "ifVersion": version, "ref": 4}))
+            .await;
+        let refused = a2.until("error").await;
+        assert_eq!(refused["code"], "file_changed");
+        assert_eq!(refused["ref"], 4);
+        assert!(refused["message"].as_str().unwrap().contains("changed since it was read"));
         drop((a1, a2, b1));
 
         let config = server.config.clone();
@@ -272,7 +289,26 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
         assert_eq!(r.text().await.unwrap(), "contents");
+        // If-Match: a write over a version the file no longer has is 412.
+        let r = server.api(Method::PUT, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .header("if-match", &etag)
+            .body("contents 2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+        let r = server.api(Method::PUT, "/api/v1/sandboxes/task-1/files/src/a.txt")
+            .header("if-match", &etag)
+            .body("stale")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 412);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "file_changed");
         let list: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1/files/src")).await;
         assert_eq!(list["entries"][0]["name"], "a.txt");
         let root: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1/files")).await;

@@ -10,7 +10,7 @@ use super::{Compare, Exercise, TestKind, TestSpec};
 use crate::config::Language;
 use crate::runs::shell_quote;
 use crate::sandbox::{CreateSpec, SandboxError, SandboxHandle, Sandboxes};
-use replbox_protocol::{FileOp, JobSpec};
+use replbox_protocol::JobSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -138,13 +138,7 @@ async fn run_checks(
         if path == "tests" || path.starts_with("tests/") {
             continue;
         }
-        handle
-            .file(FileOp::Write {
-                path: path.clone(),
-                data: data.clone(),
-                parents: true,
-            })
-            .await?;
+        handle.write_file(path.clone(), data.clone()).await?;
     }
     if !exercise.hidden.is_empty() {
         let tar = hidden_tar(&exercise.hidden).map_err(|_| SandboxError::Engine)?;

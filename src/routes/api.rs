@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -401,9 +401,19 @@ fn listing(reply: FileReply) -> Response {
         FileReply::Listing(list) => {
             Json(serde_json::json!({ "entries": entries(list) })).into_response()
         }
-        FileReply::Data(bytes) => {
-            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
-        }
+        FileReply::Data { data, version } => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::ETAG, format!("\"{version}\"")),
+            ],
+            data,
+        )
+            .into_response(),
+        FileReply::Written { version } => (
+            StatusCode::NO_CONTENT,
+            [(header::ETAG, format!("\"{version}\""))],
+        )
+            .into_response(),
         FileReply::Done => StatusCode::NO_CONTENT.into_response(),
     }
 }
@@ -444,20 +454,35 @@ async fn write_file(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path((task_id, path)): Path<(String, String)>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<StatusCode, AppError> {
+) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
-    file(
-        &session,
-        FileOp::Write {
-            path,
-            data: body.to_vec(),
-            parents: true,
-        },
-        true,
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    // `If-Match` with the ETag of a read or a write: a write over a file
+    // that changed since is refused with 412 (`*` or none: write anyway).
+    let if_version = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        })
+        .filter(|v| v != "*");
+    Ok(listing(
+        file(
+            &session,
+            FileOp::Write {
+                path,
+                data: body.to_vec(),
+                parents: true,
+                if_version,
+            },
+            true,
+        )
+        .await?,
+    ))
 }
 
 async fn delete_file(

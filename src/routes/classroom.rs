@@ -115,13 +115,7 @@ pub async fn exercise_session(
         {
             if list.is_empty() {
                 for (path, data) in &x.starter {
-                    handle
-                        .file(replbox_protocol::FileOp::Write {
-                            path: path.clone(),
-                            data: data.clone(),
-                            parents: true,
-                        })
-                        .await?;
+                    handle.write_file(path.clone(), data.clone()).await?;
                 }
             }
         }

@@ -63,6 +63,11 @@ pub enum ClientFrame {
         data: String,
         #[serde(default)]
         encoding: Encoding,
+        /// Write only if the file is still at this version (from the
+        /// `file` frame that answered a read or a write); else a
+        /// `file_changed` error. Absent: write whatever is there.
+        #[serde(default)]
+        if_version: Option<String>,
     },
     #[serde(rename = "file.mkdir")]
     FileMkdir {
@@ -257,6 +262,9 @@ pub enum ServerFrame {
         encoding: Option<Encoding>,
         #[serde(skip_serializing_if = "Option::is_none")]
         entries: Option<Vec<Entry>>,
+        /// After a read or a write: the file's version, for `ifVersion`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     #[serde(rename = "error")]
     Error {

@@ -127,7 +127,7 @@ pub async fn workspace_files(
     };
     let mut files = std::collections::BTreeMap::new();
     for path in paths {
-        if let Ok(FileReply::Data(d)) = handle.file(FileOp::Read { path: path.clone() }).await {
+        if let Ok(d) = handle.read_file(path.clone()).await {
             files.insert(path, d);
         }
     }

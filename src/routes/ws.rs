@@ -662,6 +662,7 @@ impl Conn {
                 path,
                 data,
                 encoding,
+                if_version,
             } => {
                 let bytes = match encoding {
                     Encoding::Utf8 => data.into_bytes(),
@@ -689,6 +690,7 @@ impl Conn {
                         path,
                         data: bytes,
                         parents: true,
+                        if_version,
                     },
                     true,
                 )
@@ -786,17 +788,19 @@ pub async fn file_op(
 }
 
 fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileReply) -> ServerFrame {
-    let (data, encoding, entries) = match reply {
-        FileReply::Data(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => (Some(text), Some(Encoding::Utf8), None),
+    let (data, encoding, entries, version) = match reply {
+        FileReply::Data { data, version } => match String::from_utf8(data) {
+            Ok(text) => (Some(text), Some(Encoding::Utf8), None, Some(version)),
             Err(e) => (
                 Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
                 Some(Encoding::Base64),
                 None,
+                Some(version),
             ),
         },
-        FileReply::Listing(list) => (None, None, Some(entries(list))),
-        FileReply::Done => (None, None, None),
+        FileReply::Listing(list) => (None, None, Some(entries(list)), None),
+        FileReply::Written { version } => (None, None, None, Some(version)),
+        FileReply::Done => (None, None, None, None),
     };
     ServerFrame::File {
         reference,
@@ -804,6 +808,7 @@ fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileRep
         data,
         encoding,
         entries,
+        version,
     }
 }
 

@@ -243,6 +243,26 @@ impl SandboxHandle {
         }
     }
 
+    /// Writes a file whatever is there (parents made as needed).
+    pub async fn write_file(&self, path: String, data: Vec<u8>) -> Result<(), SandboxError> {
+        self.file(FileOp::Write {
+            path,
+            data,
+            parents: true,
+            if_version: None,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A file's bytes, without its version.
+    pub async fn read_file(&self, path: String) -> Result<Vec<u8>, SandboxError> {
+        match self.file(FileOp::Read { path }).await? {
+            FileReply::Data { data, .. } => Ok(data),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
+    }
+
     /// The Jupyter kernelspecs the image has.
     pub async fn kernel_specs(
         &self,

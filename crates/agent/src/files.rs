@@ -22,14 +22,21 @@ pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
                     limit: MAX_FILE_LEN,
                 });
             }
-            fs::read(&full)
-                .map(FileReply::Data)
-                .map_err(|e| io_error(e, &path))
+            // The version is that of the file read (one open, one fstat).
+            let read = || -> io::Result<FileReply> {
+                let mut f = fs::File::open(&full)?;
+                let version = version(&f.metadata()?);
+                let mut data = Vec::with_capacity(meta.len() as usize);
+                io::Read::read_to_end(&mut f, &mut data)?;
+                Ok(FileReply::Data { data, version })
+            };
+            read().map_err(|e| io_error(e, &path))
         }
         FileOp::Write {
             path,
             data,
             parents,
+            if_version,
         } => {
             if data.len() as u64 > MAX_FILE_LEN {
                 return Err(FileError::TooLarge {
@@ -47,8 +54,12 @@ pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
                     resolve(root, &path, Mode::Write)?;
                 }
             }
-            write_atomically(&full, &data).map_err(|e| io_error(e, &path))?;
-            Ok(FileReply::Done)
+            let version =
+                write_atomically(&full, &data, if_version.as_deref()).map_err(|e| match e {
+                    WriteError::Changed => FileError::Changed(path.clone()),
+                    WriteError::Io(e) => io_error(e, &path),
+                })?;
+            Ok(FileReply::Written { version })
         }
         FileOp::List { path } => {
             let full = resolve(root, &path, Mode::Follow)?;
@@ -189,14 +200,62 @@ fn resolve(root: &Path, path: &str, mode: Mode) -> Result<PathBuf, FileError> {
     Ok(full)
 }
 
-fn write_atomically(full: &Path, data: &[u8]) -> io::Result<()> {
+/// A file's version: its inode, modification time (ns) and size. An
+/// atomic write makes a new inode, and anything that edits the file in
+/// place moves its modification time.
+fn version(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}{:08x}-{:x}",
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.size()
+    )
+}
+
+enum WriteError {
+    Changed,
+    Io(io::Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+/// Conditional writes check the version and replace the file under this
+/// lock, so two of them cannot both pass the check.
+static REPLACE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Whether the file at `full` is still at `expected` (a missing file is not).
+fn unchanged(full: &Path, expected: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(v) => fs::metadata(full).is_ok_and(|m| version(&m) == v),
+    }
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees
+/// half a file; returns the new version.
+fn write_atomically(
+    full: &Path,
+    data: &[u8],
+    if_version: Option<&str>,
+) -> Result<String, WriteError> {
     // A symlink inside the workspace is written through, in place.
     if full
         .symlink_metadata()
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false)
     {
-        return fs::write(full, data);
+        let _guard = if_version.map(|_| REPLACE.lock().unwrap_or_else(|e| e.into_inner()));
+        if !unchanged(full, if_version) {
+            return Err(WriteError::Changed);
+        }
+        fs::write(full, data)?;
+        return Ok(version(&fs::metadata(full)?));
     }
     let name = full
         .file_name()
@@ -213,7 +272,13 @@ fn write_atomically(full: &Path, data: &[u8]) -> io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_data()?;
-        fs::rename(&tmp, full)
+        let written = version(&f.metadata()?);
+        let _guard = if_version.map(|_| REPLACE.lock().unwrap_or_else(|e| e.into_inner()));
+        if !unchanged(full, if_version) {
+            return Err(WriteError::Changed);
+        }
+        fs::rename(&tmp, full)?;
+        Ok(written)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -247,14 +312,96 @@ mod tests {
     }
 
     fn write(root: &Path, path: &str, data: &[u8]) -> Result<FileReply, FileError> {
+        write_if(root, path, data, None)
+    }
+
+    fn write_if(
+        root: &Path,
+        path: &str,
+        data: &[u8],
+        if_version: Option<&str>,
+    ) -> Result<FileReply, FileError> {
         apply(
             root,
             FileOp::Write {
                 path: path.into(),
                 data: data.to_vec(),
                 parents: true,
+                if_version: if_version.map(str::to_string),
             },
         )
+    }
+
+    fn read(root: &Path, path: &str) -> (Vec<u8>, String) {
+        match apply(root, FileOp::Read { path: path.into() }).unwrap() {
+            FileReply::Data { data, version } => (data, version),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn written(reply: FileReply) -> String {
+        match reply {
+            FileReply::Written { version } => version,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_write_based_on_an_old_version_is_refused() {
+        let dir = ws();
+        let root = dir.path();
+        let v1 = written(write(root, "f.txt", b"one").unwrap());
+        let (data, read_version) = read(root, "f.txt");
+        assert_eq!((data.as_slice(), &read_version), (&b"one"[..], &v1));
+        // Two tabs hold v1; the first to save wins, the second is told.
+        let v2 = written(write_if(root, "f.txt", b"tab 1", Some(&v1)).unwrap());
+        assert_ne!(v2, v1);
+        assert_eq!(
+            write_if(root, "f.txt", b"tab 2", Some(&v1)),
+            Err(FileError::Changed("f.txt".into()))
+        );
+        assert_eq!(read(root, "f.txt"), (b"tab 1".to_vec(), v2.clone()));
+        // A program's in-place edit of the same size counts too (once the
+        // clock has moved: file times tick at the kernel's timer, ~4 ms).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(root.join("f.txt"), b"prog!").unwrap();
+        assert!(matches!(
+            write_if(root, "f.txt", b"tab 1 again", Some(&v2)),
+            Err(FileError::Changed(_))
+        ));
+        // A deleted file is a changed one; no temporary file is left.
+        let (_, v3) = read(root, "f.txt");
+        std::fs::remove_file(root.join("f.txt")).unwrap();
+        assert!(matches!(
+            write_if(root, "f.txt", b"x", Some(&v3)),
+            Err(FileError::Changed(_))
+        ));
+        let left: Vec<_> = std::fs::read_dir(root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // Unconditional writes still go through.
+        write(root, "f.txt", b"forced").unwrap();
+        assert_eq!(read(root, "f.txt").0, b"forced");
+    }
+
+    #[test]
+    fn concurrent_conditional_writes_let_exactly_one_win() {
+        let dir = ws();
+        let root = dir.path().to_path_buf();
+        let v = written(write(&root, "race.txt", b"base").unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (root, v) = (root.clone(), v.clone());
+                std::thread::spawn(move || {
+                    write_if(&root, "race.txt", format!("{i}").as_bytes(), Some(&v)).is_ok()
+                })
+            })
+            .collect();
+        let wins = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(wins, 1);
     }
 
     #[test]
@@ -262,16 +409,7 @@ mod tests {
         let dir = ws();
         let root = dir.path();
         write(root, "a/b.txt", b"hi").unwrap();
-        assert_eq!(
-            apply(
-                root,
-                FileOp::Read {
-                    path: "a/b.txt".into()
-                }
-            )
-            .unwrap(),
-            FileReply::Data(b"hi".to_vec())
-        );
+        assert_eq!(read(root, "a/b.txt").0, b"hi");
         apply(
             root,
             FileOp::Rename {
@@ -322,7 +460,7 @@ mod tests {
                     path: "same.txt".into()
                 }
             ),
-            Ok(FileReply::Data(_))
+            Ok(FileReply::Data { .. })
         ));
     }
 

@@ -37,7 +37,10 @@ fn main() {
     // to root; a job's execve makes it dumpable again as usual.
     // SAFETY: prctl on ourselves with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        eprintln!("agent: cannot make itself undumpable: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "agent: cannot make itself undumpable: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 pub use codec::{output_header, split_output, FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Identifies a job within one agent connection; chosen by the server.
 pub type JobId = u64;
@@ -261,6 +261,10 @@ pub enum FileOp {
         data: Vec<u8>,
         /// Create missing parent directories.
         parents: bool,
+        /// Write only if the file is still at this version (from the read
+        /// or write that gave the writer its copy); else
+        /// [`FileError::Changed`]. `None` writes whatever is there.
+        if_version: Option<String>,
     },
     List {
         path: String,
@@ -297,7 +301,18 @@ pub struct DirEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileReply {
-    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A file's bytes and its version (see [`FileReply::Written`]).
+    Data {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        version: String,
+    },
+    /// A write landed; `version` names what is now on disk, for the next
+    /// conditional write. It changes whenever the file's content may have
+    /// (its inode, modification time or size).
+    Written {
+        version: String,
+    },
     Listing(Vec<DirEntry>),
     Done,
 }
@@ -326,6 +341,8 @@ pub enum FileError {
     PermissionDenied(String),
     #[error("the directory {0:?} is not empty")]
     NotEmpty(String),
+    #[error("{0:?} was changed since it was read (in another tab, or by a program)")]
+    Changed(String),
     #[error("file operation failed: {0}")]
     Io(String),
 }
@@ -344,6 +361,7 @@ impl FileError {
             FileError::NoSpace => "workspace_full",
             FileError::PermissionDenied(_) => "permission_denied",
             FileError::NotEmpty(_) => "directory_not_empty",
+            FileError::Changed(_) => "file_changed",
             FileError::Io(_) => "file_error",
         }
     }
