@@ -47,6 +47,12 @@ const state = {
   dirty: new Set(),
   saving: new Map(),
   saveTimers: new Map(),
+  // Each open file's version as this tab last read or wrote it: a save
+  // lands only if the file still has it (see docs/protocol.md).
+  versions: new Map(),
+  // Files another tab or a program saved since this tab's copy: their
+  // saves wait until the student picks Reload or Keep mine.
+  conflicts: new Set(),
   tree: new Map(),
   expanded: new Set(store.get("expanded", [])),
   selected: null,
@@ -342,6 +348,7 @@ async function openFile(path, { quiet = false, focus = true } = {}) {
   try {
     if (!editor.states.has(path)) {
       const f = await conn.request({ type: "file.read", path });
+      state.versions.set(path, f.version);
       let text = f.encoding === "base64" ? atob(f.data) : f.data;
       const draft = store.get(`draft:${path}`, null);
       if (draft !== null && draft !== text) {
@@ -359,6 +366,7 @@ async function openFile(path, { quiet = false, focus = true } = {}) {
     persistTabs();
     renderTabs();
     renderTree();
+    renderConflict();
     $("run").disabled = state.status !== "ready" || !!state.run;
     if (focus) editor.focus();
   } catch (e) {
@@ -402,10 +410,41 @@ function renderTabs() {
   }));
 }
 
+/// Shows the conflict bar when the file on view was saved elsewhere since.
+function renderConflict() {
+  const path = state.active;
+  const on = !!path && state.conflicts.has(path);
+  $("conflict").hidden = !on;
+  if (on) $("conflict-text").textContent = `${path} was changed in another tab or by a program since you opened it.`;
+}
+
+/// Reload: the copy on disk replaces this tab's (still undoable).
+async function reloadConflicted() {
+  const path = state.active;
+  if (!path) return;
+  try {
+    const f = await conn.request({ type: "file.read", path });
+    state.versions.set(path, f.version);
+    state.conflicts.delete(path);
+    editor.replace(path, f.encoding === "base64" ? atob(f.data) : f.data);
+    state.dirty.delete(path);
+    clearTimeout(state.saveTimers.get(path));
+    store.remove(`draft:${path}`);
+    renderTabs();
+    renderConflict();
+  } catch (e) { showError(e); }
+}
+
+$("conflict-reload").addEventListener("click", reloadConflicted);
+$("conflict-keep").addEventListener("click", () => state.active && save(state.active, { force: true }));
+
 async function closeTab(path) {
   if (state.dirty.has(path)) await save(path);
   state.tabs = state.tabs.filter((p) => p !== path);
   editor.forget(path);
+  state.versions.delete(path);
+  state.conflicts.delete(path);
+  renderConflict();
   if (state.active === path) {
     state.active = null;
     if (state.tabs.length) await openFile(state.tabs[state.tabs.length - 1]);
@@ -416,22 +455,36 @@ async function closeTab(path) {
 }
 
 /// Saves a file to the sandbox; the draft stays in localStorage until then.
-async function save(path) {
+/// `force` (Keep mine) writes over whatever is there.
+async function save(path, { force = false } = {}) {
   clearTimeout(state.saveTimers.get(path));
-  if (!state.dirty.has(path)) return;
+  if (!state.dirty.has(path) && !force) return;
+  if (state.conflicts.has(path) && !force) return;
   const text = editor.text(path);
   if (text === undefined) return;
   if (state.saving.has(path)) {
     await state.saving.get(path);
-    if (!state.dirty.has(path)) return;
+    if (!state.dirty.has(path) && !force) return;
   }
-  const p = conn.request({ type: "file.write", path, data: text }).then(() => {
+  const frame = { type: "file.write", path, data: text };
+  if (!force && state.versions.get(path)) frame.ifVersion = state.versions.get(path);
+  const p = conn.request(frame).then((reply) => {
+    state.versions.set(path, reply.version);
+    state.conflicts.delete(path);
+    renderConflict();
     if (editor.text(path) === text) {
       state.dirty.delete(path);
       store.remove(`draft:${path}`);
     }
   }).catch((e) => {
-    if (e.code !== "disconnected") showError(e);
+    if (e.code === "file_changed") {
+      // Another tab or a program saved it since this copy: ask, lose
+      // nothing (the draft stays in localStorage meanwhile).
+      state.conflicts.add(path);
+      renderConflict();
+    } else if (e.code !== "disconnected") {
+      showError(e);
+    }
   }).finally(() => {
     state.saving.delete(path);
     renderTabs();
@@ -490,6 +543,15 @@ async function renameSelected() {
     if (state.dirty.has(from)) await save(from);
     await conn.request({ type: "file.rename", from, to });
     editor.rename(from, to);
+    // A rename keeps a file's version: carry it (and any conflict) along.
+    for (const m of [state.versions, state.conflicts]) {
+      for (const p of [...m.keys()]) {
+        if (p !== from && !p.startsWith(`${from}/`)) continue;
+        const q = to + p.slice(from.length);
+        if (m instanceof Map) m.set(q, m.get(p)); else m.add(q);
+        m.delete(p);
+      }
+    }
     state.tabs = state.tabs.map((p) => (p === from ? to : p.startsWith(`${from}/`) ? to + p.slice(from.length) : p));
     if (state.active === from) state.active = to;
     state.selected = to;
@@ -593,6 +655,11 @@ async function run() {
     return;
   }
   await save(path);
+  if (state.conflicts.has(path)) {
+    // Running would use a copy the student does not see.
+    appendOutput(`${path} was changed elsewhere: pick Reload or Keep mine above, then run.\n`, "error");
+    return;
+  }
   $("output").replaceChildren();
   appendOutput(`▶ ${path}\n`, "note");
   $("run").disabled = true;

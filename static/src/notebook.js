@@ -342,10 +342,10 @@ function remove() {
 // ------------------------------------------------------------ files
 
 let loaded = false;
-// The file's text as this tab last read or wrote it: a save first checks
-// that the file still holds it, so another tab's save is never overwritten
-// unknowingly.
-let onDisk = null;
+// The file's version as this tab last read or wrote it: a save lands only
+// if the file still has it (the agent checks), so another tab's save is
+// never overwritten unknowingly. Undefined for a notebook not yet on disk.
+let version;
 let conflict = false;
 
 function toSource(s) {
@@ -357,7 +357,7 @@ async function load() {
   let nb = null;
   try {
     const f = await conn.request({ type: "file.read", path });
-    onDisk = f.data;
+    version = f.version;
     nb = JSON.parse(f.data);
   } catch (e) {
     if (e.code !== "not_found") {
@@ -406,15 +406,6 @@ function scheduleSave() {
   saveTimer = setTimeout(save, 800);
 }
 
-async function readDisk() {
-  try {
-    return (await conn.request({ type: "file.read", path })).data;
-  } catch (e) {
-    if (e.code === "not_found") return null;
-    throw e;
-  }
-}
-
 // Saves run one after another, so a tab never mistakes its own save in
 // flight for another tab's.
 let saving = Promise.resolve();
@@ -427,19 +418,20 @@ function save(force = false) {
 async function saveNow(force) {
   const text = JSON.stringify(toNotebook(), null, 1) + "\n";
   try {
-    if (!force && (await readDisk()) !== onDisk) {
-      // Another tab (or the file tree) saved it since: ask, lose nothing.
+    const frame = { type: "file.write", path, data: text };
+    if (!force && version) frame.ifVersion = version;
+    version = (await conn.request(frame)).version;
+    conflict = false;
+    $("conflict").hidden = true;
+    $("saved").textContent = "saved";
+  } catch (e) {
+    if (e.code === "file_changed") {
+      // Another tab (or a program) saved it since: ask, lose nothing.
       conflict = true;
       $("saved").textContent = "changed in another tab";
       $("conflict").hidden = false;
       return;
     }
-    await conn.request({ type: "file.write", path, data: text });
-    onDisk = text;
-    conflict = false;
-    $("conflict").hidden = true;
-    $("saved").textContent = "saved";
-  } catch (e) {
     $("saved").textContent = `not saved: ${e.message}`;
   }
 }
