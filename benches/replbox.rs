@@ -22,7 +22,7 @@ type Ws =
 
 const RUNS: usize = 200;
 const EXEC_RUNS: usize = 100;
-const STARTS: usize = 10;
+const STARTS: usize = 15;
 const STREAM_BYTES: u64 = 268_435_456;
 const STREAM_RUNS: usize = 11;
 const IDLE: usize = 200;
@@ -313,10 +313,13 @@ async fn main() {
     drop(handle);
     sandboxes.remove(&direct_id).await.unwrap();
 
-    // --- The engine's create + start of the same container a session gets
-    // (same image, mounts and limits), without attach or handshake.
-    eprintln!("bench: docker create+start vs a new session");
-    let mut create_start = Vec::new();
+    // --- A new session with no pool against the engine's create + start of
+    // the same container a session gets (same image, mounts and limits,
+    // without attach or handshake), alternating, so that the engine's drift
+    // during the run weighs on both alike.
+    eprintln!("bench: new sessions (cold) vs docker create+start, alternating");
+    let server = Server::start(&format!("{prefix}c"), 0).await;
+    let (mut create_start, mut cold) = (Vec::new(), Vec::new());
     for i in 0..STARTS {
         let t = Instant::now();
         let id = sandboxes
@@ -329,15 +332,7 @@ async fn main() {
         docker.start_container(&id, None).await.unwrap();
         create_start.push(ms(t.elapsed()));
         sandboxes.remove(&id).await.unwrap();
-    }
-    let create_start_p50 = pct(&mut create_start, 0.5);
-    out.insert("docker_create_start_p50_ms".into(), json!(create_start_p50));
 
-    // --- Through the server, as a browser sees it. Cold: no warm pool.
-    eprintln!("bench: new sessions, cold and warm");
-    let server = Server::start(&format!("{prefix}c"), 0).await;
-    let mut cold = Vec::new();
-    for _ in 0..STARTS {
         let t = Instant::now();
         let mut ws = browser(&server.addr, "binary").await;
         run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
@@ -345,6 +340,8 @@ async fn main() {
     }
     server.stop();
     remove_all(&Sandboxes::new(sandbox_config(&format!("{prefix}c"))).unwrap()).await;
+    let create_start_p50 = pct(&mut create_start, 0.5);
+    out.insert("docker_create_start_p50_ms".into(), json!(create_start_p50));
     let cold_p50 = pct(&mut cold, 0.5);
     out.insert("session_start_cold_p50_ms".into(), json!(cold_p50));
     out.insert(
