@@ -83,9 +83,23 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_EVICT_GRACE_SECS", default_value_t = 300)]
     pub evict_grace_secs: u64,
 
-    /// New browser sessions a client address may open per minute.
+    /// New browser sessions a client address may open per minute (an IPv6
+    /// client's whole /64 counts as one address).
     #[arg(long, env = "REPLBOX_NEW_SESSIONS_PER_MINUTE", default_value_t = 30)]
     pub new_sessions_per_minute: u32,
+
+    /// Reverse proxies in front of the server, comma-separated addresses
+    /// or ranges (`127.0.0.1,10.0.0.0/8`). A request from one of them is
+    /// counted against the address its X-Forwarded-For names (the nearest
+    /// that is not itself such a proxy); from anyone else that header is
+    /// ignored, so a client cannot pick its own address.
+    #[arg(
+        long,
+        env = "REPLBOX_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_net
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// A folder of exercises (one folder each with exercise.toml); loaded
     /// at start-up, malformed ones refused in the log.
@@ -188,6 +202,14 @@ pub struct SandboxConfig {
     pub name_prefix: String,
 }
 
+/// An address range, or one address (a range of one).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an address nor a range like 10.0.0.0/8"))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["replbox"])
@@ -275,5 +297,18 @@ mod tests {
         let langs = c.language_table().unwrap();
         assert_eq!(langs["python"].extension, "py");
         assert_eq!(langs.len(), 4);
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let c = Config::parse_from(["replbox", "--trusted-proxies", "127.0.0.1, 10.0.0.0/8,::1"]);
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let err = Config::try_parse_from(["replbox", "--trusted-proxies", "nginx"]).unwrap_err();
+        assert!(
+            err.to_string().contains("neither an address nor a range"),
+            "{err}"
+        );
     }
 }

@@ -162,19 +162,57 @@ async fn new_sessions_per_address_are_limited() {
         let server = TestServer::start(config).await;
         let known = Browser::new();
         known.visit(&server).await;
+        // X-Forwarded-For from a client that is not a trusted proxy is
+        // ignored: it cannot dodge the limit by naming other addresses.
         let mut codes = Vec::new();
-        for _ in 0..4 {
-            let r = Browser::new()
-                .client
-                .get(server.url("/"))
-                .send()
-                .await
-                .unwrap();
-            codes.push(r.status().as_u16());
+        for i in 0..4 {
+            codes.push(new_browser_from(&server, &format!("203.0.113.{i}")).await);
         }
         assert_eq!(codes, [200, 200, 429, 429]);
         // A browser that has its session is not limited.
         known.visit(&server).await;
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// A new browser's first visit with that X-Forwarded-For: the status.
+async fn new_browser_from(server: &TestServer, forwarded_for: &str) -> u16 {
+    Browser::new()
+        .client
+        .get(server.url("/"))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.new_sessions_per_minute = 2;
+        // The test's requests come from 127.0.0.1, as from an nginx in front.
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            codes.push(new_browser_from(&server, "198.51.100.1, 203.0.113.1").await);
+        }
+        assert_eq!(codes, [200, 200, 429], "one student over the limit");
+        // A classmate behind the same proxy is not held back by it, and
+        // the left-most entry (the client's own claim) is not believed.
+        assert_eq!(
+            new_browser_from(&server, "203.0.113.1, 203.0.113.2").await,
+            200
+        );
+        assert_eq!(new_browser_from(&server, "203.0.113.2").await, 200);
+        assert_eq!(new_browser_from(&server, "203.0.113.2").await, 429);
         server.stop().await;
         cleanup(&sb).await;
     })

@@ -30,7 +30,11 @@ pub async fn owner(
     {
         return Ok(owner);
     }
-    if state.new_sessions.check_key(&client).is_err() {
+    if state
+        .new_sessions
+        .check_key(&super::client_addr::limit_key(client))
+        .is_err()
+    {
         return Err(AppError {
             retry_after: Some(60),
             ..AppError::new(

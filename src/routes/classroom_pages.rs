@@ -3,11 +3,12 @@
 //! teacher's sign-in, classes, dashboard and read-only view of a check.
 //! Forms post urlencoded; SameSite=Lax cookies keep other sites' forms out.
 
+use super::client_addr::ClientAddr;
 use super::pages::{render, ExerciseView, IdePage};
 use super::{assets, browser_session, AppState};
 use crate::error::AppError;
 use askama::Template;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -92,10 +93,10 @@ async fn list_page(
 
 async fn list(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
-    let owner = browser_session::owner(&state, &session, client.ip()).await?;
+    let owner = browser_session::owner(&state, &session, client).await?;
     list_page(&state, &owner, None).await
 }
 
@@ -107,11 +108,11 @@ struct JoinForm {
 
 async fn join(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
     Form(form): Form<JoinForm>,
 ) -> Result<Response, AppError> {
-    let owner = browser_session::owner(&state, &session, client.ip()).await?;
+    let owner = browser_session::owner(&state, &session, client).await?;
     match state.classroom.join(&form.code, &form.name, &owner).await {
         Ok(_) => Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/exercises",

@@ -6,6 +6,7 @@ pub mod assets;
 mod browser_session;
 pub mod classroom;
 mod classroom_pages;
+pub mod client_addr;
 pub mod frames;
 mod health;
 mod pages;

@@ -1,11 +1,12 @@
 //! The pages a browser opens (askama templates), and the workspace as a zip.
 //! Visiting a page gives the browser its session.
 
+use super::client_addr::ClientAddr;
 use super::{assets, browser_session, AppState};
 use crate::error::AppError;
 use crate::sessions::Session;
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -58,11 +59,11 @@ struct NotebookPage {
 
 async fn notebook(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> Result<Response, AppError> {
-    browser_session::owner(&state, &session, client.ip()).await?;
+    browser_session::owner(&state, &session, client).await?;
     let path = replbox_protocol::path::normalize(&path)?;
     if !path.ends_with(".ipynb") {
         return Err(AppError::bad_request(
@@ -108,10 +109,10 @@ pub fn page(html: String) -> Response {
 
 async fn ide(
     State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
-    browser_session::owner(&state, &session, client.ip()).await?;
+    browser_session::owner(&state, &session, client).await?;
     render(&IdePage::new(None))
 }
 

@@ -1,0 +1,138 @@
+//! The address a request comes from: the peer's, or, when the peer is one
+//! of `REPLBOX_TRUSTED_PROXIES`, the client its X-Forwarded-For names.
+//! Hand-written rather than a crate's: the rule is ten lines, and it must
+//! skip every trusted hop from the right, which the extractors on
+//! crates.io leave to the caller.
+
+use super::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use ipnet::IpNet;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+/// The client's address, for the new-session limit and the log.
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(ClientAddr(client_addr(
+            peer,
+            &forwarded.join(","),
+            &state.config.trusted_proxies,
+        )))
+    }
+}
+
+/// The peer, unless it is a trusted proxy: then the right-most address of
+/// X-Forwarded-For that is not one (each proxy appends the address it saw,
+/// so only the entries our own proxies added can be believed).
+pub fn client_addr(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    for hop in forwarded_for.rsplit(',').map(str::trim) {
+        if hop.is_empty() {
+            continue;
+        }
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(&client) {
+                    break;
+                }
+            }
+            // Not an address: nothing further left can be believed.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// What the new-session limit counts: an IPv4 address, or an IPv6 /64 (one
+/// client is usually given a whole /64 and could pick any address in it).
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_direct_client_cannot_choose_its_address() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        assert_eq!(
+            client_addr(ip("198.51.100.7"), "203.0.113.9", &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_addr(ip("198.51.100.7"), "", &[]), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_nearest_untrusted_hop_counts() {
+        let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
+        // nginx on the same machine, one hop.
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), "203.0.113.9", &trusted),
+            ip("203.0.113.9")
+        );
+        // A load balancer, then nginx; a client-supplied entry on the left is ignored.
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), "1.1.1.1, 203.0.113.9, 10.1.2.3", &trusted),
+            ip("203.0.113.9")
+        );
+        // Only proxies all the way: the left-most of them.
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), "10.0.0.5", &trusted),
+            ip("10.0.0.5")
+        );
+        // No header, or garbage: what is known so far.
+        assert_eq!(client_addr(ip("127.0.0.1"), "", &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), "unknown, 10.0.0.5", &trusted),
+            ip("10.0.0.5")
+        );
+        // IPv4 seen through an IPv6 socket still matches.
+        assert_eq!(
+            client_addr(ip("::ffff:127.0.0.1"), "203.0.113.9", &trusted),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_64() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:bbbb::9")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("203.0.113.9")), ip("203.0.113.9"));
+    }
+}
