@@ -59,6 +59,16 @@ async fn cell(
     (results, stream, reply.unwrap())
 }
 
+/// The content of the kernel's `msg_type` reply to request `id`.
+async fn reply_to(ws: &mut Ws, id: &str, msg_type: &str) -> Value {
+    loop {
+        let v = ws.json().await;
+        if v["type"] == "kernel.message" && v["parentMsgId"] == id && v["msgType"] == msg_type {
+            return v["content"].clone();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn notebook_cells_run_in_a_kernel_over_the_socket() {
     within(240, async {
@@ -93,6 +103,18 @@ async fn notebook_cells_run_in_a_kernel_over_the_socket() {
         assert!(r.iter().any(|b| b.contains_key("image/png")), "{r:?}");
         let (_, out, _) = cell(&mut ws, k, "e", "print('streamed')").await;
         assert_eq!(out, "streamed\n");
+
+        // Completion (the page's Tab) and inspection of a name.
+        ws.send(json!({"type": "kernel.complete", "kernel": k, "msgId": "c1", "code": "pd.DataFr", "cursorPos": 9}))
+            .await;
+        let done = reply_to(&mut ws, "c1", "complete_reply").await;
+        let matches: Vec<&str> = done["matches"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(matches.iter().any(|m| m.ends_with("DataFrame")), "{done}");
+        ws.send(json!({"type": "kernel.inspect", "kernel": k, "msgId": "i1", "code": "len(x)", "cursorPos": 2}))
+            .await;
+        let found = reply_to(&mut ws, "i1", "inspect_reply").await;
+        assert_eq!(found["found"], true, "{found}");
+        assert!(found["data"]["text/plain"].as_str().unwrap().contains("Return the number of items"), "{found}");
 
         // An interrupt ends a busy loop within a second; the kernel lives on.
         ws.send(json!({"type": "kernel.execute", "kernel": k, "msgId": "f", "code": "while True: pass"})).await;

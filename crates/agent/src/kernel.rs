@@ -162,7 +162,8 @@ impl Kernels {
                             shell.send(with_id(JupyterMessage::new(CompleteRequest { code, cursor_pos: cursor_pos as usize }, None), msg_id)).await
                         }
                         KernelRequest::Inspect { msg_id, code, cursor_pos } => {
-                            let req = InspectRequest { code, cursor_pos: cursor_pos as usize, detail_level: None };
+                            // ipykernel needs the level (0 is `x?`); null makes it raise.
+                            let req = InspectRequest { code, cursor_pos: cursor_pos as usize, detail_level: Some(0) };
                             shell.send(with_id(JupyterMessage::new(req, None), msg_id)).await
                         }
                         KernelRequest::Shutdown => {
