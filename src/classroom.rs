@@ -201,6 +201,50 @@ impl Classroom {
         )
     }
 
+    /// The exercises the class sees, or `None` when its teacher has not
+    /// chosen (then it sees every exercise).
+    pub async fn assigned(
+        &self,
+        class_id: &str,
+    ) -> Result<Option<std::collections::BTreeSet<String>>, ClassroomError> {
+        let chosen: Option<(i64,)> =
+            sqlx::query_as("SELECT exercises_chosen FROM classes WHERE id = ?")
+                .bind(class_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if chosen.is_none_or(|(c,)| c == 0) {
+            return Ok(None);
+        }
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT exercise FROM class_exercises WHERE class_id = ?")
+                .bind(class_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(Some(rows.into_iter().map(|(x,)| x).collect()))
+    }
+
+    /// Sets the exercises the class sees (none at all is a choice too).
+    pub async fn assign(&self, class_id: &str, exercises: &[String]) -> Result<(), ClassroomError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE classes SET exercises_chosen = 1 WHERE id = ?")
+            .bind(class_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM class_exercises WHERE class_id = ?")
+            .bind(class_id)
+            .execute(&mut *tx)
+            .await?;
+        for x in exercises {
+            sqlx::query("INSERT OR IGNORE INTO class_exercises (class_id, exercise) VALUES (?, ?)")
+                .bind(class_id)
+                .bind(x)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A browser joins a class; a browser that joined before gets its
     /// student back.
     pub async fn join(

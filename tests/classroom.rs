@@ -221,6 +221,94 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             (ex["best"].as_i64(), ex["attempts"].as_i64()),
             (Some(10), Some(2))
         );
+
+        // The teacher gives the class two exercises: the others are gone
+        // from the student's list and refused by name, on every route.
+        let choose = |ids: Value| {
+            teacher
+                .client
+                .put(server.url(&format!("/teacher/classes/{class_id}/exercises")))
+                .json(&json!({ "exercises": ids }))
+                .send()
+        };
+        let r = choose(json!(["python-hello", "no-such-exercise"]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = choose(json!(["python-hello", "bash-count"])).await.unwrap();
+        assert_eq!(r.status(), 204);
+        let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();
+        let ids: Vec<&str> = me["exercises"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["bash-count", "python-hello"]);
+        let html = get(&ada, &server, "/exercises").await.text().await.unwrap();
+        assert!(
+            html.contains("Say hello") && !html.contains("FizzBuzz"),
+            "{html}"
+        );
+        for p in ["/class/exercises/go-fizzbuzz", "/exercises/go-fizzbuzz"] {
+            let r = get(&ada, &server, p).await;
+            assert_eq!(r.status(), 404, "{p}");
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"]["code"], "not_assigned", "{p}");
+        }
+        let r = post(
+            &ada,
+            &server,
+            "/class/exercises/go-fizzbuzz/check",
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        let refused = ada
+            .client
+            .get(server.url("/ws?exercise=go-fizzbuzz"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 404, "an unassigned exercise's workspace");
+        let classes: Value = get(&teacher, &server, "/teacher/classes")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            classes["classes"][0]["exercises"],
+            json!(["bash-count", "python-hello"])
+        );
+        // The teacher's page keeps the ticks; its form (a repeated key)
+        // sets the choice too.
+        let page = get(&teacher, &server, "/teacher")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(r#"value="python-hello" checked"#), "{page}");
+        assert!(page.contains(r#"value="go-fizzbuzz">"#), "{page}");
+        let r = teacher
+            .client
+            .post(server.url(&format!("/teacher/classes/{class_id}/choose")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("exercise=go-fizzbuzz&exercise=javascript-sum")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{}",
+            r.status()
+        );
+        let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();
+        assert_eq!(me["exercises"].as_array().unwrap().len(), 2);
+        assert_eq!(me["exercises"][0]["id"], "go-fizzbuzz");
         server.stop().await;
         cleanup(&sb).await;
     })

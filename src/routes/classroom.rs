@@ -11,7 +11,7 @@ use crate::sessions::{NewSession, OwnerKind, Session};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/login", post(login))
         .route("/teacher/logout", post(logout))
         .route("/teacher/classes", get(classes).post(create_class))
+        .route("/teacher/classes/{class}/exercises", put(assign))
         .route("/teacher/classes/{class}/exercises/{id}", get(standings))
         .route(
             "/teacher/classes/{class}/exercises/{id}/csv",
@@ -65,6 +66,39 @@ pub(super) fn find_exercise(state: &AppState, id: &str) -> Result<Arc<Exercise>,
         .get(id)
         .cloned()
         .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))
+}
+
+/// The exercises a class sees (its teacher's choice, or every one), in
+/// the order of their ids.
+pub(super) async fn class_exercises(
+    state: &AppState,
+    class_id: &str,
+) -> Result<Vec<Arc<Exercise>>, AppError> {
+    let assigned = state.classroom.assigned(class_id).await?;
+    Ok(state
+        .exercises
+        .values()
+        .filter(|x| assigned.as_ref().is_none_or(|a| a.contains(&x.id)))
+        .cloned()
+        .collect())
+}
+
+/// An exercise of the student's class, or 404 (`not_assigned` when it
+/// exists but the teacher has not given it to this class).
+pub(super) async fn student_exercise(
+    state: &AppState,
+    student: &crate::classroom::Student,
+    id: &str,
+) -> Result<Arc<Exercise>, AppError> {
+    let x = find_exercise(state, id)?;
+    match state.classroom.assigned(&student.class_id).await? {
+        Some(chosen) if !chosen.contains(id) => Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_assigned",
+            format!("{:?} is not one of your class's exercises.", x.title),
+        )),
+        _ => Ok(x),
+    }
 }
 
 async fn student(
@@ -146,9 +180,9 @@ async fn me(
     let student = student(&state, &session).await?;
     let class = state.classroom.class(&student.class_id).await?;
     let progress = state.classroom.progress(&student.id).await?;
-    let exercises: Vec<_> = state
-        .exercises
-        .values()
+    let exercises: Vec<_> = class_exercises(&state, &student.class_id)
+        .await?
+        .iter()
         .map(|x| {
             let (best, attempts) = progress
                 .get(&x.id)
@@ -170,8 +204,8 @@ async fn exercise(
     session: tower_sessions::Session,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    student(&state, &session).await?;
-    let x = find_exercise(&state, &id)?;
+    let student = student(&state, &session).await?;
+    let x = student_exercise(&state, &student, &id).await?;
     Ok(Json(json!({"id": x.id, "title": x.title, "language": x.language, "entry": x.entry,
                    "points": x.points(), "prompt": x.prompt,
                    "tests": x.tests.iter().map(|t| json!({"name": t.name, "points": t.points})).collect::<Vec<_>>()}))
@@ -184,7 +218,7 @@ async fn check(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
-    let x = find_exercise(&state, &id)?;
+    let x = student_exercise(&state, &student, &id).await?;
     let language = state
         .languages
         .get(&x.language)
@@ -252,10 +286,19 @@ async fn classes(
         .values()
         .map(|x| json!({"id": x.id, "title": x.title}))
         .collect();
-    Ok(
-        Json(json!({"classes": state.classroom.classes_of(&t).await?, "exercises": exercises}))
-            .into_response(),
-    )
+    let mut classes = Vec::new();
+    for c in state.classroom.classes_of(&t).await? {
+        let seen: Vec<_> = class_exercises(&state, &c.id)
+            .await?
+            .iter()
+            .map(|x| x.id.clone())
+            .collect();
+        classes.push(
+            json!({"id": c.id, "teacherId": c.teacher_id, "name": c.name,
+                            "code": c.code, "exercises": seen}),
+        );
+    }
+    Ok(Json(json!({"classes": classes, "exercises": exercises})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -341,4 +384,37 @@ async fn check_files(
     Ok(Json(json!({"student": student.display_name, "exercise": check.exercise, "score": check.score,
                    "maxScore": check.max_score, "createdAt": check.created_at, "report": report, "files": files}))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct AssignRequest {
+    exercises: Vec<String>,
+}
+
+/// The teacher chooses the exercises a class sees.
+async fn assign(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(class): Path<String>,
+    super::api::JsonBody(req): super::api::JsonBody<AssignRequest>,
+) -> Result<Response, AppError> {
+    let c = own_class(&state, &session, &class).await?;
+    choose_exercises(&state, &c.id, &req.exercises).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Sets a class's exercises after checking that each exists.
+pub(super) async fn choose_exercises(
+    state: &AppState,
+    class_id: &str,
+    exercises: &[String],
+) -> Result<(), AppError> {
+    if let Some(unknown) = exercises.iter().find(|x| !state.exercises.contains_key(*x)) {
+        return Err(AppError::bad_request(
+            "unknown_exercise",
+            format!("There is no exercise {unknown:?}."),
+        ));
+    }
+    state.classroom.assign(class_id, exercises).await?;
+    Ok(())
 }

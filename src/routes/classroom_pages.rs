@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/sign-in", get(sign_in_page).post(sign_in))
         .route("/teacher/sign-out", post(sign_out))
         .route("/teacher/new-class", post(new_class))
+        .route("/teacher/classes/{class}/choose", post(choose))
         .route("/teacher/classes/{class}/{id}", get(dashboard))
         .route("/teacher/check/{id}", get(check_page))
 }
@@ -72,9 +73,9 @@ async fn list_page(
             .map(|c| c.name)
             .unwrap_or_default();
         page.student = Some(s.display_name);
-        page.exercises = state
-            .exercises
-            .values()
+        page.exercises = super::classroom::class_exercises(state, &s.class_id)
+            .await?
+            .iter()
             .map(|x| {
                 let p = progress.get(&x.id).copied();
                 ExerciseRow {
@@ -127,12 +128,12 @@ async fn exercise_page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
-    if state.classroom.student_by_owner(&owner).await?.is_none() {
+    let Some(student) = state.classroom.student_by_owner(&owner).await? else {
         return Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/exercises",
         )));
-    }
-    let x = super::classroom::find_exercise(&state, &id)?;
+    };
+    let x = super::classroom::student_exercise(&state, &student, &id).await?;
     render(&IdePage::new(Some(ExerciseView {
         id: x.id.clone(),
         prompt_html: crate::exercises::prompt_html(&x.prompt),
@@ -191,8 +192,15 @@ async fn sign_out(session: tower_sessions::Session) -> Result<Response, AppError
 struct TeacherPage {
     css: String,
     error: Option<String>,
-    classes: Vec<crate::classroom::Class>,
-    exercises: Vec<(String, String)>,
+    classes: Vec<ClassView>,
+}
+
+struct ClassView {
+    id: String,
+    name: String,
+    code: String,
+    /// Every exercise, and whether this class sees it.
+    exercises: Vec<(String, String, bool)>,
 }
 
 async fn teacher_home(
@@ -204,16 +212,51 @@ async fn teacher_home(
             "/teacher/sign-in",
         )));
     };
+    let mut classes = Vec::new();
+    for c in state.classroom.classes_of(&t).await? {
+        let seen = state.classroom.assigned(&c.id).await?;
+        classes.push(ClassView {
+            exercises: state
+                .exercises
+                .values()
+                .map(|x| {
+                    let on = seen.as_ref().is_none_or(|s| s.contains(&x.id));
+                    (x.id.clone(), x.title.clone(), on)
+                })
+                .collect(),
+            id: c.id,
+            name: c.name,
+            code: c.code,
+        });
+    }
     render(&TeacherPage {
         css: css(),
         error: None,
-        classes: state.classroom.classes_of(&t).await?,
-        exercises: state
-            .exercises
-            .values()
-            .map(|x| (x.id.clone(), x.title.clone()))
-            .collect(),
+        classes,
     })
+}
+
+/// The teacher's form: the ticked exercises (`exercise=` once each) are
+/// what the class sees. Read by hand: a repeated key is a list, which
+/// axum's `Form` (serde_urlencoded) cannot take.
+async fn choose(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(class): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let c = match own_class(&state, &session, &class).await? {
+        Ok(c) => c,
+        Err(redirect) => return Ok(redirect),
+    };
+    let chosen: Vec<String> = form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "exercise")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    super::classroom::choose_exercises(&state, &c.id, &chosen).await?;
+    Ok(axum::response::IntoResponse::into_response(Redirect::to(
+        "/teacher",
+    )))
 }
 
 #[derive(Deserialize)]

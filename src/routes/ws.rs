@@ -60,8 +60,8 @@ async fn page_socket(
     let sandbox = match &params.exercise {
         None => browser_session::sandbox(&state, &owner).await?,
         Some(id) => {
-            super::classroom::joined(&state, &owner).await?;
-            let x = super::classroom::find_exercise(&state, id)?;
+            let student = super::classroom::joined(&state, &owner).await?;
+            let x = super::classroom::student_exercise(&state, &student, id).await?;
             super::classroom::exercise_session(&state, &owner, &x).await?
         }
     };

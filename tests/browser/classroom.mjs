@@ -41,12 +41,24 @@ try {
   const code = (await teacher.locator(".code").first().textContent()).replace("code", "").trim();
   if (!/^[A-Z0-9]{6}$/.test(code)) throw new Error(`class code: ${code}`);
 
+  step("the teacher gives the class two of the four exercises");
+  await teacher.uncheck('label:has-text("FizzBuzz") input');
+  await teacher.uncheck('label:has-text("Add them up") input');
+  await teacher.click('button:has-text("Save the choice")');
+  await teacher.waitForURL(/\/teacher$/);
+  if (await teacher.isChecked('label:has-text("FizzBuzz") input')) throw new Error("the choice was not kept");
+  await teacher.screenshot({ path: path.join(artifacts, "teacher-classes.png") });
+
   step("a student joins with the code and opens an exercise");
   await student.goto(`${base}exercises`);
   await student.fill("#code", code);
   await student.fill("#name", "Ada");
   await student.click("button[type=submit]");
   await student.waitForSelector("text=Say hello");
+  const listed = await student.locator("table.list tbody").innerText();
+  if (!listed.includes("Count the lines") || listed.includes("FizzBuzz") || listed.includes("Add them up")) {
+    throw new Error(`the class sees: ${listed}`);
+  }
   await student.click("text=Say hello");
   await student.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
   if (!(await student.locator(".prompt h1").textContent()).includes("Say hello")) throw new Error("no prompt");
@@ -78,7 +90,7 @@ try {
 
   step("the teacher's dashboard shows it; the student cannot see it");
   await teacher.goto(`${base}teacher`);
-  await teacher.click("text=Say hello");
+  await teacher.click('li:has-text("Say hello") >> text=results');
   const row = await teacher.locator("#standings tbody tr").first().innerText();
   if (!/Ada\s+10 \/ 10\s+2/.test(row)) throw new Error(`row: ${row}`);
   await teacher.click("text=latest checked files");
