@@ -86,20 +86,26 @@ async fn run() {
     let _reaper = reaper::spawn(table.clone());
     let mut reader = FramedRead::new(stdio::input(), FrameCodec::<ToAgent>::new());
 
+    // How much of a partial frame was held at the last tick: a frame that
+    // grew since is still arriving (a large one, slowly), however long it
+    // takes; only one that got nothing for a whole tick is dropped.
+    let mut held = 0;
     loop {
         let next = match tokio::time::timeout(STALL_RESET, reader.next()).await {
             Ok(next) => next,
             Err(_) => {
-                if !reader.read_buffer().is_empty() {
-                    eprintln!(
-                        "agent: dropping {} bytes of a stalled frame",
-                        reader.read_buffer().len()
-                    );
+                let len = reader.read_buffer().len();
+                if len > 0 && len == held {
+                    eprintln!("agent: dropping {len} bytes of a stalled frame");
                     reader.read_buffer_mut().clear();
+                    held = 0;
+                } else {
+                    held = len;
                 }
                 continue;
             }
         };
+        held = 0;
         let frame = match next {
             Some(Ok(Ok(frame))) => frame,
             Some(Ok(Err(e))) => {
