@@ -28,6 +28,21 @@ pub enum ClassroomError {
     Store(#[from] sqlx::Error),
 }
 
+/// The exercises a class sees: every one until its teacher chooses.
+pub enum Assigned {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl Assigned {
+    pub fn sees(&self, exercise: &str) -> bool {
+        match self {
+            Assigned::All => true,
+            Assigned::Only(chosen) => chosen.contains(exercise),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Classroom {
     pool: SqlitePool,
@@ -201,26 +216,22 @@ impl Classroom {
         )
     }
 
-    /// The exercises the class sees, or `None` when its teacher has not
-    /// chosen (then it sees every exercise).
-    pub async fn assigned(
-        &self,
-        class_id: &str,
-    ) -> Result<Option<std::collections::BTreeSet<String>>, ClassroomError> {
+    /// The exercises the class sees.
+    pub async fn assigned(&self, class_id: &str) -> Result<Assigned, ClassroomError> {
         let chosen: Option<(i64,)> =
             sqlx::query_as("SELECT exercises_chosen FROM classes WHERE id = ?")
                 .bind(class_id)
                 .fetch_optional(&self.pool)
                 .await?;
         if chosen.is_none_or(|(c,)| c == 0) {
-            return Ok(None);
+            return Ok(Assigned::All);
         }
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT exercise FROM class_exercises WHERE class_id = ?")
                 .bind(class_id)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(Some(rows.into_iter().map(|(x,)| x).collect()))
+        Ok(Assigned::Only(rows.into_iter().map(|(x,)| x).collect()))
     }
 
     /// Sets the exercises the class sees (none at all is a choice too).

@@ -78,7 +78,7 @@ pub(super) async fn class_exercises(
     Ok(state
         .exercises
         .values()
-        .filter(|x| assigned.as_ref().is_none_or(|a| a.contains(&x.id)))
+        .filter(|x| assigned.sees(&x.id))
         .cloned()
         .collect())
 }
@@ -91,14 +91,14 @@ pub(super) async fn student_exercise(
     id: &str,
 ) -> Result<Arc<Exercise>, AppError> {
     let x = find_exercise(state, id)?;
-    match state.classroom.assigned(&student.class_id).await? {
-        Some(chosen) if !chosen.contains(id) => Err(AppError::new(
+    if !state.classroom.assigned(&student.class_id).await?.sees(id) {
+        return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_assigned",
             format!("{:?} is not one of your class's exercises.", x.title),
-        )),
-        _ => Ok(x),
+        ));
     }
+    Ok(x)
 }
 
 async fn student(

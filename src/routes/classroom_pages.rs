@@ -219,10 +219,7 @@ async fn teacher_home(
             exercises: state
                 .exercises
                 .values()
-                .map(|x| {
-                    let on = seen.as_ref().is_none_or(|s| s.contains(&x.id));
-                    (x.id.clone(), x.title.clone(), on)
-                })
+                .map(|x| (x.id.clone(), x.title.clone(), seen.sees(&x.id)))
                 .collect(),
             id: c.id,
             name: c.name,
