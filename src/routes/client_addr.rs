@@ -101,32 +101,47 @@ mod tests {
     #[test]
     fn behind_trusted_proxies_the_nearest_untrusted_hop_counts() {
         let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
-        // nginx on the same machine, one hop.
-        assert_eq!(
-            client_addr(ip("127.0.0.1"), "203.0.113.9", &trusted),
-            ip("203.0.113.9")
-        );
-        // A load balancer, then nginx; a client-supplied entry on the left is ignored.
-        assert_eq!(
-            client_addr(ip("127.0.0.1"), "1.1.1.1, 203.0.113.9, 10.1.2.3", &trusted),
-            ip("203.0.113.9")
-        );
-        // Only proxies all the way: the left-most of them.
-        assert_eq!(
-            client_addr(ip("127.0.0.1"), "10.0.0.5", &trusted),
-            ip("10.0.0.5")
-        );
-        // No header, or garbage: what is known so far.
-        assert_eq!(client_addr(ip("127.0.0.1"), "", &trusted), ip("127.0.0.1"));
-        assert_eq!(
-            client_addr(ip("127.0.0.1"), "unknown, 10.0.0.5", &trusted),
-            ip("10.0.0.5")
-        );
-        // IPv4 seen through an IPv6 socket still matches.
-        assert_eq!(
-            client_addr(ip("::ffff:127.0.0.1"), "203.0.113.9", &trusted),
-            ip("203.0.113.9")
-        );
+        // (peer, X-Forwarded-For, counted as, why)
+        let cases = [
+            (
+                "127.0.0.1",
+                "203.0.113.9",
+                "203.0.113.9",
+                "nginx on the same machine",
+            ),
+            (
+                "127.0.0.1",
+                "1.1.1.1, 203.0.113.9, 10.1.2.3",
+                "203.0.113.9",
+                "a balancer, then nginx; the client's own claim on the left is ignored",
+            ),
+            (
+                "127.0.0.1",
+                "10.0.0.5",
+                "10.0.0.5",
+                "only proxies: the left-most",
+            ),
+            ("127.0.0.1", "", "127.0.0.1", "no header"),
+            (
+                "127.0.0.1",
+                "unknown, 10.0.0.5",
+                "10.0.0.5",
+                "garbage: what is known so far",
+            ),
+            (
+                "::ffff:127.0.0.1",
+                "203.0.113.9",
+                "203.0.113.9",
+                "IPv4 through an IPv6 socket",
+            ),
+        ];
+        for (peer, header, counted, why) in cases {
+            assert_eq!(
+                client_addr(ip(peer), header, &trusted),
+                ip(counted),
+                "{why}"
+            );
+        }
     }
 
     #[test]
