@@ -432,7 +432,16 @@ async function reloadConflicted() {
     store.remove(`draft:${path}`);
     renderTabs();
     renderConflict();
-  } catch (e) { showError(e); }
+  } catch (e) {
+    if (e.code !== "not_found") return showError(e);
+    // Deleted elsewhere: nothing to reload; Keep mine would bring it back.
+    state.conflicts.delete(path);
+    state.dirty.delete(path);
+    store.remove(`draft:${path}`);
+    await closeTab(path);
+    await refreshTree();
+    showError({ message: `${path} was deleted in another tab or by a program.` });
+  }
 }
 
 $("conflict-reload").addEventListener("click", reloadConflicted);

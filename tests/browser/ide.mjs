@@ -186,6 +186,27 @@ try {
     await tabSaved(page);
     await runAndWait("from the other tab");
 
+    step("a file deleted elsewhere: Reload closes its tab and says so");
+    await page.click("#tab-terminal");
+    await page.click("#terminal");
+    await page.keyboard.type("echo draft > scratch.txt && echo made-$((2+3))\n");
+    await waitTerminal("made-5");
+    await page.click("#refresh");
+    await page.click("#tab-output");
+    await openFromTree("scratch.txt");
+    await page.click("#tab-terminal");
+    await page.click("#terminal");
+    await page.keyboard.type("rm scratch.txt && echo gone-$((3+4))\n");
+    await waitTerminal("gone-7");
+    await page.click(".cm-content");
+    await page.keyboard.press("Control+End");
+    await page.keyboard.insertText("more\n");
+    await page.waitForSelector("#conflict", { state: "visible" });
+    await page.click("#conflict-reload");
+    await waitOutput("scratch.txt was deleted");
+    const open = await page.locator("#tabs [role=tab]").evaluateAll((els) => els.map((e) => e.title));
+    if (open.includes("scratch.txt")) throw new Error("the deleted file's tab stayed open");
+
     step("phone width is usable");
     await page.setViewportSize({ width: 390, height: 800 });
     await page.waitForTimeout(200);
