@@ -13,7 +13,10 @@ pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
     match op {
         FileOp::Read { path } => {
             let full = resolve(root, &path, Mode::Follow)?;
-            let meta = fs::metadata(&full).map_err(|e| io_error(e, &path))?;
+            // One open and one fstat: the checks and the version are those
+            // of the file read.
+            let mut f = fs::File::open(&full).map_err(|e| io_error(e, &path))?;
+            let meta = f.metadata().map_err(|e| io_error(e, &path))?;
             if meta.is_dir() {
                 return Err(FileError::IsADirectory(path));
             }
@@ -22,15 +25,12 @@ pub fn apply(root: &Path, op: FileOp) -> Result<FileReply, FileError> {
                     limit: MAX_FILE_LEN,
                 });
             }
-            // The version is that of the file read (one open, one fstat).
-            let read = || -> io::Result<FileReply> {
-                let mut f = fs::File::open(&full)?;
-                let version = version(&f.metadata()?);
-                let mut data = Vec::with_capacity(meta.len() as usize);
-                io::Read::read_to_end(&mut f, &mut data)?;
-                Ok(FileReply::Data { data, version })
-            };
-            read().map_err(|e| io_error(e, &path))
+            let mut data = Vec::with_capacity(meta.len() as usize);
+            io::Read::read_to_end(&mut f, &mut data).map_err(|e| io_error(e, &path))?;
+            Ok(FileReply::Data {
+                data,
+                version: version(&meta),
+            })
         }
         FileOp::Write {
             path,
@@ -229,12 +229,22 @@ impl From<io::Error> for WriteError {
 /// lock, so two of them cannot both pass the check.
 static REPLACE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Whether the file at `full` is still at `expected` (a missing file is not).
-fn unchanged(full: &Path, expected: Option<&str>) -> bool {
-    match expected {
-        None => true,
-        Some(v) => fs::metadata(full).is_ok_and(|m| version(&m) == v),
+/// Runs `replace` on the file at `full` if it is still at `expected` (a
+/// missing file is not), checked and replaced under [`REPLACE`]; with no
+/// expectation, just runs it.
+fn if_unchanged<T>(
+    full: &Path,
+    expected: Option<&str>,
+    replace: impl FnOnce() -> io::Result<T>,
+) -> Result<T, WriteError> {
+    let Some(v) = expected else {
+        return Ok(replace()?);
+    };
+    let _guard = REPLACE.lock().unwrap_or_else(|e| e.into_inner());
+    if !fs::metadata(full).is_ok_and(|m| version(&m) == v) {
+        return Err(WriteError::Changed);
     }
+    Ok(replace()?)
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees
@@ -250,12 +260,10 @@ fn write_atomically(
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false)
     {
-        let _guard = if_version.map(|_| REPLACE.lock().unwrap_or_else(|e| e.into_inner()));
-        if !unchanged(full, if_version) {
-            return Err(WriteError::Changed);
-        }
-        fs::write(full, data)?;
-        return Ok(version(&fs::metadata(full)?));
+        return if_unchanged(full, if_version, || {
+            fs::write(full, data)?;
+            Ok(version(&fs::metadata(full)?))
+        });
     }
     let name = full
         .file_name()
@@ -273,11 +281,7 @@ fn write_atomically(
         f.write_all(data)?;
         f.sync_data()?;
         let written = version(&f.metadata()?);
-        let _guard = if_version.map(|_| REPLACE.lock().unwrap_or_else(|e| e.into_inner()));
-        if !unchanged(full, if_version) {
-            return Err(WriteError::Changed);
-        }
-        fs::rename(&tmp, full)?;
+        if_unchanged(full, if_version, || fs::rename(&tmp, full))?;
         Ok(written)
     })();
     if result.is_err() {
