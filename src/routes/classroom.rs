@@ -276,6 +276,14 @@ async fn logout(session: tower_sessions::Session) -> Result<Response, AppError> 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A class as the teacher's list gives it: its fields and what it sees.
+#[derive(serde::Serialize)]
+struct ClassWithExercises {
+    #[serde(flatten)]
+    class: crate::classroom::Class,
+    exercises: Vec<String>,
+}
+
 async fn classes(
     State(state): State<AppState>,
     session: tower_sessions::Session,
@@ -293,10 +301,10 @@ async fn classes(
             .iter()
             .map(|x| x.id.clone())
             .collect();
-        classes.push(
-            json!({"id": c.id, "teacherId": c.teacher_id, "name": c.name,
-                            "code": c.code, "exercises": seen}),
-        );
+        classes.push(ClassWithExercises {
+            class: c,
+            exercises: seen,
+        });
     }
     Ok(Json(json!({"classes": classes, "exercises": exercises})).into_response())
 }
