@@ -396,7 +396,9 @@ async fn file(session: &Arc<Session>, op: FileOp, writes: bool) -> Result<FileRe
     ws::file_op(session, op, writes).await
 }
 
-fn listing(reply: FileReply) -> Response {
+/// A file operation's answer: a listing as JSON, a file's bytes with its
+/// ETag, a write's ETag, or nothing.
+fn file_response(reply: FileReply) -> Response {
     match reply {
         FileReply::Listing(list) => {
             Json(serde_json::json!({ "entries": entries(list) })).into_response()
@@ -424,7 +426,7 @@ async fn list_root(
     Path(task_id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
-    Ok(listing(
+    Ok(file_response(
         file(
             &session,
             FileOp::List {
@@ -443,10 +445,10 @@ async fn read_file(
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
     match file(&session, FileOp::Read { path: path.clone() }, false).await {
-        Err(e) if e.code == "is_a_directory" => {
-            Ok(listing(file(&session, FileOp::List { path }, false).await?))
-        }
-        other => Ok(listing(other?)),
+        Err(e) if e.code == "is_a_directory" => Ok(file_response(
+            file(&session, FileOp::List { path }, false).await?,
+        )),
+        other => Ok(file_response(other?)),
     }
 }
 
@@ -470,7 +472,7 @@ async fn write_file(
                 .to_string()
         })
         .filter(|v| v != "*");
-    Ok(listing(
+    Ok(file_response(
         file(
             &session,
             FileOp::Write {
