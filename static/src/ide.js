@@ -338,6 +338,17 @@ const EMPTY_NOTEBOOK = JSON.stringify({
   nbformat: 4, nbformat_minor: 5,
 });
 
+/// The text of a `file` frame (base64 for bytes that are not UTF-8).
+function fileText(f) {
+  return f.encoding === "base64" ? atob(f.data) : f.data;
+}
+
+/// Where `p` is once `from` is renamed to `to` (it, or a path inside it),
+/// or null when the rename does not touch it.
+function renamedPath(p, from, to) {
+  return p === from || p.startsWith(`${from}/`) ? to + p.slice(from.length) : null;
+}
+
 async function openFile(path, { quiet = false, focus = true } = {}) {
   if (path.endsWith(".ipynb")) {
     // Notebooks open on their own page.
@@ -349,7 +360,7 @@ async function openFile(path, { quiet = false, focus = true } = {}) {
     if (!editor.states.has(path)) {
       const f = await conn.request({ type: "file.read", path });
       state.versions.set(path, f.version);
-      let text = f.encoding === "base64" ? atob(f.data) : f.data;
+      let text = fileText(f);
       const draft = store.get(`draft:${path}`, null);
       if (draft !== null && draft !== text) {
         text = draft;
@@ -426,7 +437,7 @@ async function reloadConflicted() {
     const f = await conn.request({ type: "file.read", path });
     state.versions.set(path, f.version);
     state.conflicts.delete(path);
-    editor.replace(path, f.encoding === "base64" ? atob(f.data) : f.data);
+    editor.replace(path, fileText(f));
     state.dirty.delete(path);
     clearTimeout(state.saveTimers.get(path));
     store.remove(`draft:${path}`);
@@ -555,13 +566,13 @@ async function renameSelected() {
     // A rename keeps a file's version: carry it (and any conflict) along.
     for (const m of [state.versions, state.conflicts]) {
       for (const p of [...m.keys()]) {
-        if (p !== from && !p.startsWith(`${from}/`)) continue;
-        const q = to + p.slice(from.length);
+        const q = renamedPath(p, from, to);
+        if (q === null) continue;
         if (m instanceof Map) m.set(q, m.get(p)); else m.add(q);
         m.delete(p);
       }
     }
-    state.tabs = state.tabs.map((p) => (p === from ? to : p.startsWith(`${from}/`) ? to + p.slice(from.length) : p));
+    state.tabs = state.tabs.map((p) => renamedPath(p, from, to) ?? p);
     if (state.active === from) state.active = to;
     state.selected = to;
     persistTabs();

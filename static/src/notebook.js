@@ -406,8 +406,8 @@ function scheduleSave() {
   saveTimer = setTimeout(save, 800);
 }
 
-// Saves run one after another, so a tab never mistakes its own save in
-// flight for another tab's.
+// Saves run one after another, so each carries the version the one before
+// it got back (two in flight would refuse each other as another tab's).
 let saving = Promise.resolve();
 function save(force = false) {
   clearTimeout(saveTimer);
