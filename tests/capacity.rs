@@ -4,7 +4,7 @@
 mod common;
 
 use common::{cleanup, engine, server_config, within, Browser, Got, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 async fn pool_containers(sb: &replbox::sandbox::Sandboxes) -> Vec<String> {
@@ -98,15 +98,8 @@ async fn past_the_cap_browsers_queue_and_nobody_loses_work() {
             tabs.push((browser, ws));
         }
         // The API is told to come back later.
-        let r = server
-            .api(reqwest::Method::POST, "/api/v1/run")
-            .json(&json!({"language": "python", "code": "print(1)"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 503);
-        assert!(r.headers().contains_key("retry-after"));
-        let v: Value = r.json().await.unwrap();
+        let (headers, v) = server.refused_run().await;
+        assert!(headers.contains_key("retry-after"));
         assert_eq!(v["error"]["code"], "capacity_full");
 
         // A third browser waits in line, then gets the longest-idle sandbox's

@@ -467,14 +467,7 @@ async fn healthz_reports_an_unreachable_engine() {
         let v: Value = r.json().await.unwrap();
         assert!(v["reason"].as_str().unwrap().contains("not reachable"));
         // And the API says so with a clear error.
-        let r = server
-            .api(reqwest::Method::POST, "/api/v1/run")
-            .json(&json!({"language": "python", "code": "print(1)"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 503);
-        let v: Value = r.json().await.unwrap();
+        let (_, v) = server.refused_run().await;
         assert_eq!(v["error"]["code"], "engine_unavailable");
         assert!(r_has_no_docker_text(&v));
         let metrics = reqwest::get(server.url("/metrics"))

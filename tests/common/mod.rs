@@ -163,6 +163,19 @@ impl TestServer {
         self.api_as(Some("test-token"), method, path)
     }
 
+    /// A one-shot run of `print(1)` the server must refuse with 503: the
+    /// answer's headers and its JSON.
+    pub async fn refused_run(&self) -> (reqwest::header::HeaderMap, Value) {
+        let r = self
+            .api(reqwest::Method::POST, "/api/v1/run")
+            .json(&serde_json::json!({"language": "python", "code": "print(1)"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        (r.headers().clone(), r.json().await.unwrap())
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

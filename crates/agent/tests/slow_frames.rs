@@ -88,21 +88,26 @@ impl Drop for Agent {
     }
 }
 
+/// The encoded frame of request `req`: write `len` bytes to `path`.
+fn write_frame(req: u64, path: &str, len: usize) -> Vec<u8> {
+    Agent::frame(&ToAgent::File {
+        req,
+        op: FileOp::Write {
+            path: path.into(),
+            data: vec![42u8; len],
+            parents: false,
+            if_version: None,
+        },
+    })
+}
+
 #[test]
 fn a_large_frame_that_keeps_coming_is_read_whole() {
     let mut agent = Agent::start();
     agent.hello(1);
     // 4 MiB in 16 pieces, 60 ms apart: about a second in all, far past the
     // 250 ms after which a frame that stops arriving is dropped.
-    let bytes = Agent::frame(&ToAgent::File {
-        req: 7,
-        op: FileOp::Write {
-            path: "big.bin".into(),
-            data: vec![42u8; 4 * 1024 * 1024],
-            parents: false,
-            if_version: None,
-        },
-    });
+    let bytes = write_frame(7, "big.bin", 4 * 1024 * 1024);
     for piece in bytes.chunks(bytes.len().div_ceil(16)) {
         agent.stdin.write_all(piece).unwrap();
         agent.stdin.flush().unwrap();
@@ -123,15 +128,7 @@ fn a_large_frame_that_keeps_coming_is_read_whole() {
 fn a_frame_that_stops_coming_is_dropped_and_the_next_is_understood() {
     let mut agent = Agent::start();
     agent.hello(1);
-    let bytes = Agent::frame(&ToAgent::File {
-        req: 8,
-        op: FileOp::Write {
-            path: "cut.bin".into(),
-            data: vec![1u8; 100_000],
-            parents: false,
-            if_version: None,
-        },
-    });
+    let bytes = write_frame(8, "cut.bin", 100_000);
     // Half a frame, then silence (a server killed mid-write), then a new
     // server's first frame.
     agent.stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
