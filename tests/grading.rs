@@ -1,12 +1,16 @@
-//! Checking an exercise in a fresh container: the starter fails with
-//! reasons, a fix gets full points, and code that reads or rewrites the
-//! hidden tests, exits 0 early or prints a fake result gains nothing.
+//! Checking an exercise: the starter fails with reasons, a fix gets full
+//! points, and each class of attack a student could try from their own
+//! workspace (on the files, the interpreter's start-up, the test framework's
+//! configuration, the process that decides, the channel between the two
+//! sides, the hidden tests' text) leaves the honest score as it was.
 
 mod common;
 
 use common::{cleanup, engine, sandbox_config, within};
 use replbox::config::Config;
-use replbox::exercises::{self, grade::grade};
+use replbox::exercises::grade::{grade, Report};
+use replbox::exercises::{self, Show, TestKind};
+use replbox::sandbox::Sandboxes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,77 +22,263 @@ fn exercise(id: &str) -> exercises::Exercise {
     exercises::load(&dir, &langs).unwrap()
 }
 
-fn with_main(x: &exercises::Exercise, main: &str) -> BTreeMap<String, Vec<u8>> {
+type Files = BTreeMap<String, Vec<u8>>;
+
+fn with_main(x: &exercises::Exercise, main: &str) -> Files {
     let mut files = x.starter.clone();
     files.insert(x.entry.clone(), main.as_bytes().to_vec());
     files
 }
 
+fn with(mut files: Files, extra: &[(&str, &str)]) -> Files {
+    for (path, text) in extra {
+        files.insert(path.to_string(), text.as_bytes().to_vec());
+    }
+    files
+}
+
+async fn check(sb: &Sandboxes, x: &exercises::Exercise, files: &Files) -> Report {
+    let langs = Config::default().language_table().unwrap();
+    grade(sb, x, &langs[&x.language], files).await.unwrap()
+}
+
+/// The pytest test of python-hello, by name.
+fn pytest_result(report: &Report) -> &replbox::exercises::grade::TestResult {
+    report
+        .tests
+        .iter()
+        .find(|t| t.name == "greet() returns the greeting")
+        .expect("the command test")
+}
+
 const FIXED: &str = "def greet(name):\n    return \"Hello, \" + name + \"!\"\n\n\nif __name__ == \"__main__\":\n    print(greet(input(\"What is your name? \")))\n";
+
+/// A main.py that fails every test honestly, plus `cheat` run at import.
+fn failing_with(cheat: &str) -> String {
+    format!("{cheat}\n\ndef greet(name):\n    return 'nope'\n\n\nif __name__ == '__main__':\n    print('nope')\n")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checks_grade_honestly() {
-    within(240, async {
+    within(300, async {
         let sb = engine(sandbox_config()).await;
-        let langs = Config::default().language_table().unwrap();
         let x = exercise("python-hello");
-        let python = &langs["python"];
 
         // The starter as it is: every test fails, with a reason.
-        let report = grade(&sb, &x, python, &x.starter).await.unwrap();
+        let report = check(&sb, &x, &x.starter).await;
         assert_eq!((report.score, report.max_score), (0, 10), "{report:#?}");
         let first = &report.tests[0];
         assert!(!first.passed);
         assert_eq!(first.reason, "the output differs");
-        assert_eq!(first.expected.as_deref(), Some("What is your name? Hello, Ada!"));
-        assert_eq!(first.got.as_deref(), Some("What is your name? Hello, Ada\n"));
+        assert_eq!(
+            first.expected.as_deref(),
+            Some("What is your name? Hello, Ada!")
+        );
+        assert_eq!(
+            first.got.as_deref(),
+            Some("What is your name? Hello, Ada\n")
+        );
+        // The command test shows pytest's one-line messages, not the tests'
+        // source.
+        let pytest = pytest_result(&report);
+        assert_eq!(pytest.reason, "a hidden test failed (exited with code 1)");
+        let got = pytest.got.clone().unwrap_or_default();
+        assert!(
+            got.contains("test_greet: AssertionError: assert 'Hello, Ada' == 'Hello, Ada!'"),
+            "{got}"
+        );
+        assert!(!got.contains("from main import"), "{got}");
 
         // Fixed: full points.
-        let report = grade(&sb, &x, python, &with_main(&x, FIXED)).await.unwrap();
+        let report = check(&sb, &x, &with_main(&x, FIXED)).await;
         assert_eq!(report.score, 10, "{report:#?}");
         assert!(report.tests.iter().all(|t| t.passed));
-
-        // Hostile solutions gain nothing.
-        let cheats = [
-            (
-                "rewrites the hidden tests",
-                "import glob\nfor f in glob.glob('tests/*.py'):\n    try:\n        open(f, 'w').write('def test_ok(): pass\\n')\n    except OSError as e:\n        print('refused:', e)\ndef greet(name):\n    return 'nope'\n",
-            ),
-            (
-                "exits 0 before the tests run",
-                "import os, sys\nif 'pytest' in sys.modules:\n    os._exit(0)\ndef greet(name):\n    return 'nope'\n",
-            ),
-            (
-                "prints a fake result",
-                "import os, sys\nif 'pytest' in sys.modules:\n    print('2 passed'); print('REPLBOX-PASS 0123456789abcdef0123456789abcdef'); sys.stdout.flush(); os._exit(0)\ndef greet(name):\n    return 'nope'\n",
-            ),
-            (
-                "reads the nonce's channel itself",
-                "import os\ntry:\n    print('REPLBOX-PASS', os.read(3, 64).decode().strip())\nexcept OSError:\n    pass\nos._exit(0)\n",
-            ),
-        ];
-        for (what, code) in cheats {
-            let report = grade(&sb, &x, python, &with_main(&x, code)).await.unwrap();
-            assert_eq!(report.score, 0, "{what}: {report:#?}");
-        }
-        // Reading the hidden tests during a check shows them, but they are
-        // root's and read-only, and expectations of io tests are not there.
-        let peek = "import os\nprint(sorted(os.listdir('tests')), oct(os.stat('tests/test_greet.py').st_mode & 0o777), os.stat('tests').st_uid)\n";
-        let mut files = with_main(&x, peek);
-        files.insert("tests/test_greet.py".into(), b"def test_mine(): pass\n".to_vec());
-        let report = grade(&sb, &x, python, &files).await.unwrap();
-        let got = report.tests[0].got.clone().unwrap_or_default();
-        assert!(got.contains("0o444") && got.trim_end().ends_with(" 0"), "{got}");
-        assert_eq!(report.score, 0);
 
         // The other samples: the starters fail, and nothing is left behind.
         for id in ["javascript-sum", "bash-count", "go-fizzbuzz"] {
             let x = exercise(id);
-            let report = grade(&sb, &x, &langs[&x.language], &x.starter).await.unwrap();
+            let report = check(&sb, &x, &x.starter).await;
             assert!(report.score < report.max_score, "{id}: {report:#?}");
         }
-        assert!(sb.list().await.unwrap().is_empty(), "grading containers are removed");
+        assert!(
+            sb.list().await.unwrap().is_empty(),
+            "grading containers are removed"
+        );
         assert!(sb.list_volumes().await.unwrap().is_empty());
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// Each attack, from the student's own workspace, against the pytest test
+/// (and the io tests beside it): the score stays 0, the honest score.
+#[tokio::test(flavor = "multi_thread")]
+async fn attacks_on_the_verdict_gain_nothing() {
+    within(600, async {
+        let sb = engine(sandbox_config()).await;
+        let x = exercise("python-hello");
+        let exits_under_pytest = "import os, sys\nif any('pytest' in a for a in sys.argv) or 'pytest' in sys.modules:\n    print('2 passed'); sys.stdout.flush(); os._exit(0)\n";
+        let attacks: Vec<(&str, Files)> = vec![
+            (
+                "rewrites the hidden tests",
+                with_main(&x, &failing_with("import glob, os\nos.makedirs('tests', exist_ok=True)\nfor f in glob.glob('tests/*.py') + ['tests/test_greet.py', 'tests/conftest.py']:\n    try:\n        open(f, 'w').write('def test_ok(): pass\\n')\n    except OSError as e:\n        print('refused:', e)\n")),
+            ),
+            (
+                "brings its own tests/ and conftest.py",
+                with(with_main(&x, &failing_with("")), &[
+                    ("tests/test_greet.py", "def test_ok(): pass\n"),
+                    ("tests/conftest.py", "def pytest_collection_modifyitems(items): items.clear()\n"),
+                    ("conftest.py", "import pytest\ndef pytest_collection_modifyitems(items): items.clear()\n@pytest.hookimpl(trylast=True)\ndef pytest_sessionfinish(session, exitstatus): session.exitstatus = 0\n"),
+                ]),
+            ),
+            (
+                "configures pytest from the workspace",
+                with(with_main(&x, &failing_with("")), &[
+                    ("pytest.ini", "[pytest]\naddopts = --collect-only -p no:python\n"),
+                    ("setup.cfg", "[tool:pytest]\naddopts = --collect-only\n"),
+                    ("tox.ini", "[pytest]\naddopts = --collect-only\n"),
+                    ("pyproject.toml", "[tool.pytest.ini_options]\naddopts = \"--collect-only\"\n"),
+                ]),
+            ),
+            (
+                "hooks the interpreter's start-up",
+                with(with_main(&x, &failing_with("")), &[
+                    ("sitecustomize.py", exits_under_pytest),
+                    ("usercustomize.py", exits_under_pytest),
+                    (".local/lib/python3.13/site-packages/evil.pth", "import os; os._exit(0)\n"),
+                    (".pythonrc.py", exits_under_pytest),
+                ]),
+            ),
+            (
+                "names modules like the tools",
+                with(with_main(&x, &failing_with("")), &[
+                    ("pytest.py", exits_under_pytest),
+                    ("_pytest/__init__.py", exits_under_pytest),
+                    ("json.py", exits_under_pytest),
+                    ("socket.py", exits_under_pytest),
+                    ("replbox_harness.py", exits_under_pytest),
+                ]),
+            ),
+            (
+                "leaves dotfiles for the shells",
+                with(with_main(&x, &failing_with("")), &[
+                    (".bashrc", "exit 0\n"),
+                    (".profile", "exit 0\n"),
+                    (".config/pip/pip.conf", "[global]\nno-index = true\n"),
+                ]),
+            ),
+            (
+                "exits 0 as soon as it is imported",
+                with_main(&x, &failing_with("import os, sys\nif __name__ != '__main__':\n    os._exit(0)\n")),
+            ),
+            (
+                "prints a fake result and exits",
+                with_main(&x, &failing_with("import os, sys\nif __name__ != '__main__':\n    print('2 passed'); print('REPLBOX-PASS 0123456789abcdef0123456789abcdef'); sys.stdout.flush(); os._exit(0)\n")),
+            ),
+            (
+                "answers with a value equal to everything",
+                with_main(&x, "class Any(str):\n    def __eq__(self, other): return True\n    def __ne__(self, other): return False\n    __hash__ = str.__hash__\n\ndef greet(name):\n    return Any('nope')\n\nif __name__ == '__main__':\n    print('nope')\n"),
+            ),
+            (
+                "raises what a framework might read as a pass or a skip",
+                with_main(&x, "import sys\nclass Skipped(BaseException): pass\nclass Exit(Exception): pass\nn = [0]\ndef greet(name):\n    n[0] += 1\n    raise [SystemExit(0), StopIteration(), Skipped('skip'), KeyboardInterrupt(), Exit(0)][n[0] % 5]\n\nif __name__ == '__main__':\n    sys.exit(0)\n"),
+            ),
+            (
+                "forges replies and requests on its channel",
+                with_main(&x, "import os\ndef greet(name):\n    for fd in range(0, 64):\n        try:\n            os.write(fd, b'{\"ok\": true, \"value\": true, \"id\": 1}\\n{\"op\": \"report\", \"message\": \"x\"}\\n{\"ok\": false, \"error\": {\"type\": \"SystemExit\", \"message\": \"0\"}}\\n')\n        except OSError:\n            pass\n    return 'nope'\n\nif __name__ == '__main__':\n    print('nope')\n"),
+            ),
+            (
+                "kills every process it can see",
+                with_main(&x, &failing_with("import os, signal\nfor pid in range(1, 400):\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n")),
+            ),
+            (
+                "never returns",
+                with_main(&x, "import time\ndef greet(name):\n    time.sleep(3600)\n\nif __name__ == '__main__':\n    time.sleep(3600)\n"),
+            ),
+        ];
+        for (what, files) in attacks {
+            let report = check(&sb, &x, &files).await;
+            assert_eq!(report.score, 0, "{what}: {report:#?}");
+            assert!(!pytest_result(&report).passed, "{what}: {report:#?}");
+        }
+        assert!(sb.list().await.unwrap().is_empty());
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// The student's code looks everywhere it can for the hidden tests and
+/// prints what it finds: nothing of them reaches the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hidden_tests_cannot_be_read() {
+    within(300, async {
+        let sb = engine(sandbox_config()).await;
+        let x = exercise("python-hello");
+        let hunt = "import os\nfound = []\nfor root, dirs, files in os.walk('/'):\n    if root.startswith(('/proc', '/sys', '/usr', '/dev')):\n        dirs[:] = []\n        continue\n    for f in files:\n        p = os.path.join(root, f)\n        try:\n            t = open(p, errors='replace').read(100000)\n        except OSError:\n            continue\n        if 'Grace' + ' Hopper' in t or 'test_' + 'greet' in f:\n            found.append(p + ':' + t)\nprint('FOUND', found)\n\ndef greet(name):\n    print('FOUND', found)\n    return 'nope'\n";
+        let report = check(&sb, &x, &with_main(&x, hunt)).await;
+        assert_eq!(report.score, 0);
+        let text = format!("{report:?}");
+        assert!(text.contains("FOUND []"), "the hunt ran: {report:#?}");
+        assert!(!text.contains("def test_greet"), "{report:#?}");
+
+        // Pass or fail alone, when the author says so.
+        let mut quiet = x.clone();
+        for t in &mut quiet.tests {
+            t.show = Show::None;
+        }
+        let report = check(&sb, &quiet, &x.starter).await;
+        for t in &report.tests {
+            assert!(!t.passed);
+            assert_eq!((&t.expected, &t.got), (&None, &None), "{report:#?}");
+        }
+        assert_eq!(pytest_result(&report).reason, "a hidden test failed");
+        assert_eq!(report.tests[0].reason, "the output differs");
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// The grader's side holds the hidden tests and no file of the student's,
+/// as another user; `replbox-run` and `replbox-message` reach across.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grader_is_another_user_with_a_narrow_channel() {
+    within(300, async {
+        let sb = engine(sandbox_config()).await;
+        let mut x = exercise("python-hello");
+        let t = x
+            .tests
+            .iter_mut()
+            .find(|t| t.kind == TestKind::Command)
+            .unwrap();
+        t.show = Show::Output;
+        t.command = Some(
+            "id -u; ls -A /workspace /workspace/tests; \
+             out=$(printf 'Ada\\n' | replbox-run); \
+             [ \"$out\" = 'What is your name? Hello, Ada!' ] || { replbox-message \"said: $out\"; exit 1; }"
+                .into(),
+        );
+        let report = check(&sb, &x, &x.starter).await;
+        let t = pytest_result(&report);
+        assert!(!t.passed);
+        let got = t.got.clone().unwrap_or_default();
+        assert!(got.starts_with("1001\n"), "{got}");
+        assert!(got.contains("test_greet.py"), "{got}");
+        assert!(!got.contains("main.py"), "{got}");
+
+        // The same test reports its message, and passes on a fix.
+        let t = x
+            .tests
+            .iter_mut()
+            .find(|t| t.kind == TestKind::Command)
+            .unwrap();
+        t.show = Show::Message;
+        let report = check(&sb, &x, &x.starter).await;
+        assert_eq!(
+            pytest_result(&report).got.as_deref(),
+            Some("said: What is your name? Hello, Ada")
+        );
+        let report = check(&sb, &x, &with_main(&x, FIXED)).await;
+        assert!(pytest_result(&report).passed, "{report:#?}");
         cleanup(&sb).await;
     })
     .await

@@ -1,21 +1,25 @@
-//! Checking a student's work: a fresh, short-lived container (the same
-//! limits as any sandbox) gets a copy of the student's files and the hidden
-//! tests, the tests run one by one, and the verdict is computed here, from
-//! what the programs printed and how they exited. Nothing the student's
-//! code writes can change it: the hidden tests arrive owned by root and
-//! read-only, input/output expectations never enter the container, and a
-//! command test must also print what its `expect` pattern says.
+//! Checking a student's work. Two fresh, short-lived containers (the same
+//! limits as any sandbox): the student's, with a copy of their files and
+//! nothing else, where their code runs; and, when the exercise has command
+//! tests, a grader's, with the hidden tests and the harness and none of the
+//! student's files, where the tests run as another user and reach the
+//! student's code only through the narrow channel of `harness`. An io test
+//! runs the student's program and is judged here, from what it printed; its
+//! expectation never enters a container. A command test passes when its
+//! command, in the grader's container, exits 0.
 
-use super::{Compare, Exercise, TestKind, TestSpec};
+use super::harness::{self, Sides};
+use super::{Compare, Exercise, Show, TestKind, TestSpec};
 use crate::config::Language;
 use crate::runs::shell_quote;
 use crate::sandbox::{CreateSpec, SandboxError, SandboxHandle, Sandboxes};
+use replbox_protocol::ExitStatus;
 use replbox_protocol::JobSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Output kept per test (more is cut, and the test fails on it).
-const OUTPUT_LIMIT: u64 = 1024 * 1024;
+pub const OUTPUT_LIMIT: u64 = 1024 * 1024;
 /// What a result shows of expected and got.
 const SHOWN: usize = 400;
 
@@ -69,66 +73,66 @@ pub fn matches(compare: Compare, expected: &str, got: &str) -> bool {
     }
 }
 
-/// A tar of the hidden tests under `tests/`, owned by root, read-only.
-fn hidden_tar(hidden: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut dirs = std::collections::BTreeSet::from(["tests".to_string()]);
-    for path in hidden.keys() {
-        let mut p = std::path::Path::new("tests").join(path);
-        while let Some(parent) = p.parent().map(|x| x.to_path_buf()) {
-            if parent.as_os_str().is_empty() {
-                break;
-            }
-            dirs.insert(parent.to_string_lossy().into_owned());
-            p = parent;
-        }
-    }
-    for dir in &dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o555);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_size(0);
-        tar.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
-    }
-    for (path, data) in hidden {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o444);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_size(data.len() as u64);
-        tar.append_data(&mut h, format!("tests/{path}"), data.as_slice())?;
-    }
-    tar.into_inner()
-}
-
 /// Grades `files` (the student's workspace: path -> bytes) against the
-/// exercise, in a container made for this check and removed after it.
+/// exercise, in containers made for this check and removed after it.
 pub async fn grade(
     sandboxes: &Sandboxes,
     exercise: &Exercise,
     language: &Language,
     files: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Report, SandboxError> {
-    let id = format!("g-{}", uuid::Uuid::new_v4().simple());
-    let handle = sandboxes
-        .create(&CreateSpec {
-            session: id.clone(),
-            ..Default::default()
-        })
-        .await?;
-    let result = run_checks(sandboxes, &handle, exercise, language, files).await;
-    let container = handle.container_id().to_string();
-    drop(handle);
-    let _ = sandboxes.remove(&container).await;
-    let _ = sandboxes.remove_volume(&sandboxes.volume_name(&id)).await;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let student_id = format!("g-{id}");
+    let grader_id = format!("gr-{id}");
+    let needs_grader = exercise.tests.iter().any(|t| t.kind == TestKind::Command);
+    let grader_spec = CreateSpec {
+        session: grader_id.clone(),
+        user: Some(harness::GRADER_USER.into()),
+        ..Default::default()
+    };
+    let student_spec = CreateSpec {
+        session: student_id.clone(),
+        ..Default::default()
+    };
+    let (student, grader) = tokio::join!(sandboxes.create(&student_spec), async {
+        match needs_grader {
+            true => sandboxes.create(&grader_spec).await.map(Some),
+            false => Ok(None),
+        }
+    });
+    let (result, handles) = match (student, grader) {
+        (Ok(student), Ok(grader)) => (
+            run_checks(
+                sandboxes,
+                &student,
+                grader.as_ref(),
+                exercise,
+                language,
+                files,
+            )
+            .await,
+            vec![Some(student), grader],
+        ),
+        (Err(e), grader) => (Err(e), vec![grader.ok().flatten()]),
+        (Ok(student), Err(e)) => (Err(e), vec![Some(student)]),
+    };
+    for handle in handles.into_iter().flatten() {
+        let container = handle.container_id().to_string();
+        drop(handle);
+        let _ = sandboxes.remove(&container).await;
+    }
+    for owner in [student_id, grader_id] {
+        let _ = sandboxes
+            .remove_volume(&sandboxes.volume_name(&owner))
+            .await;
+    }
     result
 }
 
 async fn run_checks(
     sandboxes: &Sandboxes,
-    handle: &SandboxHandle,
+    student: &SandboxHandle,
+    grader: Option<&SandboxHandle>,
     exercise: &Exercise,
     language: &Language,
     files: &BTreeMap<String, Vec<u8>>,
@@ -138,17 +142,32 @@ async fn run_checks(
         if path == "tests" || path.starts_with("tests/") {
             continue;
         }
-        handle.write_file(path.clone(), data.clone()).await?;
+        student.write_file(path.clone(), data.clone()).await?;
     }
-    if !exercise.hidden.is_empty() {
-        let tar = hidden_tar(&exercise.hidden).map_err(|_| SandboxError::Engine)?;
+    if let Some(grader) = grader {
+        let tar = harness::grader_tar(&exercise.hidden).map_err(|_| SandboxError::Engine)?;
         sandboxes
-            .upload_tar(handle.container_id(), "/workspace", tar)
+            .upload_tar(grader.container_id(), "/workspace", tar)
             .await?;
     }
+    let program = language
+        .command
+        .replace("{file}", &shell_quote(&exercise.entry));
     let mut tests = Vec::new();
     for t in &exercise.tests {
-        tests.push(run_one(handle, exercise, language, t).await?);
+        let result = match (t.kind, grader) {
+            (TestKind::Command, Some(grader)) => {
+                let sides = Sides {
+                    grader,
+                    student,
+                    program: program.clone(),
+                    modules: exercise.student_modules(),
+                };
+                command_test(&sides, exercise, t).await?
+            }
+            _ => io_test(student, &program, exercise, t).await?,
+        };
+        tests.push(result);
     }
     Ok(Report {
         score: tests.iter().map(|t| t.points).sum(),
@@ -157,123 +176,135 @@ async fn run_checks(
     })
 }
 
-async fn run_one(
-    handle: &SandboxHandle,
-    exercise: &Exercise,
-    language: &Language,
-    t: &TestSpec,
-) -> Result<TestResult, SandboxError> {
-    let line = match t.kind {
-        TestKind::Io => language
-            .command
-            .replace("{file}", &shell_quote(&exercise.entry)),
-        TestKind::Command => t.command.clone().unwrap_or_default(),
-    };
-    let mut spec = JobSpec::shell(line);
-    spec.timeout_ms = Some(t.timeout_ms.unwrap_or(exercise.time_limit_ms));
-    spec.output_limit = Some(OUTPUT_LIMIT);
-    let job = handle.spawn(spec).await?;
-    // A command test whose `expect` holds `{nonce}` must print this check's
-    // nonce, which it reads first on stdin (before the student's code runs):
-    // a program that prints a result of its own cannot know it.
-    let nonce = format!("{:032x}", rand::random::<u128>());
-    let wants_nonce =
-        t.kind == TestKind::Command && t.expect.as_deref().is_some_and(|e| e.contains("{nonce}"));
-    let stdin = if wants_nonce {
-        format!("{nonce}\n{}", t.stdin)
-    } else {
-        t.stdin.clone()
-    };
-    let c = job.run_with_stdin(stdin.into_bytes()).await?;
-    let stdout = String::from_utf8_lossy(&c.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&c.stderr).into_owned();
-    let exit = c.exit.clone();
-    let duration_ms = exit.as_ref().map(|e| e.wall_ms).unwrap_or(0);
-    let fail = |reason: String, expected: Option<String>, got: Option<String>| TestResult {
+fn failed(t: &TestSpec, duration_ms: u64, reason: String) -> TestResult {
+    TestResult {
         name: t.name.clone(),
         passed: false,
         points: 0,
         max_points: t.points,
         reason,
-        expected,
-        got,
-        duration_ms,
-    };
-    if let Some(message) = c.spawn_error {
-        return Ok(fail(message, None, None));
-    }
-    let Some(exit) = exit else {
-        return Ok(fail("the sandbox stopped".into(), None, None));
-    };
-    if exit.timed_out {
-        return Ok(fail(
-            format!(
-                "took longer than {} ms",
-                t.timeout_ms.unwrap_or(exercise.time_limit_ms)
-            ),
-            None,
-            None,
-        ));
-    }
-    if exit.truncated {
-        return Ok(fail("printed too much".into(), None, None));
-    }
-    let passed = match t.kind {
-        TestKind::Io => {
-            let expected = t.expected.clone().unwrap_or_default();
-            if !matches(t.compare, &expected, &stdout) {
-                let reason = if exit.code == Some(0) {
-                    "the output differs".to_string()
-                } else {
-                    format!(
-                        "{} and the output differs",
-                        crate::routes::frames::exit_reason(&exit)
-                    )
-                };
-                let got = if stdout.is_empty() && !stderr.is_empty() {
-                    format!("(nothing on stdout; stderr:)\n{}", shown(&stderr))
-                } else {
-                    shown(&stdout)
-                };
-                return Ok(fail(reason, Some(shown(&expected)), Some(got)));
-            }
-            true
-        }
-        TestKind::Command => {
-            let both = format!("{stdout}{stderr}");
-            if exit.code != Some(0) {
-                return Ok(fail(
-                    crate::routes::frames::exit_reason(&exit),
-                    None,
-                    Some(shown(&both)),
-                ));
-            }
-            if let Some(expect) = &t.expect {
-                let expect = expect.replace("{nonce}", &regex::escape(&nonce));
-                let ok = regex::Regex::new(&expect)
-                    .map(|r| r.is_match(&both))
-                    .unwrap_or(false);
-                if !ok {
-                    return Ok(fail(
-                        "it exited 0, but without running the tests to the end".into(),
-                        None,
-                        Some(shown(&both)),
-                    ));
-                }
-            }
-            true
-        }
-    };
-    Ok(TestResult {
-        name: t.name.clone(),
-        passed,
-        points: t.points,
-        max_points: t.points,
-        reason: String::new(),
         expected: None,
         got: None,
         duration_ms,
-    })
+    }
+}
+
+fn passed(t: &TestSpec, duration_ms: u64) -> TestResult {
+    TestResult {
+        passed: true,
+        points: t.points,
+        ..failed(t, duration_ms, String::new())
+    }
+}
+
+/// Why a run that did not finish cleanly failed, if it did not.
+fn not_finished(limit_ms: u64, exit: &ExitStatus) -> Option<String> {
+    if exit.timed_out {
+        return Some(format!("took longer than {limit_ms} ms"));
+    }
+    if exit.truncated {
+        return Some("printed too much".into());
+    }
+    None
+}
+
+async fn command_test(
+    sides: &Sides<'_>,
+    exercise: &Exercise,
+    t: &TestSpec,
+) -> Result<TestResult, SandboxError> {
+    let limit_ms = t.timeout_ms.unwrap_or(exercise.time_limit_ms);
+    let run = sides.run(t, limit_ms).await?;
+    let duration_ms = run.exit.as_ref().map(|e| e.wall_ms).unwrap_or(0);
+    if let Some(message) = run.spawn_error {
+        return Ok(failed(t, duration_ms, message));
+    }
+    let Some(exit) = run.exit.filter(|_| !run.timed_out) else {
+        return Ok(failed(
+            t,
+            duration_ms,
+            format!("took longer than {limit_ms} ms"),
+        ));
+    };
+    if let Some(reason) = not_finished(limit_ms, &exit) {
+        return Ok(failed(t, duration_ms, reason));
+    }
+    let output = String::from_utf8_lossy(&run.output).into_owned();
+    let expected_seen = t.expect.as_deref().is_none_or(|expect| {
+        regex::Regex::new(expect)
+            .map(|r| r.is_match(&output))
+            .unwrap_or(false)
+    });
+    if exit.code == Some(0) && expected_seen {
+        return Ok(passed(t, duration_ms));
+    }
+    // What the student is shown is the exercise author's choice.
+    let mut result = failed(t, duration_ms, "a hidden test failed".into());
+    match t.show {
+        Show::None => {}
+        Show::Message => {
+            if !run.messages.is_empty() {
+                result.got = Some(shown(&run.messages.join("\n")));
+            }
+        }
+        Show::Output => result.got = Some(shown(&output)),
+    }
+    if exit.code != Some(0) && t.show != Show::None {
+        result.reason = format!(
+            "a hidden test failed ({})",
+            crate::routes::frames::exit_reason(&exit)
+        );
+    }
+    Ok(result)
+}
+
+async fn io_test(
+    student: &SandboxHandle,
+    program: &str,
+    exercise: &Exercise,
+    t: &TestSpec,
+) -> Result<TestResult, SandboxError> {
+    let limit_ms = t.timeout_ms.unwrap_or(exercise.time_limit_ms);
+    let mut spec = JobSpec::shell(program);
+    spec.timeout_ms = Some(limit_ms);
+    spec.output_limit = Some(OUTPUT_LIMIT);
+    let job = student.spawn(spec).await?;
+    let c = job.run_with_stdin(t.stdin.clone().into_bytes()).await?;
+    let duration_ms = c.exit.as_ref().map(|e| e.wall_ms).unwrap_or(0);
+    if let Some(message) = c.spawn_error {
+        return Ok(failed(t, duration_ms, message));
+    }
+    let Some(exit) = c.exit else {
+        return Ok(failed(t, duration_ms, "the sandbox stopped".into()));
+    };
+    if let Some(reason) = not_finished(limit_ms, &exit) {
+        return Ok(failed(t, duration_ms, reason));
+    }
+    let stdout = String::from_utf8_lossy(&c.stdout).into_owned();
+    let expected = t.expected.clone().unwrap_or_default();
+    if matches(t.compare, &expected, &stdout) {
+        return Ok(passed(t, duration_ms));
+    }
+    let reason = if exit.code == Some(0) {
+        "the output differs".to_string()
+    } else {
+        format!(
+            "{} and the output differs",
+            crate::routes::frames::exit_reason(&exit)
+        )
+    };
+    let stderr = String::from_utf8_lossy(&c.stderr);
+    let got = if stdout.is_empty() && !stderr.is_empty() {
+        format!("(nothing on stdout; stderr:)\n{}", shown(&stderr))
+    } else {
+        shown(&stdout)
+    };
+    let mut result = failed(t, duration_ms, reason);
+    if t.show != Show::None {
+        result.expected = Some(shown(&expected));
+        result.got = Some(got);
+    }
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -292,18 +323,5 @@ mod tests {
             "Name? Hello, Grace!\n"
         ));
         assert!(!matches(Compare::Regex, "Hello", "Hello, Grace"));
-    }
-
-    #[test]
-    fn the_hidden_tests_are_root_owned_and_read_only() {
-        let hidden = BTreeMap::from([("sub/t.py".to_string(), b"x".to_vec())]);
-        let tar = hidden_tar(&hidden).unwrap();
-        let mut archive = tar::Archive::new(tar.as_slice());
-        for entry in archive.entries().unwrap() {
-            let e = entry.unwrap();
-            let h = e.header();
-            assert_eq!(h.uid().unwrap(), 0);
-            assert_eq!(h.mode().unwrap() & 0o222, 0, "{:?}", e.path());
-        }
     }
 }

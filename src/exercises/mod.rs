@@ -5,6 +5,7 @@
 //! file, the line and the reason; the others still load.
 
 pub mod grade;
+pub mod harness;
 
 use crate::config::Language;
 use serde::Deserialize;
@@ -24,12 +25,27 @@ pub enum Compare {
     Regex,
 }
 
+/// What a failed test shows the student: the exercise author's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Show {
+    /// io: expected and got; command: the messages the tests reported
+    /// (pytest's one-line failure messages, `message()`, `replbox-message`).
+    #[default]
+    Message,
+    /// command: everything the command printed (tracebacks may quote the
+    /// hidden tests' source).
+    Output,
+    /// Pass or fail alone.
+    None,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TestKind {
     /// Feed `stdin` to the program; compare its output with `expected`.
     Io,
-    /// Run `command`; it passes by exiting 0.
+    /// Run `command` in the grader's container; it passes by exiting 0.
     Command,
 }
 
@@ -44,10 +60,10 @@ pub struct TestSpec {
     #[serde(default)]
     pub compare: Compare,
     pub command: Option<String>,
-    /// For a command test: a regex its output must also match (so a program
-    /// that exits 0 before the tests ran does not pass). `{nonce}` in it
-    /// stands for a random value the command reads first on its stdin.
+    /// For a command test: a regex its output must also match.
     pub expect: Option<String>,
+    #[serde(default)]
+    pub show: Show,
     #[serde(default = "one")]
     pub points: u32,
     pub timeout_ms: Option<u64>,
@@ -95,6 +111,27 @@ pub struct Exercise {
 impl Exercise {
     pub fn points(&self) -> u32 {
         self.tests.iter().map(|t| t.points).sum()
+    }
+
+    /// The student's Python modules a command test may import: the entry's
+    /// and the starter's top-level `.py` files (none for other languages).
+    pub fn student_modules(&self) -> Vec<String> {
+        if self.language != "python" {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = std::iter::once(self.entry.as_str())
+            .chain(self.starter.keys().map(String::as_str))
+            .filter_map(|p| p.strip_suffix(".py"))
+            .filter(|m| {
+                !m.is_empty()
+                    && !m.starts_with(|c: char| c.is_ascii_digit())
+                    && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -258,6 +295,25 @@ pub fn load(dir: &Path, languages: &BTreeMap<String, Language>) -> Result<Exerci
                         format!("test {:?}: a command test needs `command`", t.name),
                     ));
                 }
+                if let Some(expect) = &t.expect {
+                    if expect.contains("{nonce}") {
+                        return Err(err(
+                            &toml_path,
+                            at,
+                            format!(
+                                "test {:?}: `{{nonce}}` is gone: command tests now run in a grader container the student's code cannot reach, so remove it (and the conftest that read it)",
+                                t.name
+                            ),
+                        ));
+                    }
+                    if let Err(e) = regex::Regex::new(expect) {
+                        return Err(err(
+                            &toml_path,
+                            at,
+                            format!("test {:?}: `expect` is not a valid regex: {e}", t.name),
+                        ));
+                    }
+                }
             }
         }
         if t.timeout_ms == Some(0) {
@@ -391,6 +447,15 @@ mod tests {
     }
 
     #[test]
+    fn the_student_modules_are_the_python_files_at_the_top() {
+        let langs = Config::default().language_table().unwrap();
+        let x = load(&examples().join("python-hello"), &langs).unwrap();
+        assert_eq!(x.student_modules(), ["main"]);
+        let js = load(&examples().join("javascript-sum"), &langs).unwrap();
+        assert!(js.student_modules().is_empty());
+    }
+
+    #[test]
     fn the_sample_exercises_load() {
         let langs = Config::default().language_table().unwrap();
         let all = load_all(&examples(), &langs).unwrap();
@@ -439,6 +504,20 @@ mod tests {
         let (_t, dir) = broken_copy(|t| t.replace("\ncommand = ", "\nnot_command = "));
         let e = load(&dir, &langs).unwrap_err();
         assert!(e.to_string().contains("exercise.toml:"), "{e}");
+
+        let (_t, dir) = broken_copy(|t| {
+            t.replace(
+                "\ncommand = ",
+                "\nexpect = \"REPLBOX-PASS {nonce}\"\ncommand = ",
+            )
+        });
+        let e = load(&dir, &langs).unwrap_err();
+        assert!(e.reason.contains("`{nonce}` is gone"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+
+        let (_t, dir) = broken_copy(|t| t.replace("\ncommand = ", "\nshow = \"all\"\ncommand = "));
+        let e = load(&dir, &langs).unwrap_err();
+        assert!(e.reason.contains("`message`, `output`, `none`"), "{e}");
 
         let (_t, dir) = broken_copy(|t| t.to_string());
         std::fs::remove_file(dir.join("prompt.md")).unwrap();

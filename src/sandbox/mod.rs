@@ -99,6 +99,8 @@ pub struct CreateSpec {
     pub volume: Option<String>,
     /// The container's name; `None`: the session's default name.
     pub name: Option<String>,
+    /// The user its processes run as; `None`: the configured sandbox user.
+    pub user: Option<String>,
 }
 
 /// A managed container as the engine lists it.
@@ -315,7 +317,7 @@ impl Sandboxes {
             image: Some(image.clone()),
             entrypoint: Some(vec![AGENT_MOUNT.into()]),
             cmd: Some(vec![]),
-            user: Some(c.user.clone()),
+            user: Some(spec.user.clone().unwrap_or_else(|| c.user.clone())),
             working_dir: Some("/workspace".into()),
             env: Some(env),
             labels: Some(self.labels(&spec.session, spec.expires_at, "sandbox")),

@@ -480,7 +480,7 @@ impl Session {
             image: self.image.clone(),
             env: self.env.clone(),
             volume: Some(self.volume()),
-            name: None,
+            ..Default::default()
         };
         let sandboxes = &self.shared.sandboxes;
         match sandboxes.create(&spec).await {
