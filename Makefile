@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test bench docker image agent frontend browser pydeps check clean-test-sandboxes
+.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -53,7 +53,14 @@ agent:
 image: docker
 	@./docker/build-image.sh
 
+# The tests that need no engine, no browser and no root: unit tests of every
+# crate and the agent's own tests (it runs on pipes).
+unit:
+	@$(CARGO) test --quiet --workspace --lib --bins
+	@$(CARGO) test --quiet -p replbox-agent -p replbox-protocol
+
 check:
+	@echo "==> check: cargo fmt --check, cargo clippy -D warnings"
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -1,4 +1,5 @@
-//! replbox: a self-hosted online IDE and REPL. See DESIGN.md and README.md.
+//! replbox: a self-hosted online IDE and REPL. How it is built:
+//! docs/architecture.md; how to run and test it: README.md.
 //!
 //! [`serve`] runs the whole app on a listener until `shutdown` resolves, so
 //! tests start the real thing on 127.0.0.1:0.
