@@ -24,8 +24,10 @@ use tokio::time::{timeout_at, Instant};
 pub const GRADER_USER: &str = "1001:1001";
 /// Where the harness lives in the grader container (root's, read-only).
 const HOME: &str = "/workspace/.replbox";
-/// The longest line either side may send; a longer one ends the test.
+/// The longest request line the tests may send; a longer one ends the test.
 const MAX_LINE: usize = 4 * 1024 * 1024;
+/// The longest answer the student's side may give to one call.
+const MAX_ANSWER: usize = 1024 * 1024;
 /// Channel traffic a test may send in all (requests and the student's replies).
 const CHANNEL_LIMIT: u64 = 64 * 1024 * 1024;
 /// Messages kept for the student, and the length of each.
@@ -93,6 +95,13 @@ struct Worker {
 
 fn error(kind: &str, message: impl Into<String>) -> Value {
     json!({"ok": false, "error": {"type": kind, "message": message.into()}})
+}
+
+/// One JSON object, checked without building it (no allocation per node,
+/// and no recursion: serde_json skips what it ignores with a loop).
+fn is_json_object(line: &[u8]) -> bool {
+    line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
 fn take_line(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
@@ -176,15 +185,20 @@ impl Sides<'_> {
         worker: &mut Option<Worker>,
         run: &mut CommandRun,
         deadline: Instant,
-    ) -> Result<Value, SandboxError> {
+    ) -> Result<String, SandboxError> {
         let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(line) else {
-            return Ok(error("ValueError", "not a JSON object"));
+            return Ok(error("ValueError", "not a JSON object").to_string());
         };
-        let id = request.remove("id").unwrap_or(Value::Null);
+        let id = match request.remove("id") {
+            Some(Value::Number(n)) if n.is_u64() => n,
+            _ => return Ok(error("ValueError", "a request needs a numeric id").to_string()),
+        };
         let op = request.get("op").and_then(Value::as_str).unwrap_or("");
-        let mut reply = match op {
+        let reply = match op {
+            // The student's answer goes on as the text it is, checked to be
+            // one JSON object but never built into a tree here.
             "get" | "call" => self.call(&request, worker, deadline).await?,
-            "run" => self.run_program(&request, deadline).await?,
+            "run" => self.run_program(&request, deadline).await?.to_string(),
             "report" => {
                 let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
                 let message = match text("test") {
@@ -195,14 +209,12 @@ impl Sides<'_> {
                     run.messages
                         .push(message.chars().take(MESSAGE_CHARS).collect());
                 }
-                json!({"ok": true})
+                json!({"ok": true}).to_string()
             }
-            other => error("ValueError", format!("unknown request {other:?}")),
+            other => error("ValueError", format!("unknown request {other:?}")).to_string(),
         };
-        if let Value::Object(map) = &mut reply {
-            map.insert("id".into(), id);
-        }
-        Ok(reply)
+        // The id first, so the harness finds it without reading the rest.
+        Ok(format!("{{\"id\":{id},\"reply\":{reply}}}"))
     }
 
     /// A call into (or a look at) one of the student's modules, in the
@@ -212,7 +224,7 @@ impl Sides<'_> {
         request: &Map<String, Value>,
         worker: &mut Option<Worker>,
         deadline: Instant,
-    ) -> Result<Value, SandboxError> {
+    ) -> Result<String, SandboxError> {
         if worker.is_none() {
             let mut spec = JobSpec::argv(["python3", "-I", "-c", WORKER]);
             spec.timeout_ms = Some(
@@ -232,22 +244,24 @@ impl Sides<'_> {
         w.job.control.stdin(line).await?;
         loop {
             if let Some(line) = take_line(&mut w.buf) {
-                return Ok(match serde_json::from_slice::<Value>(&line) {
-                    Ok(v @ Value::Object(_)) => v,
-                    _ => error("ProtocolError", "the student's side answered garbage"),
-                });
+                if is_json_object(&line) {
+                    return Ok(String::from_utf8(line).expect("valid JSON is UTF-8"));
+                }
+                return Ok(
+                    error("ProtocolError", "the student's side answered garbage").to_string(),
+                );
             }
-            if w.buf.len() > MAX_LINE {
+            if w.buf.len() > MAX_ANSWER {
                 let _ = w.job.control.signal(9).await;
                 *worker = None;
-                return Ok(error("ValueError", "the answer is too large"));
+                return Ok(error("ValueError", "the answer is over 1 MiB").to_string());
             }
             let event = match timeout_at(deadline, w.job.next()).await {
                 Ok(e) => e,
                 Err(_) => {
                     let _ = w.job.control.signal(9).await;
                     *worker = None;
-                    return Ok(error("TimeoutError", "the call did not return in time"));
+                    return Ok(error("TimeoutError", "the call did not return in time").to_string());
                 }
             };
             match event {
@@ -263,11 +277,12 @@ impl Sides<'_> {
                             "the student's program ended during the call ({})",
                             crate::routes::frames::exit_reason(&exit)
                         ),
-                    ));
+                    )
+                    .to_string());
                 }
                 Some(JobEvent::SpawnFailed(m)) => {
                     *worker = None;
-                    return Ok(error("OSError", m));
+                    return Ok(error("OSError", m).to_string());
                 }
                 None => return Err(SandboxError::AgentGone),
                 Some(_) => {}
@@ -380,6 +395,19 @@ pub fn grader_tar(hidden: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_checked_not_built() {
+        assert!(is_json_object(
+            br#" {"ok": true, "value": [1, {"b": 2, "a": 1}]}"#
+        ));
+        assert!(!is_json_object(b"[1]"));
+        assert!(!is_json_object(br#"{"ok": true"#));
+        assert!(!is_json_object(br#"{"ok": NaN}"#));
+        // Depth costs no stack here (serde_json skips without recursing).
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(is_json_object(deep.as_bytes()));
+    }
 
     #[test]
     fn lines_are_taken_whole() {

@@ -29,14 +29,15 @@ pub enum Compare {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Show {
-    /// io: expected and got; command: the messages the tests reported
-    /// (pytest's one-line failure messages, `message()`, `replbox-message`).
+    /// io: expected and got; command: the failed tests' names and exception
+    /// types (pytest), and what the tests say with `message()` /
+    /// `replbox-message`.
     #[default]
     Message,
     /// command: everything the command printed (tracebacks may quote the
     /// hidden tests' source).
     Output,
-    /// Pass or fail alone.
+    /// Pass or fail alone (no reason, output or duration).
     None,
 }
 
@@ -60,7 +61,7 @@ pub struct TestSpec {
     #[serde(default)]
     pub compare: Compare,
     pub command: Option<String>,
-    /// For a command test: a regex its output must also match.
+    /// Refused at load: a command test's verdict is its exit status alone.
     pub expect: Option<String>,
     #[serde(default)]
     pub show: Show,
@@ -295,24 +296,15 @@ pub fn load(dir: &Path, languages: &BTreeMap<String, Language>) -> Result<Exerci
                         format!("test {:?}: a command test needs `command`", t.name),
                     ));
                 }
-                if let Some(expect) = &t.expect {
-                    if expect.contains("{nonce}") {
-                        return Err(err(
-                            &toml_path,
-                            at,
-                            format!(
-                                "test {:?}: `{{nonce}}` is gone: command tests now run in a grader container the student's code cannot reach, so remove it (and the conftest that read it)",
-                                t.name
-                            ),
-                        ));
-                    }
-                    if let Err(e) = regex::Regex::new(expect) {
-                        return Err(err(
-                            &toml_path,
-                            at,
-                            format!("test {:?}: `expect` is not a valid regex: {e}", t.name),
-                        ));
-                    }
+                if t.expect.is_some() {
+                    return Err(err(
+                        &toml_path,
+                        at,
+                        format!(
+                            "test {:?}: `expect` is gone: a command test passes by exiting 0 in the grader's container, where no student code runs (output can carry text the student's code printed, so it decides nothing); make the command exit non-zero on failure and remove `expect` (and any `{{nonce}}` conftest)",
+                            t.name
+                        ),
+                    ));
                 }
             }
         }
@@ -512,7 +504,7 @@ mod tests {
             )
         });
         let e = load(&dir, &langs).unwrap_err();
-        assert!(e.reason.contains("`{nonce}` is gone"), "{e}");
+        assert!(e.reason.contains("`expect` is gone"), "{e}");
         assert!(e.line.is_some(), "{e}");
 
         let (_t, dir) = broken_copy(|t| t.replace("\ncommand = ", "\nshow = \"all\"\ncommand = "));

@@ -42,5 +42,9 @@ for line in sys.stdin:
     except BaseException as e:  # the student's exception, SystemExit included
         reply = {"ok": False, "error": {"type": type(e).__name__, "message": str(e)[:2000]}}
     reply["stdout"] = captured.getvalue()[-65536:]
-    channel.write(json.dumps(reply, separators=(",", ":")) + "\n")
+    try:
+        line = json.dumps(reply, separators=(",", ":"), allow_nan=False)
+    except (ValueError, RecursionError) as e:  # NaN, infinity, too deep
+        line = json.dumps({"ok": False, "error": {"type": "ValueError", "message": str(e)}})
+    channel.write(line + "\n")
     channel.flush()
