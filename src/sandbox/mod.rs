@@ -31,6 +31,26 @@ fn user_ids(user: &str) -> (u32, u32) {
     (uid, parts.next().unwrap_or(uid))
 }
 
+/// Whether every user may read `path` (and search its directories).
+fn readable_by_all(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .map_err(|e| e.to_string())
+    };
+    if mode(&path)? & 0o004 == 0 {
+        return Err(format!("{} is not world-readable", path.display()));
+    }
+    for dir in path.ancestors().skip(1) {
+        if mode(dir)? & 0o001 == 0 {
+            return Err(format!("{} is not searchable by others", dir.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Where the agent is mounted inside every container.
 const AGENT_MOUNT: &str = "/opt/replbox/agent";
 
@@ -139,10 +159,17 @@ pub struct Sandboxes {
     client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     config: SandboxConfig,
     quota: Option<std::sync::Arc<quota::QuotaFs>>,
+    /// The sandbox user's uid:gid on the host, learnt from the engine.
+    host_ids: std::sync::Arc<std::sync::OnceLock<(u32, u32)>>,
 }
 
 impl Sandboxes {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        if let Err(e) = readable_by_all(&config.agent_path) {
+            // Under user-namespace remapping the container's root is not
+            // the host's: the bind mount of the agent fails.
+            warn!(path = %config.agent_path.display(), "the agent is not readable by every user ({e}): an engine that remaps user namespaces cannot mount it");
+        }
         let (uid, gid) = user_ids(&config.user);
         let quota =
             quota::QuotaFs::setup(&config.workspace_root, config.workspace_quota_mb, uid, gid)
@@ -154,6 +181,7 @@ impl Sandboxes {
             client: Default::default(),
             config,
             quota,
+            host_ids: Default::default(),
         })
     }
 
@@ -180,6 +208,52 @@ impl Sandboxes {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// The sandbox user's uid and gid as the host sees them: the configured
+    /// user, shifted by the engine's user-namespace remapping when it remaps
+    /// (`docker info` lists `name=userns`, and its root directory then ends
+    /// in the remapped root's `uid.gid`, the base of the subordinate ids).
+    /// What the server makes on the host for a sandbox is owned by these.
+    pub async fn host_ids(&self) -> Result<(u32, u32), SandboxError> {
+        if let Some(ids) = self.host_ids.get() {
+            return Ok(*ids);
+        }
+        let info = self
+            .client()?
+            .info()
+            .await
+            .map_err(|e| SandboxError::from_engine("info", e))?;
+        let (uid, gid) = user_ids(&self.config.user);
+        let remapped = info
+            .security_options
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+        let ids = if remapped {
+            let root = info.docker_root_dir.unwrap_or_default();
+            let base = root
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once('.'))
+                .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
+            match base {
+                Some((bu, bg)) => (bu + uid, bg + gid),
+                None => {
+                    warn!(%root, "the engine remaps user namespaces but its root directory does not say from where");
+                    return Err(SandboxError::Engine);
+                }
+            }
+        } else {
+            (uid, gid)
+        };
+        tracing::info!(
+            remapped,
+            uid = ids.0,
+            gid = ids.1,
+            "sandbox user on the host"
+        );
+        Ok(*self.host_ids.get_or_init(|| ids))
     }
 
     /// The engine itself, for benchmarks that compare against it.
@@ -232,8 +306,9 @@ impl Sandboxes {
         let driver_config = match &self.quota {
             Some(q) => {
                 let (q, name) = (q.clone(), volume.clone());
+                let owner = self.host_ids().await?;
                 let dir = tokio::task::spawn_blocking(move || {
-                    let dir = q.prepare(&name);
+                    let dir = q.prepare(&name, owner);
                     // Keep formatted images ready for the next ones.
                     let spare = q.clone();
                     std::thread::spawn(move || spare.fill_spares());
