@@ -5,6 +5,7 @@
 
 mod handle;
 pub mod quota;
+pub mod seccomp;
 
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 
@@ -74,6 +75,9 @@ pub enum SandboxError {
     File(#[from] FileError),
     #[error("the container engine refused the request")]
     Engine,
+    /// A configuration the sandboxes cannot be made with (at start-up).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SandboxError {
@@ -159,12 +163,16 @@ pub struct Sandboxes {
     client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     config: SandboxConfig,
     quota: Option<std::sync::Arc<quota::QuotaFs>>,
+    /// The `seccomp=` security option; `None`: the engine's default profile.
+    seccomp: Option<String>,
     /// The sandbox user's uid:gid on the host, learnt from the engine.
     host_ids: std::sync::Arc<std::sync::OnceLock<(u32, u32)>>,
 }
 
 impl Sandboxes {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let seccomp =
+            seccomp::security_opt(&config.seccomp_profile).map_err(SandboxError::Config)?;
         if let Err(e) = readable_by_all(&config.agent_path) {
             // Under user-namespace remapping the container's root is not
             // the host's: the bind mount of the agent fails.
@@ -181,6 +189,7 @@ impl Sandboxes {
             client: Default::default(),
             config,
             quota,
+            seccomp,
             host_ids: Default::default(),
         })
     }
@@ -367,7 +376,11 @@ impl Sandboxes {
                 format!("rw,nosuid,nodev,exec,size={}m,mode=1777", c.tmp_mb),
             )])),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            security_opt: Some(
+                std::iter::once("no-new-privileges".to_string())
+                    .chain(self.seccomp.clone())
+                    .collect(),
+            ),
             readonly_rootfs: Some(c.readonly_root),
             network_mode: Some(c.network.clone()),
             memory: Some(memory),
