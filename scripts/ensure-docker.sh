@@ -25,11 +25,12 @@ OLD_CMDLINE="dockerd --bridge=none --iptables=false --ip-forward=false"
 
 answers() { docker info >/dev/null 2>&1; }
 remapped() { docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'; }
-# The pid in the pid file, when it is a live dockerd.
+# The pid in the pid file, when it is a live dockerd (not a zombie).
 running_pid() {
   local pid
   pid=$(cat "$PIDFILE" 2>/dev/null) || return 0
-  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] && echo "$pid"
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] &&
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && echo "$pid"
   return 0
 }
 ours() {
@@ -42,7 +43,7 @@ how_to_remap() {
     files). To remap: add  "userns-remap": "default"  to /etc/docker/daemon.json
     and restart the engine (sudo systemctl restart docker), then run
     \`make image\` (a remapped engine has an image store of its own).
-    tests/hostile.rs's remapping test fails until then.
+    tests/sandbox.rs's remapping test fails until then.
 EOF
 }
 
@@ -69,7 +70,7 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine answers; start it (sudo systemctl start docker) and run again" >&2; exit 1
 fi
-if [ -z "$(running_pid)" ]; then
+start() {
   # A killed dockerd leaves its pid file behind.
   rm -f "$PIDFILE" "$MARK"
   say "starting dockerd (user namespaces remapped, no bridge, no iptables); log in $LOG"
@@ -77,8 +78,16 @@ if [ -z "$(running_pid)" ]; then
   nohup dockerd --userns-remap=default --bridge=none --iptables=false --ip-forward=false \
     -H "$DOCKER_HOST" --pidfile "$PIDFILE" $EXTRA >>"$LOG" 2>&1 &
   echo $! >"$MARK"
-fi
+}
+[ -n "$(running_pid)" ] || start
+retried=
 for _ in $(seq 1 60); do
+  # After a kill -9 the old containerd may still hold its socket, and the
+  # new dockerd gives up on it: once, start it again.
+  started=$(cat "$MARK" 2>/dev/null || true)
+  if [ -n "$started" ] && [ ! -e "/proc/$started" ] && [ -z "$retried" ]; then
+    retried=1; sleep 1; start
+  fi
   if answers; then
     if remapped; then
       say "engine answers (user namespaces remapped: $(grep '^dockremap:' /etc/subuid 2>/dev/null || echo '?'))"
