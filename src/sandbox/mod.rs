@@ -32,6 +32,34 @@ fn user_ids(user: &str) -> (u32, u32) {
     (uid, parts.next().unwrap_or(uid))
 }
 
+/// The host ids of `(uid, gid)` in a container of an engine with these
+/// `docker info` security options and root directory: `None` when the
+/// engine does not remap user namespaces; shifted by the remapped root's
+/// ids (the root directory's last part, `100000.100000`) when it does.
+fn shifted_ids(
+    security_options: &[String],
+    root_dir: &str,
+    (uid, gid): (u32, u32),
+) -> Result<Option<(u32, u32)>, String> {
+    let remapped = security_options
+        .iter()
+        .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+    if !remapped {
+        return Ok(None);
+    }
+    let base = root_dir
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once('.'))
+        .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
+    match base {
+        Some((bu, bg)) => Ok(Some((bu + uid, bg + gid))),
+        None => Err(format!(
+            "the engine remaps user namespaces, but its root directory {root_dir} does not end in the remapped root's uid.gid"
+        )),
+    }
+}
+
 /// Whether every user may read `path` (and search its directories).
 fn readable_by_all(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
@@ -233,35 +261,29 @@ impl Sandboxes {
             .info()
             .await
             .map_err(|e| SandboxError::from_engine("info", e))?;
-        let (uid, gid) = user_ids(&self.config.user);
-        let remapped = info
-            .security_options
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o.split(',').any(|kv| kv == "name=userns"));
-        let ids = if remapped {
-            let root = info.docker_root_dir.unwrap_or_default();
-            let base = root
-                .rsplit('/')
-                .next()
-                .and_then(|last| last.split_once('.'))
-                .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
-            match base {
-                Some((bu, bg)) => (bu + uid, bg + gid),
-                None => {
-                    warn!(%root, "the engine remaps user namespaces but its root directory does not say from where");
-                    return Err(SandboxError::Engine);
-                }
+        let ids = user_ids(&self.config.user);
+        let ids = match shifted_ids(
+            &info.security_options.unwrap_or_default(),
+            &info.docker_root_dir.unwrap_or_default(),
+            ids,
+        ) {
+            Ok(Some(shifted)) => {
+                tracing::info!(
+                    uid = shifted.0,
+                    gid = shifted.1,
+                    "sandbox user on the host (user namespaces remapped)"
+                );
+                shifted
             }
-        } else {
-            (uid, gid)
+            Ok(None) => {
+                warn!(uid = ids.0, "the engine does not remap user namespaces: the sandbox user is the same uid on the host (scripts/ensure-docker.sh says how to remap)");
+                ids
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot learn the engine's user-namespace mapping");
+                return Err(SandboxError::Engine);
+            }
         };
-        tracing::info!(
-            remapped,
-            uid = ids.0,
-            gid = ids.1,
-            "sandbox user on the host"
-        );
         Ok(*self.host_ids.get_or_init(|| ids))
     }
 
@@ -662,5 +684,29 @@ impl Sandboxes {
             security_opt: host.security_opt.unwrap_or_default(),
             user: info.config.and_then(|c| c.user).unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_follow_the_engines_remapping() {
+        let plain = ["name=seccomp,profile=default".to_string()];
+        assert_eq!(
+            shifted_ids(&plain, "/var/lib/docker", (1000, 1000)),
+            Ok(None)
+        );
+        let remapped = [plain[0].clone(), "name=userns".to_string()];
+        assert_eq!(
+            shifted_ids(&remapped, "/var/lib/docker/100000.100000", (1000, 1000)),
+            Ok(Some((101000, 101000)))
+        );
+        assert_eq!(
+            shifted_ids(&remapped, "/srv/docker/231072.231072", (1000, 1001)),
+            Ok(Some((232072, 232073)))
+        );
+        assert!(shifted_ids(&remapped, "/var/lib/docker", (1000, 1000)).is_err());
     }
 }
