@@ -24,6 +24,12 @@ if docker image inspect "$IMAGE:$hash" >/dev/null 2>&1; then
   exit 0
 fi
 
+# One build at a time per cache: a second debootstrap into the same root
+# filesystem (its `rm -rf` first) spoils the one under way.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build-image.lock"
+flock 9
+
 if ! docker image inspect "replbox-base:$base_hash" >/dev/null 2>&1; then
   rootfs="$CACHE/rootfs-$base_hash"
   if [ ! -f "$rootfs/.replbox-complete" ]; then

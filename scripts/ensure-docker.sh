@@ -1,9 +1,67 @@
 #!/usr/bin/env bash
-# Makes sure a Docker engine answers: installs Debian's docker.io when the
-# daemon is missing and starts it off the network when it is not running.
+# Makes sure a Docker engine answers, with user namespaces remapped
+# (`--userns-remap=default`: uid 1000 in a sandbox is not uid 1000 on the
+# host). Installs Debian's docker.io when the daemon is missing and starts it
+# off the network when it is not running. An engine this script started
+# without remapping (an older version of it did) is restarted with it; one
+# it did not start is left alone, and the script says how to remap it.
+#
+# The engine is the default one unless these say otherwise (a second engine
+# beside another, as a test bench): DOCKER_HOST, REPLBOX_DOCKERD_PIDFILE,
+# REPLBOX_DOCKERD_LOG, and REPLBOX_DOCKERD_ARGS (e.g. `--data-root ...
+# --exec-root ...`).
 set -euo pipefail
 say() { echo "==> docker: $*"; }
-if docker info >/dev/null 2>&1; then say "engine answers"; exit 0; fi
+warn() { echo "==> docker: WARNING: $*" >&2; }
+
+export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+PIDFILE=${REPLBOX_DOCKERD_PIDFILE:-/var/run/docker.pid}
+LOG=${REPLBOX_DOCKERD_LOG:-/var/log/replbox-dockerd.log}
+EXTRA=${REPLBOX_DOCKERD_ARGS:-}
+# The pid of the dockerd this script started last, beside its pid file.
+MARK="$PIDFILE.replbox"
+# What this script ran before it remapped: such an engine is ours too.
+OLD_CMDLINE="dockerd --bridge=none --iptables=false --ip-forward=false"
+
+answers() { docker info >/dev/null 2>&1; }
+remapped() { docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'; }
+# The pid in the pid file, when it is a live dockerd (not a zombie).
+running_pid() {
+  local pid
+  pid=$(cat "$PIDFILE" 2>/dev/null) || return 0
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] &&
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && echo "$pid"
+  return 0
+}
+ours() {
+  [ "$(cat "$MARK" 2>/dev/null)" = "$1" ] && return 0
+  [ "$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | sed 's/ $//')" = "$OLD_CMDLINE" ]
+}
+how_to_remap() {
+  cat >&2 <<EOF
+    Sandboxes then run as host uid 1000 (the same uid as a host user's
+    files). To remap: add  "userns-remap": "default"  to /etc/docker/daemon.json
+    and restart the engine (sudo systemctl restart docker), then run
+    \`make image\` (a remapped engine has an image store of its own).
+    tests/sandbox.rs's remapping test fails until then.
+EOF
+}
+
+if answers; then
+  if remapped; then say "engine answers (user namespaces remapped)"; exit 0; fi
+  pid=$(running_pid)
+  if [ -z "$pid" ] || ! ours "$pid" || [ "$(id -u)" != 0 ]; then
+    warn "the engine at $DOCKER_HOST runs WITHOUT user-namespace remapping, and this script did not start it, so it leaves it alone."
+    how_to_remap
+    exit 0
+  fi
+  say "dockerd $pid (started by this script) runs without --userns-remap: restarting it with it"
+  say "(its containers stop; the remapped engine has its own image store, so \`make image\` builds the image again)"
+  kill -TERM "$pid"
+  for _ in $(seq 1 120); do [ -e "/proc/$pid" ] || break; sleep 0.5; done
+  if [ -e "/proc/$pid" ]; then echo "dockerd $pid did not stop within 60 s" >&2; exit 1; fi
+fi
+
 if ! command -v dockerd >/dev/null; then
   say "installing docker.io (apt)"
   if [ "$(id -u)" != 0 ]; then echo "need root to install docker.io; install it and start dockerd" >&2; exit 1; fi
@@ -12,14 +70,34 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine answers; start it (sudo systemctl start docker) and run again" >&2; exit 1
 fi
-if ! pgrep -x dockerd >/dev/null; then
-  rm -f /var/run/docker.pid
-  say "starting dockerd (no bridge, no iptables); log in /var/log/replbox-dockerd.log"
-  nohup dockerd --bridge=none --iptables=false --ip-forward=false >/var/log/replbox-dockerd.log 2>&1 &
-fi
+start() {
+  # A killed dockerd leaves its pid file behind.
+  rm -f "$PIDFILE" "$MARK"
+  say "starting dockerd (user namespaces remapped, no bridge, no iptables); log in $LOG"
+  # shellcheck disable=SC2086 # EXTRA is a list of flags
+  nohup dockerd --userns-remap=default --bridge=none --iptables=false --ip-forward=false \
+    -H "$DOCKER_HOST" --pidfile "$PIDFILE" $EXTRA >>"$LOG" 2>&1 &
+  echo $! >"$MARK"
+}
+[ -n "$(running_pid)" ] || start
+retried=
 for _ in $(seq 1 60); do
-  if docker info >/dev/null 2>&1; then say "engine answers"; exit 0; fi
+  # After a kill -9 the old containerd may still hold its socket, and the
+  # new dockerd gives up on it: once, start it again.
+  started=$(cat "$MARK" 2>/dev/null || true)
+  if [ -n "$started" ] && [ ! -e "/proc/$started" ] && [ -z "$retried" ]; then
+    retried=1; sleep 1; start
+  fi
+  if answers; then
+    if remapped; then
+      say "engine answers (user namespaces remapped: $(grep '^dockremap:' /etc/subuid 2>/dev/null || echo '?'))"
+    else
+      warn "the engine answers but does not remap user namespaces (see $LOG)"
+      how_to_remap
+    fi
+    exit 0
+  fi
   sleep 0.5
 done
-echo "dockerd did not answer within 30 s; see /var/log/replbox-dockerd.log" >&2
+echo "dockerd did not answer within 30 s; see $LOG" >&2
 exit 1

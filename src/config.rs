@@ -197,6 +197,12 @@ pub struct SandboxConfig {
     )]
     pub workspace_root: PathBuf,
 
+    /// The seccomp profile of every sandbox: `builtin` (docker/seccomp.json,
+    /// narrower than the engine's default), `engine-default`, or the path of
+    /// a JSON profile.
+    #[arg(long, env = "REPLBOX_SECCOMP_PROFILE", default_value = "builtin")]
+    pub seccomp_profile: String,
+
     /// Prefix of container and volume names (tests use their own).
     #[arg(long, env = "REPLBOX_NAME_PREFIX", default_value = "replbox")]
     pub name_prefix: String,

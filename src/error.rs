@@ -111,7 +111,7 @@ impl From<SandboxError> for AppError {
                 "The sandbox agent does not match this server's version; the administrator must rebuild it.",
             ),
             SandboxError::File(f) => f.into(),
-            SandboxError::Engine => Self::new(
+            SandboxError::Engine | SandboxError::Config(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "engine_error",
                 "The sandbox engine refused the request. Try again; your files are safe.",

@@ -50,7 +50,10 @@ pub async fn serve(
     let store = Store::open(&config.data_dir).await?;
     let session_store = SqliteStore::new(store.pool().clone());
     session_store.migrate().await?;
-    let sandboxes = Sandboxes::new(config.sandbox.clone())?;
+    let sandboxes = Sandboxes::new(config.sandbox.clone()).map_err(|e| match e {
+        sandbox::SandboxError::Config(m) => ServeError::Config(m),
+        e => e.into(),
+    })?;
     let metrics = metrics::Metrics::default();
     let registry =
         Registry::open(config.clone(), sandboxes, store.clone(), metrics.clone()).await?;

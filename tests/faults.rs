@@ -74,10 +74,22 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        Command::new("pkill")
-            .args(["-TERM", "-x", "dockerd"])
+        // Only this engine's dockerd (another may serve others beside it):
+        // the one its pid file names, as scripts/ensure-docker.sh starts it.
+        let pidfile = std::env::var("REPLBOX_DOCKERD_PIDFILE")
+            .unwrap_or_else(|_| "/var/run/docker.pid".into());
+        let dockerd = std::fs::read_to_string(&pidfile).unwrap_or_else(|e| {
+            panic!(
+                "{pidfile}: {e} (set REPLBOX_DOCKERD_PIDFILE to the pid file of the engine at {})",
+                config.sandbox.docker_socket
+            )
+        });
+        let dockerd: i32 = dockerd.trim().parse().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &dockerd.to_string()])
             .status()
             .unwrap();
+        assert!(status.success(), "kill -TERM {dockerd}");
         let t = Instant::now();
         while engine_answers().await {
             assert!(
@@ -86,12 +98,7 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        while Command::new("pgrep")
-            .args(["-x", "dockerd"])
-            .status()
-            .unwrap()
-            .success()
-        {
+        while std::path::Path::new(&format!("/proc/{dockerd}")).exists() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let health = reqwest::get(server.url("/healthz")).await.unwrap();

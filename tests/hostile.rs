@@ -137,6 +137,40 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 },
             },
             Attack {
+                // What the seccomp profile removes (docker/seccomp.json),
+                // called directly: EPERM for each, where Docker 20.10's
+                // own profile allows io_uring_setup and ptrace.
+                name: "system calls the profile removes",
+                body: json!({"command": format!("python3 -c '{REMOVED_SYSCALLS}'")}),
+                check: |r| {
+                    let out = r["stdout"].as_str().unwrap();
+                    let lines: Vec<&str> = out.lines().collect();
+                    (r["exitCode"] == 0
+                        && lines.len() == 12
+                        && lines.iter().all(|l| l.ends_with(": Operation not permitted")))
+                    .then_some(())
+                    .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
+                // getpid through the 32-bit table (int 0x80) from a 64-bit
+                // process: that table is not in the profile, and runc kills
+                // a process calling outside it (SIGSYS, 128 + 31).
+                name: "a 32-bit system call",
+                body: json!({"command": format!("python3 -c '{INT_80}'; echo \"exit $?\"")}),
+                check: |r| (r["stdout"] == "exit 159\n").then_some(()).ok_or_else(|| short(r)),
+            },
+            Attack {
+                name: "a user namespace of its own",
+                body: json!({"command": "unshare -U -r id; unshare -m true"}),
+                check: |r| {
+                    let err = r["stderr"].as_str().unwrap();
+                    (r["stdout"] == "" && err.matches("unshare failed: Operation not permitted").count() == 2)
+                        .then_some(())
+                        .ok_or_else(|| short(r))
+                },
+            },
+            Attack {
                 name: "filling the workspace",
                 body: json!({"command": "dd if=/dev/zero of=fill bs=1M count=1500 status=none"}),
                 check: |r| {
@@ -184,6 +218,49 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
     })
     .await
 }
+
+/// Calls what the seccomp profile removes, one line each: `name: outcome`.
+/// (No single quote: it runs as `python3 -c '...'`.)
+const REMOVED_SYSCALLS: &str = r#"
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(4096)
+L = ctypes.c_long
+class Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+iov = ctypes.byref(Iovec(ctypes.cast(buf, ctypes.c_void_p), 16))
+calls = [
+    ("io_uring_setup", 425, [L(8), buf]),
+    ("keyctl", 250, [L(0), L(-3), L(0)]),
+    ("add_key", 248, [ctypes.c_char_p(b"user"), ctypes.c_char_p(b"k"), buf, L(1), L(-3)]),
+    ("userfaultfd", 323, [L(0)]),
+    ("perf_event_open", 298, [buf, L(0), L(-1), L(-1), L(0)]),
+    ("bpf", 321, [L(0), buf, L(48)]),
+    ("ptrace", 101, [L(0), L(0), L(0), L(0)]),
+    ("process_vm_readv", 310, [L(os.getpid()), iov, L(1), iov, L(1), L(0)]),
+    ("unshare", 272, [L(0x10000000)]),
+    ("name_to_handle_at", 303, [L(-100), ctypes.c_char_p(b"/"), buf, buf, L(0)]),
+    ("mount", 165, [ctypes.c_char_p(b"none"), ctypes.c_char_p(b"/tmp"), ctypes.c_char_p(b"tmpfs"), L(0), L(0)]),
+]
+for name, nr, args in calls:
+    ctypes.set_errno(0)
+    r = libc.syscall(L(nr), *args)
+    print(name + ": " + (os.strerror(ctypes.get_errno()) if r == -1 else "allowed"))
+try:
+    socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET, 0)
+    print("AF_ALG socket: allowed")
+except OSError as e:
+    print("AF_ALG socket: " + e.strerror)
+"#;
+
+/// Calls getpid through `int 0x80` (machine code in an executable page).
+const INT_80: &str = r#"
+import ctypes, mmap
+m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+m.write(b"\xb8\x14\x00\x00\x00\xcd\x80\xc3")
+f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))
+print("int 0x80 getpid:", f())
+"#;
 
 /// A result without its (possibly huge) output, for a failure message.
 fn short(r: &Value) -> String {

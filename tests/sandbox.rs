@@ -330,6 +330,17 @@ async fn the_sandbox_is_locked_down() {
         assert_eq!(limits.network_mode, "none");
         assert!(limits.readonly_root);
         assert_eq!(limits.cap_drop, ["ALL"]);
+        // Our own seccomp profile (docker/seccomp.json), in filter mode.
+        assert!(
+            limits
+                .security_opt
+                .iter()
+                .any(|o| o.starts_with("seccomp={") && o.contains("SCMP_ARCH_X86_64")),
+            "{:?}",
+            limits.security_opt.iter().map(|o| &o[..o.len().min(40)]).collect::<Vec<_>>()
+        );
+        let (seccomp, _, _) = run(&h, "grep Seccomp: /proc/self/status").await;
+        assert_eq!(seccomp.split_whitespace().last(), Some("2"), "{seccomp}");
         // Seen from inside too (cgroup v2 or v1).
         let (pids_max, _, _) =
             run(&h, "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max").await;
@@ -398,6 +409,94 @@ async fn agent_survives_signals_from_its_jobs() {
         run(&h, "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; sleep 0.5").await;
         let (z, _, _) = run(&h, "ps -eo stat | grep -c '^Z' || true").await;
         assert_eq!(z.trim(), "0");
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// The agent (PID 1 of a sandbox, uid 1000 inside) runs as another uid on
+/// the host when the engine remaps user namespaces, and the workspace's
+/// files are that uid's. `make test` starts the engine remapped
+/// (scripts/ensure-docker.sh); an engine that does not remap fails here.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_user_is_not_a_host_user() {
+    within(90, async {
+        let sb = engine(sandbox_config()).await;
+        let h = sb
+            .create(&CreateSpec {
+                session: "remap".into(),
+                expires_at: chrono::Utc::now().timestamp() + 600,
+                ..Default::default()
+            })
+            .await
+            .expect("create sandbox");
+        let info = sb
+            .docker()
+            .unwrap()
+            .inspect_container(h.container_id(), None)
+            .await
+            .unwrap();
+        let pid = info.state.and_then(|s| s.pid).expect("the agent's pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uids: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|u| u.parse().unwrap())
+            .collect();
+        let (host_uid, host_gid) = sb.host_ids().await.unwrap();
+        cleanup(&sb).await;
+        assert!(
+            uids.iter().all(|&u| u != 1000),
+            "the sandbox's uid 1000 is uid 1000 on the host ({uids:?}): the engine at {} does \
+             not remap user namespaces. Start it with --userns-remap=default (`make docker` does, \
+             through scripts/ensure-docker.sh; an engine it did not start must be restarted by \
+             hand), then `make image`.",
+            sb.config().docker_socket
+        );
+        assert!(
+            uids.iter().all(|&u| u == host_uid),
+            "{uids:?} vs {host_uid}"
+        );
+        assert_ne!(host_gid, 1000);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspace_files_belong_to_the_remapped_user() {
+    within(90, async {
+        let sb = engine(sandbox_config()).await;
+        let Some(_) = sb.quota_mb() else {
+            println!("workspace quotas are off here: workspaces are the engine's volumes");
+            return;
+        };
+        let h = sb
+            .create(&CreateSpec {
+                session: "owner".into(),
+                expires_at: chrono::Utc::now().timestamp() + 600,
+                ..Default::default()
+            })
+            .await
+            .expect("create sandbox");
+        let out = h
+            .spawn(JobSpec::shell(
+                "mkdir -p d && echo x > d/f && stat -c %u:%g d/f",
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1000:1000\n");
+        let (uid, gid) = sb.host_ids().await.unwrap();
+        let dir = sb.config().workspace_root.join(sb.volume_name("owner"));
+        use std::os::unix::fs::MetadataExt;
+        for p in [dir.clone(), dir.join("d"), dir.join("d/f")] {
+            let m = std::fs::metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (uid, gid), "{}", p.display());
+        }
         cleanup(&sb).await;
     })
     .await

@@ -5,6 +5,7 @@
 
 mod handle;
 pub mod quota;
+pub mod seccomp;
 
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 
@@ -31,6 +32,54 @@ fn user_ids(user: &str) -> (u32, u32) {
     (uid, parts.next().unwrap_or(uid))
 }
 
+/// The host ids of `(uid, gid)` in a container of an engine with these
+/// `docker info` security options and root directory: `None` when the
+/// engine does not remap user namespaces; shifted by the remapped root's
+/// ids (the root directory's last part, `100000.100000`) when it does.
+fn shifted_ids(
+    security_options: &[String],
+    root_dir: &str,
+    (uid, gid): (u32, u32),
+) -> Result<Option<(u32, u32)>, String> {
+    let remapped = security_options
+        .iter()
+        .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+    if !remapped {
+        return Ok(None);
+    }
+    let base = root_dir
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.split_once('.'))
+        .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)));
+    match base {
+        Some((bu, bg)) => Ok(Some((bu + uid, bg + gid))),
+        None => Err(format!(
+            "the engine remaps user namespaces, but its root directory {root_dir} does not end in the remapped root's uid.gid"
+        )),
+    }
+}
+
+/// Whether every user may read `path` (and search its directories).
+fn readable_by_all(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .map_err(|e| e.to_string())
+    };
+    if mode(&path)? & 0o004 == 0 {
+        return Err(format!("{} is not world-readable", path.display()));
+    }
+    for dir in path.ancestors().skip(1) {
+        if mode(dir)? & 0o001 == 0 {
+            return Err(format!("{} is not searchable by others", dir.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Where the agent is mounted inside every container.
 const AGENT_MOUNT: &str = "/opt/replbox/agent";
 
@@ -54,6 +103,9 @@ pub enum SandboxError {
     File(#[from] FileError),
     #[error("the container engine refused the request")]
     Engine,
+    /// A configuration the sandboxes cannot be made with (at start-up).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SandboxError {
@@ -141,10 +193,21 @@ pub struct Sandboxes {
     client: std::sync::Arc<std::sync::RwLock<Option<Docker>>>,
     config: SandboxConfig,
     quota: Option<std::sync::Arc<quota::QuotaFs>>,
+    /// The `seccomp=` security option; `None`: the engine's default profile.
+    seccomp: Option<String>,
+    /// The sandbox user's uid:gid on the host, learnt from the engine.
+    host_ids: std::sync::Arc<std::sync::OnceLock<(u32, u32)>>,
 }
 
 impl Sandboxes {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let seccomp =
+            seccomp::security_opt(&config.seccomp_profile).map_err(SandboxError::Config)?;
+        if let Err(e) = readable_by_all(&config.agent_path) {
+            // Under user-namespace remapping the container's root is not
+            // the host's: the bind mount of the agent fails.
+            warn!(path = %config.agent_path.display(), "the agent is not readable by every user ({e}): an engine that remaps user namespaces cannot mount it");
+        }
         let (uid, gid) = user_ids(&config.user);
         let quota =
             quota::QuotaFs::setup(&config.workspace_root, config.workspace_quota_mb, uid, gid)
@@ -156,6 +219,8 @@ impl Sandboxes {
             client: Default::default(),
             config,
             quota,
+            seccomp,
+            host_ids: Default::default(),
         })
     }
 
@@ -182,6 +247,46 @@ impl Sandboxes {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// The sandbox user's uid and gid as the host sees them: the configured
+    /// user, shifted by the engine's user-namespace remapping when it remaps
+    /// (`docker info` lists `name=userns`, and its root directory then ends
+    /// in the remapped root's `uid.gid`, the base of the subordinate ids).
+    /// What the server makes on the host for a sandbox is owned by these.
+    pub async fn host_ids(&self) -> Result<(u32, u32), SandboxError> {
+        if let Some(ids) = self.host_ids.get() {
+            return Ok(*ids);
+        }
+        let info = self
+            .client()?
+            .info()
+            .await
+            .map_err(|e| SandboxError::from_engine("info", e))?;
+        let ids = user_ids(&self.config.user);
+        let ids = match shifted_ids(
+            &info.security_options.unwrap_or_default(),
+            &info.docker_root_dir.unwrap_or_default(),
+            ids,
+        ) {
+            Ok(Some(shifted)) => {
+                tracing::info!(
+                    uid = shifted.0,
+                    gid = shifted.1,
+                    "sandbox user on the host (user namespaces remapped)"
+                );
+                shifted
+            }
+            Ok(None) => {
+                warn!(uid = ids.0, "the engine does not remap user namespaces: the sandbox user is the same uid on the host (scripts/ensure-docker.sh says how to remap)");
+                ids
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot learn the engine's user-namespace mapping");
+                return Err(SandboxError::Engine);
+            }
+        };
+        Ok(*self.host_ids.get_or_init(|| ids))
     }
 
     /// The engine itself, for benchmarks that compare against it.
@@ -234,8 +339,9 @@ impl Sandboxes {
         let driver_config = match &self.quota {
             Some(q) => {
                 let (q, name) = (q.clone(), volume.clone());
+                let owner = self.host_ids().await?;
                 let dir = tokio::task::spawn_blocking(move || {
-                    let dir = q.prepare(&name);
+                    let dir = q.prepare(&name, owner);
                     // Keep formatted images ready for the next ones.
                     let spare = q.clone();
                     std::thread::spawn(move || spare.fill_spares());
@@ -294,7 +400,11 @@ impl Sandboxes {
                 format!("rw,nosuid,nodev,exec,size={}m,mode=1777", c.tmp_mb),
             )])),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            security_opt: Some(
+                std::iter::once("no-new-privileges".to_string())
+                    .chain(self.seccomp.clone())
+                    .collect(),
+            ),
             readonly_rootfs: Some(c.readonly_root),
             network_mode: Some(c.network.clone()),
             memory: Some(memory),
@@ -576,5 +686,29 @@ impl Sandboxes {
             security_opt: host.security_opt.unwrap_or_default(),
             user: info.config.and_then(|c| c.user).unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_follow_the_engines_remapping() {
+        let plain = ["name=seccomp,profile=default".to_string()];
+        assert_eq!(
+            shifted_ids(&plain, "/var/lib/docker", (1000, 1000)),
+            Ok(None)
+        );
+        let remapped = [plain[0].clone(), "name=userns".to_string()];
+        assert_eq!(
+            shifted_ids(&remapped, "/var/lib/docker/100000.100000", (1000, 1000)),
+            Ok(Some((101000, 101000)))
+        );
+        assert_eq!(
+            shifted_ids(&remapped, "/srv/docker/231072.231072", (1000, 1001)),
+            Ok(Some((232072, 232073)))
+        );
+        assert!(shifted_ids(&remapped, "/var/lib/docker", (1000, 1000)).is_err());
     }
 }

@@ -139,8 +139,9 @@ impl QuotaFs {
         Ok(())
     }
 
-    /// The workspace's directory, mounted (its image made when new).
-    pub fn prepare(&self, volume: &str) -> Result<PathBuf, QuotaError> {
+    /// The workspace's directory, mounted (its image made when new), and
+    /// owned by `owner`: the sandbox user as the host sees it.
+    pub fn prepare(&self, volume: &str, owner: (u32, u32)) -> Result<PathBuf, QuotaError> {
         let (dir, image) = (self.dir(volume), self.image(volume));
         if is_mounted(&dir) {
             return Ok(dir);
@@ -153,6 +154,7 @@ impl QuotaFs {
         }
         std::fs::create_dir_all(&dir).map_err(io)?;
         self.mount(&image, &dir)?;
+        own(&dir, owner)?;
         Ok(dir)
     }
 
@@ -220,6 +222,26 @@ impl QuotaFs {
         let _ = std::fs::remove_dir(&dir);
         let _ = std::fs::remove_file(&image);
     }
+}
+
+/// Gives a mounted workspace to `uid:gid` when its root belongs to someone
+/// else: a spare formatted before the engine's user-namespace mapping was
+/// known, or a workspace made under an engine that mapped differently (or
+/// not at all). What the old owner owned becomes the new owner's; the rest
+/// (root's files) stays. The workspace is a filesystem of its own, and
+/// `-h` with `-R` follows no symbolic link, so nothing outside it changes.
+fn own(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), QuotaError> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata(dir).map_err(io)?;
+    if (root.uid(), root.gid()) == (uid, gid) {
+        return Ok(());
+    }
+    info!(workspace = %dir.display(), from = root.uid(), to = uid, "workspace owner changed");
+    run(Command::new("chown")
+        .args(["-R", "-h"])
+        .arg(format!("--from={}:{}", root.uid(), root.gid()))
+        .arg(format!("{uid}:{gid}"))
+        .arg(dir))
 }
 
 extern "C" {
