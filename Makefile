@@ -35,11 +35,11 @@ static/node_modules/.package-lock.json: static/package-lock.json
 
 # Python packages the tests and the bench use on the host (PyPI): nbformat
 # validates saved notebooks; jupyter_client + ipykernel are the baseline of
-# the notebook benchmark.
+# the notebook benchmark, websockets its client of our socket.
 pydeps:
-	@python3 -c "import nbformat, jupyter_client, ipykernel" 2>/dev/null || { \
-	  echo "==> pip: nbformat jupyter_client ipykernel"; \
-	  python3 -m pip install --quiet --disable-pip-version-check nbformat jupyter_client ipykernel; }
+	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets" 2>/dev/null || { \
+	  echo "==> pip: nbformat jupyter_client ipykernel websockets"; \
+	  python3 -m pip install --quiet --disable-pip-version-check nbformat jupyter_client ipykernel websockets; }
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

@@ -21,7 +21,7 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const RUNS: usize = 200;
-const EXEC_RUNS: usize = 100;
+const WARM_UP: usize = 10;
 const STARTS: usize = 15;
 const STREAM_BYTES: u64 = 268_435_456;
 const STREAM_RUNS: usize = 11;
@@ -39,11 +39,9 @@ async fn remove_all(sandboxes: &Sandboxes) {
     }
 }
 
-/// Waits until the server's warm pool holds `n` containers (from /metrics:
-/// live sandboxes minus sessions with one is not exposed, so the engine's
-/// list of pool containers is asked instead).
-async fn wait_pool(_addr: &str, n: usize) {
-    let prefix = POOL_PREFIX.get().expect("prefix set");
+/// Waits until the warm pool of the server whose containers carry `prefix`
+/// holds `n` containers (the engine's list of pool containers says).
+async fn wait_pool_of(prefix: &str, n: usize) {
     let sandboxes = Sandboxes::new(sandbox_config(prefix)).unwrap();
     for _ in 0..100 {
         let pool = sandboxes
@@ -61,8 +59,6 @@ async fn wait_pool(_addr: &str, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-static POOL_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -153,8 +149,9 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// A new browser: visits the page, opens its socket.
-async fn browser(addr: &str, mode: &str) -> Ws {
+/// A new browser's socket: visits the page for its cookie; the socket's URL
+/// and that cookie.
+async fn socket_url(addr: &str, mode: &str) -> (String, String) {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())
@@ -165,10 +162,17 @@ async fn browser(addr: &str, mode: &str) -> Ws {
     let cookie = jar
         .cookies(&format!("http://{addr}/").parse().unwrap())
         .unwrap();
-    let mut req = format!("ws://{addr}/ws?output={mode}")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("cookie", cookie);
+    (
+        format!("ws://{addr}/ws?output={mode}"),
+        cookie.to_str().unwrap().to_string(),
+    )
+}
+
+/// A new browser: visits the page, opens its socket.
+async fn browser(addr: &str, mode: &str) -> Ws {
+    let (url, cookie) = socket_url(addr, mode).await;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .unwrap();
@@ -252,7 +256,6 @@ async fn docker_exec(docker: &bollard::Docker, id: &str, cmd: &[&str]) -> (Durat
 #[tokio::main]
 async fn main() {
     let prefix = format!("rbb-{:06x}", rand::random::<u32>() & 0xffffff);
-    POOL_PREFIX.set(prefix.clone()).unwrap();
     let sandboxes = Sandboxes::new(sandbox_config(&prefix)).unwrap();
     sandboxes
         .ping()
@@ -260,6 +263,8 @@ async fn main() {
         .expect("no Docker engine: run `make docker`");
     let docker = sandboxes.docker().unwrap();
     let mut out = serde_json::Map::new();
+    // Measurements that could not be taken: `make bench` fails on them.
+    let mut failures: Vec<String> = Vec::new();
 
     // --- The agent alone, and the engine's exec, on one container.
     eprintln!("bench: agent round trip vs docker exec");
@@ -282,15 +287,7 @@ async fn main() {
             .unwrap();
         agent.push(ms(t.elapsed()));
     }
-    let mut exec = Vec::new();
-    for _ in 0..EXEC_RUNS {
-        exec.push(ms(docker_exec(&docker, handle.container_id(), &["true"])
-            .await
-            .0));
-    }
-    let exec_p50 = pct(&mut exec, 0.5);
     out.insert("agent_roundtrip_p50_ms".into(), json!(pct(&mut agent, 0.5)));
-    out.insert("docker_exec_p50_ms".into(), json!(exec_p50));
 
     let cmd = format!("head -c {STREAM_BYTES} /dev/zero");
     // The same through the agent connection alone (no socket): a diagnostic.
@@ -353,7 +350,7 @@ async fn main() {
     let server = Server::start(&prefix, 4).await;
     let mut warm = Vec::new();
     for _ in 0..STARTS {
-        wait_pool(&server.addr, 4).await;
+        wait_pool_of(&prefix, 4).await;
         let t = Instant::now();
         let mut ws = browser(&server.addr, "binary").await;
         run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
@@ -364,15 +361,31 @@ async fn main() {
         json!(pct(&mut warm, 0.5)),
     );
 
-    eprintln!("bench: run round trip through the page's socket");
+    // A run of `true` through the page's socket against the engine's exec
+    // of `true` in the same container (the session's), alternating, after
+    // the same warm-up for both.
+    eprintln!("bench: run round trip through the page's socket vs docker exec, alternating");
     let mut ws = browser(&server.addr, "binary").await;
-    run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
-    let mut rt = Vec::new();
-    for _ in 0..RUNS {
-        rt.push(ms(run(&mut ws, json!({"type": "run", "argv": ["true"]}))
+    let (host, _) = run_text(&mut ws, "cat /etc/hostname").await;
+    let host = host.trim().to_string();
+    let (mut rt, mut exec) = (Vec::new(), Vec::new());
+    for i in 0..WARM_UP + RUNS {
+        let ours = ms(run(&mut ws, json!({"type": "run", "argv": ["true"]}))
             .await
-            .0));
+            .0);
+        // One exec per two runs: an exec costs fifteen runs' time.
+        let theirs = if i % 2 == 0 {
+            Some(ms(docker_exec(&docker, &host, &["true"]).await.0))
+        } else {
+            None
+        };
+        if i >= WARM_UP {
+            rt.push(ours);
+            exec.extend(theirs);
+        }
     }
+    let exec_p50 = pct(&mut exec, 0.5);
+    out.insert("docker_exec_p50_ms".into(), json!(exec_p50));
     let rt_p50 = pct(&mut rt, 0.5);
     out.insert("run_roundtrip_p50_ms".into(), json!(rt_p50));
     out.insert("run_roundtrip_p99_ms".into(), json!(pct(&mut rt, 0.99)));
@@ -385,14 +398,13 @@ async fn main() {
     // same container, alternating, medians of STREAM_RUNS each (one run
     // varies by a factor of 3 on 2 cores).
     eprintln!("bench: streaming 256 MiB through the page's socket and by docker exec");
-    let (host, _) = run_text(&mut ws, "cat /etc/hostname").await;
     let rss_before = server.rss_kb("VmRSS:");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..STREAM_RUNS {
         let (d, bytes) = run(&mut ws, json!({"type": "run", "command": cmd})).await;
         assert!(bytes >= STREAM_BYTES, "got {bytes} bytes");
         ours.push(STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64());
-        let (d, bytes) = docker_exec(&docker, host.trim(), &["sh", "-c", &cmd]).await;
+        let (d, bytes) = docker_exec(&docker, &host, &["sh", "-c", &cmd]).await;
         assert!(bytes >= STREAM_BYTES);
         theirs.push(STREAM_BYTES as f64 / 1048576.0 / d.as_secs_f64());
     }
@@ -411,87 +423,51 @@ async fn main() {
         "server_rss_before_stream_mb".into(),
         json!(rss_before / 1024),
     );
+    let peak = server.rss_kb("VmHWM:");
+    out.insert("server_peak_rss_mb".into(), json!(peak / 1024));
     out.insert(
-        "server_peak_rss_mb".into(),
-        json!(server.rss_kb("VmHWM:") / 1024),
+        "server_peak_rss_growth_mb".into(),
+        json!((peak as i64 - rss_before as i64) / 1024),
     );
 
     // --- Notebook cells: `1+1` through the socket to a kernel in the
-    // sandbox, against ipykernel on the host driven by jupyter_client.
-    eprintln!("bench: notebook cells through the socket and ipykernel directly");
-    let mut nb = browser(&server.addr, "json").await;
-    nb.send(Message::Text(
-        json!({"type": "kernel.start", "ref": "k"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    let mut kernel = 0u64;
-    loop {
-        if let Message::Text(t) = nb.next().await.unwrap().unwrap() {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "started" && v["kind"] == "kernel" {
-                kernel = v["job"].as_u64().unwrap();
-            }
-            if v["type"] == "kernel.ready" && v["kernel"] == kernel {
-                break;
-            }
-        }
-    }
-    let mut cells = Vec::new();
-    for i in 0..CELLS + 5 {
-        let msg_id = format!("b{i}");
-        let t = Instant::now();
-        nb.send(Message::Text(
-            json!({"type": "kernel.execute", "kernel": kernel, "msgId": msg_id, "code": "1+1"})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
-        let (mut result, mut reply) = (false, false);
-        while !(result && reply) {
-            if let Message::Text(t) = nb.next().await.unwrap().unwrap() {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] != "kernel.message" || v["parentMsgId"] != msg_id.as_str() {
-                    continue;
-                }
-                match v["msgType"].as_str() {
-                    Some("execute_result") => result = true,
-                    Some("execute_reply") => reply = true,
-                    _ => {}
-                }
-            }
-        }
-        if i >= 5 {
-            cells.push(ms(t.elapsed()));
-        }
-    }
-    let cell_p50 = pct(&mut cells, 0.5);
-    out.insert("cell_roundtrip_p50_ms".into(), json!(cell_p50));
-    let direct = Command::new("python3")
-        .arg(root().join("benches/ipykernel_direct.py"))
-        .arg(CELLS.to_string())
+    // sandbox, against ipykernel on the host driven by jupyter_client, both
+    // from one Python process, alternating cell by cell, each to its
+    // result, reply and idle status.
+    eprintln!("bench: notebook cells through the socket and ipykernel directly, alternating");
+    let (url, cookie) = socket_url(&server.addr, "json").await;
+    let cells = Command::new("python3")
+        .arg(root().join("benches/cells.py"))
+        .args([url, cookie, CELLS.to_string()])
         .output()
-        .expect("python3 with jupyter_client (make bench installs it)");
-    let line = String::from_utf8_lossy(&direct.stdout);
+        .expect("python3 (make bench installs jupyter_client and websockets)");
+    let line = String::from_utf8_lossy(&cells.stdout);
     match serde_json::from_str::<Value>(line.trim().lines().last().unwrap_or("")) {
         Ok(v) => {
-            let d = v["ipykernel_direct_p50_ms"].as_f64().unwrap_or(f64::NAN);
-            out.insert("ipykernel_direct_p50_ms".into(), json!(d));
+            let ours = v["cell_roundtrip_p50_ms"].as_f64().unwrap_or(f64::NAN);
+            let direct = v["ipykernel_direct_p50_ms"].as_f64().unwrap_or(f64::NAN);
+            out.insert("cell_roundtrip_p50_ms".into(), json!(ours));
+            out.insert("ipykernel_direct_p50_ms".into(), json!(direct));
             out.insert(
                 "cell_ratio".into(),
-                json!(((cell_p50 / d) * 100.0).round() / 100.0),
+                json!(((ours / direct) * 100.0).round() / 100.0),
             );
         }
-        Err(_) => eprintln!(
-            "bench: ipykernel baseline failed: {}",
-            String::from_utf8_lossy(&direct.stderr)
-        ),
+        Err(_) => failures.push(format!(
+            "the notebook cells (benches/cells.py) failed: {}",
+            String::from_utf8_lossy(&cells.stderr).trim()
+        )),
     }
-    drop(nb);
+    server.stop();
+    remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
 
+    // --- Idle sessions on a server that has done nothing else, so no
+    // spare memory of the phases above hides what they cost.
+    let prefix = format!("{prefix}i");
+    let server = Server::start(&prefix, 4).await;
+    wait_pool_of(&prefix, 4).await;
+    let mut ws = browser(&server.addr, "binary").await;
+    run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
     // --- 200 sessions alive at once, each with its tab open.
     eprintln!("bench: {IDLE} idle sessions");
     let rss_before = server.rss_kb("VmRSS:");
@@ -511,9 +487,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = server.rss_kb("VmRSS:");
     out.insert("idle_sandboxes".into(), json!(idle.len()));
+    out.insert("server_rss_idle_before_kb".into(), json!(rss_before));
+    out.insert("server_rss_idle_after_kb".into(), json!(rss_after));
     out.insert(
         "server_rss_per_session_kb".into(),
-        json!((rss_after.saturating_sub(rss_before)) / idle.len() as u64),
+        json!((rss_after as i64 - rss_before as i64) / idle.len() as i64),
     );
     let mut with_idle = Vec::new();
     for _ in 0..RUNS {
@@ -567,13 +545,99 @@ async fn main() {
     let line = String::from_utf8_lossy(&page.stdout);
     match serde_json::from_str::<Value>(line.trim().lines().last().unwrap_or("")) {
         Ok(Value::Object(m)) => out.extend(m),
-        _ => eprintln!(
-            "bench: page measurement failed: {line} {}",
-            String::from_utf8_lossy(&page.stderr)
-        ),
+        _ => failures.push(format!(
+            "the page measurement (benches/page.mjs) failed: {line} {}",
+            String::from_utf8_lossy(&page.stderr).trim()
+        )),
     }
 
     server.stop();
     remove_all(&sandboxes).await;
-    println!("{}", Value::Object(out));
+    remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
+    std::process::exit(report(&out, &failures));
+}
+
+/// A figure's README target.
+#[derive(Clone, Copy)]
+enum Target {
+    None,
+    AtMost(f64),
+    Below(f64),
+    AtLeast(f64),
+    Exactly(f64),
+}
+
+/// Every key `make bench` prints, with its target (docs/speed.md says how
+/// each is measured).
+const KEYS: &[(&str, Target)] = &[
+    ("agent_roundtrip_p50_ms", Target::None),
+    ("agent_stream_mb_per_s", Target::None),
+    ("docker_create_start_p50_ms", Target::None),
+    ("session_start_cold_p50_ms", Target::None),
+    ("cold_start_ratio", Target::AtMost(1.2)),
+    ("session_start_warm_p50_ms", Target::AtMost(15.0)),
+    ("docker_exec_p50_ms", Target::None),
+    ("run_roundtrip_p50_ms", Target::None),
+    ("run_roundtrip_p99_ms", Target::None),
+    ("run_vs_docker_exec_ratio", Target::AtMost(0.1)),
+    ("stream_mb_per_s", Target::None),
+    ("docker_exec_stream_mb_per_s", Target::None),
+    ("stream_ratio", Target::AtLeast(0.8)),
+    ("server_rss_before_stream_mb", Target::None),
+    ("server_peak_rss_mb", Target::None),
+    ("server_peak_rss_growth_mb", Target::Below(64.0)),
+    ("cell_roundtrip_p50_ms", Target::None),
+    ("ipykernel_direct_p50_ms", Target::None),
+    ("cell_ratio", Target::AtMost(1.5)),
+    ("idle_sandboxes", Target::None),
+    ("server_rss_idle_before_kb", Target::None),
+    ("server_rss_idle_after_kb", Target::None),
+    ("server_rss_per_session_kb", Target::Below(200.0)),
+    ("run_p99_ms_with_idle", Target::None),
+    ("load_clients", Target::None),
+    ("load_runs", Target::None),
+    ("load_errors", Target::Exactly(0.0)),
+    ("load_p50_ms", Target::None),
+    ("load_p99_ms", Target::None),
+    ("page_js_kb_gzip", Target::Below(250.0)),
+    ("page_ready_ms", Target::Below(500.0)),
+];
+
+/// Prints the table of figures against their targets, then the JSON; the
+/// exit code is 1 when a measurement failed or a key is missing.
+fn report(out: &serde_json::Map<String, Value>, failures: &[String]) -> i32 {
+    let mut missing = Vec::new();
+    println!("{:<30} {:>12}  {:<10} verdict", "key", "value", "target");
+    for (key, target) in KEYS {
+        let Some(v) = out
+            .get(*key)
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite())
+        else {
+            missing.push(*key);
+            println!("{key:<30} {:>12}  {:<10} MISSING", "-", "");
+            continue;
+        };
+        let (text, met) = match *target {
+            Target::None => (String::new(), None),
+            Target::AtMost(t) => (format!("<= {t}"), Some(v <= t)),
+            Target::Below(t) => (format!("< {t}"), Some(v < t)),
+            Target::AtLeast(t) => (format!(">= {t}"), Some(v >= t)),
+            Target::Exactly(t) => (format!("= {t}"), Some(v == t)),
+        };
+        let verdict = match met {
+            None => "",
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+        };
+        println!("{key:<30} {v:>12}  {text:<10} {verdict}");
+    }
+    println!("{}", Value::Object(out.clone()));
+    for f in failures {
+        eprintln!("bench: FAILED: {f}");
+    }
+    if !missing.is_empty() {
+        eprintln!("bench: FAILED: missing keys: {}", missing.join(", "));
+    }
+    i32::from(!failures.is_empty() || !missing.is_empty())
 }
