@@ -3,8 +3,9 @@
 # (`--userns-remap=default`: uid 1000 in a sandbox is not uid 1000 on the
 # host). Installs Debian's docker.io when the daemon is missing and starts it
 # off the network when it is not running. An engine this script started
-# without remapping (an older version of it did) is restarted with it; one
-# it did not start is left alone, and the script says how to remap it.
+# without remapping (an older version of it did) is restarted with it when
+# no container runs on it; one it did not start, or one with running
+# containers, is left alone, and the script says how to remap it.
 #
 # The engine is the default one unless these say otherwise (a second engine
 # beside another, as a test bench): DOCKER_HOST, REPLBOX_DOCKERD_PIDFILE,
@@ -25,6 +26,9 @@ OLD_CMDLINE="dockerd --bridge=none --iptables=false --ip-forward=false"
 
 answers() { docker info >/dev/null 2>&1; }
 remapped() { docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'; }
+# dockerd refuses a setting given both as a flag and in daemon.json.
+in_daemon_json() { grep -qs '"userns-remap"' /etc/docker/daemon.json; }
+dead() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 # The pid in the pid file, when it is a live dockerd (not a zombie).
 running_pid() {
   local pid
@@ -55,16 +59,25 @@ if answers; then
     how_to_remap
     exit 0
   fi
+  if [ -n "$(docker ps -q 2>/dev/null)" ]; then
+    warn "dockerd $pid runs WITHOUT user-namespace remapping and has running containers: it is left alone (stop them, or restart it yourself)."
+    how_to_remap
+    exit 0
+  fi
   say "dockerd $pid (started by this script) runs without --userns-remap: restarting it with it"
   say "(its containers stop; the remapped engine has its own image store, so \`make image\` builds the image again)"
   kill -TERM "$pid"
-  for _ in $(seq 1 120); do [ -e "/proc/$pid" ] || break; sleep 0.5; done
-  if [ -e "/proc/$pid" ]; then echo "dockerd $pid did not stop within 60 s" >&2; exit 1; fi
+  for _ in $(seq 1 120); do dead "$pid" && break; sleep 0.5; done
+  if ! dead "$pid"; then echo "dockerd $pid did not stop within 60 s" >&2; exit 1; fi
 fi
 
 if ! command -v dockerd >/dev/null; then
   say "installing docker.io (apt)"
   if [ "$(id -u)" != 0 ]; then echo "need root to install docker.io; install it and start dockerd" >&2; exit 1; fi
+  # Where the package starts the engine itself (systemd), it starts remapped.
+  if [ ! -e /etc/docker/daemon.json ]; then
+    mkdir -p /etc/docker && echo '{"userns-remap": "default"}' >/etc/docker/daemon.json
+  fi
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -74,8 +87,10 @@ start() {
   # A killed dockerd leaves its pid file behind.
   rm -f "$PIDFILE" "$MARK"
   say "starting dockerd (user namespaces remapped, no bridge, no iptables); log in $LOG"
-  # shellcheck disable=SC2086 # EXTRA is a list of flags
-  nohup dockerd --userns-remap=default --bridge=none --iptables=false --ip-forward=false \
+  local remap=--userns-remap=default
+  in_daemon_json && remap=
+  # shellcheck disable=SC2086 # EXTRA and remap are lists of flags
+  nohup dockerd $remap --bridge=none --iptables=false --ip-forward=false \
     -H "$DOCKER_HOST" --pidfile "$PIDFILE" $EXTRA >>"$LOG" 2>&1 &
   echo $! >"$MARK"
 }

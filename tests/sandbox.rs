@@ -190,7 +190,9 @@ async fn signals_time_limits_and_output_caps() {
             .unwrap();
         assert!(exit.timed_out);
         assert_eq!(exit.signal, Some(9));
-        assert!(exit.wall_ms >= 500 && exit.wall_ms < 3000, "{exit:?}");
+        // The limit holds to within 250 ms (the agent shares the container's
+        // CPU quota with the loop it stops).
+        assert!(exit.wall_ms >= 500 && exit.wall_ms < 750, "{exit:?}");
         assert!(exit.cpu_ms > 100, "cpu time is reported: {exit:?}");
 
         // An output cap.
@@ -316,6 +318,7 @@ async fn the_sandbox_is_locked_down() {
         assert_ne!(exit.code, Some(0));
         assert!(err.contains("Read-only file system"), "{err}");
         let (caps, _, _) = run(&h, "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status").await;
+        assert_eq!(caps.lines().count(), 5, "five capability sets: {caps:?}");
         for line in caps.lines() {
             assert!(line.ends_with("0000000000000000"), "capability held: {line}");
         }

@@ -144,6 +144,9 @@ impl QuotaFs {
     pub fn prepare(&self, volume: &str, owner: (u32, u32)) -> Result<PathBuf, QuotaError> {
         let (dir, image) = (self.dir(volume), self.image(volume));
         if is_mounted(&dir) {
+            // Mounted before the engine's mapping changed, maybe: its owner
+            // is checked all the same (one stat when it is right).
+            own(&dir, owner)?;
             return Ok(dir);
         }
         if !image.exists() {

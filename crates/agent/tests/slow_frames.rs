@@ -16,7 +16,7 @@ struct Agent {
     child: Child,
     stdin: ChildStdin,
     frames: mpsc::Receiver<FromAgent>,
-    _workspace: tempfile::TempDir,
+    workspace: tempfile::TempDir,
 }
 
 impl Agent {
@@ -50,7 +50,7 @@ impl Agent {
             child,
             stdin,
             frames,
-            _workspace: workspace,
+            workspace,
         }
     }
 
@@ -122,6 +122,15 @@ fn a_large_frame_that_keeps_coming_is_read_whole() {
         }
         other => panic!("{other:?}"),
     }
+    // The file holds every byte sent, and no temporary file is left beside it.
+    let data = std::fs::read(agent.workspace.path().join("big.bin")).unwrap();
+    assert_eq!(data.len(), 4 * 1024 * 1024);
+    assert!(data.iter().all(|&b| b == 42));
+    let names: Vec<_> = std::fs::read_dir(agent.workspace.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["big.bin"]);
 }
 
 #[test]

@@ -51,10 +51,25 @@ mod tests {
     proptest! {
         #[test]
         fn normalized_paths_stay_inside(path in "[a-z./\\\\]{0,40}") {
-            if let Ok(p) = normalize(&path) {
-                prop_assert!(!p.starts_with('/'));
-                prop_assert!(p.split('/').all(|c| c != ".." && c != "." ));
-                prop_assert!(p.is_empty() || p.split('/').all(|c| !c.is_empty()));
+            // The rule, stated apart: absolute or any `..` is refused;
+            // anything else keeps its components less `.` and empty ones.
+            let escapes = path.starts_with('/') || path.split('/').any(|c| c == "..");
+            match normalize(&path) {
+                Ok(p) => {
+                    prop_assert!(!escapes, "{:?} escapes, accepted as {:?}", path, p);
+                    prop_assert!(!p.starts_with('/'));
+                    prop_assert!(p.split('/').all(|c| c != ".." && c != "."));
+                    prop_assert!(p.is_empty() || p.split('/').all(|c| !c.is_empty()));
+                    let kept: Vec<&str> = path
+                        .split('/')
+                        .filter(|c| !c.is_empty() && *c != ".")
+                        .collect();
+                    prop_assert_eq!(p, kept.join("/"));
+                }
+                Err(e) => {
+                    prop_assert!(escapes, "{:?} refused: {:?}", path, e);
+                    prop_assert!(matches!(e, FileError::OutsideWorkspace(_)));
+                }
             }
         }
     }
