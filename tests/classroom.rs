@@ -264,6 +264,8 @@ async fn a_class_from_joining_to_the_teachers_csv() {
         )
         .await;
         assert_eq!(r.status(), 404);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "not_assigned", "Check");
         let refused = ada
             .client
             .get(server.url("/ws?exercise=go-fizzbuzz"))
@@ -275,6 +277,8 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             .await
             .unwrap();
         assert_eq!(refused.status(), 404, "an unassigned exercise's workspace");
+        let e: Value = refused.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "not_assigned", "the socket");
         let classes: Value = get(&teacher, &server, "/teacher/classes")
             .await
             .json()
