@@ -139,6 +139,7 @@ async fn every_documented_route_is_served_and_metrics_count() {
                 // missing sandbox, or a result); an unrouted one would be
                 // an empty 404 or a 405.
                 assert_ne!(status, 405, "{method} {path}");
+                assert!(status < 500, "{method} {path}: {status} {body:?}");
                 assert!(
                     serde_json::from_str::<Value>(&body).is_ok(),
                     "{method} {path}: {status} {body:?}"
