@@ -209,9 +209,25 @@ try {
 
     step("phone width is usable");
     await page.setViewportSize({ width: 390, height: 800 });
-    await page.waitForTimeout(200);
+    // Nothing scrolls sideways, every visible control lies inside the
+    // screen, and the editor and the output keep room to work in.
+    const phone = await page.evaluate(() => {
+      const off = [];
+      for (const el of document.querySelectorAll("button, input, select, a.button, label.button, #editor, #output")) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0) continue; // hidden
+        if (r.left < 0 || r.right > window.innerWidth + 0.5) off.push(`${el.id || el.textContent.trim()}: ${r.left}-${r.right}`);
+      }
+      const size = (sel) => { const r = document.querySelector(sel).getBoundingClientRect(); return [r.width, r.height]; };
+      return { scroll: document.documentElement.scrollWidth, width: window.innerWidth, off, editor: size("#editor"), output: size("#output") };
+    });
+    if (phone.scroll > phone.width) throw new Error(`the page scrolls sideways at phone width: ${phone.scroll} > ${phone.width}`);
+    if (phone.off.length) throw new Error(`off screen at phone width: ${phone.off.join("; ")}`);
+    if (phone.editor[0] < 300 || phone.editor[1] < 150) throw new Error(`the editor is cramped at phone width: ${phone.editor}`);
+    if (phone.output[0] < 300) throw new Error(`the output is cramped at phone width: ${phone.output}`);
     const runBox = await page.locator("#run").boundingBox();
-    if (!runBox || runBox.x + runBox.width > 390) throw new Error("Run is off screen at phone width");
+    const hit = await page.evaluate(([x, y]) => document.elementFromPoint(x, y)?.closest("#run") !== null, [runBox.x + runBox.width / 2, runBox.y + runBox.height / 2]);
+    if (!hit) throw new Error("Run is covered at phone width");
     await page.screenshot({ path: path.join(artifacts, "ide-phone.png") });
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.screenshot({ path: path.join(artifacts, "ide.png") });
