@@ -1099,3 +1099,71 @@ async fn stored_check_files_are_bounded_and_old_ones_pruned() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_its_response_is_disconnected() {
+    within(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = server_config(dir.path());
+        config.idle_timeout_secs = 2;
+        let sb = engine(config.sandbox.clone()).await;
+        let server = TestServer::start(config).await;
+        let b = Browser::new();
+        b.visit(&server).await;
+        let mut ws = b.socket(&server, "").await;
+        // 21 MiB that do not compress (7 MiB files: a read is at most
+        // 8 MiB): more than the socket buffers hold.
+        let (_, exit) = ws
+            .run(json!({"command": "for i in 1 2 3; do head -c 7340032 /dev/urandom > noise$i.bin; done"}))
+            .await;
+        assert_eq!(exit["code"], 0, "{exit}");
+        let cookie = b.cookie(&server).unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(
+            format!("GET /workspace.zip HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // Read the head only, then nothing for longer than the idle timeout.
+        let mut head = vec![0u8; 1024];
+        let n = tcp.read(&mut head).await.unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content length");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        // The server gave up on it: the rest never comes.
+        let mut got = n;
+        let mut buf = vec![0u8; 64 * 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => got += k,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the connection stayed open");
+        assert!(got < length, "all {length} bytes came");
+        // The browser downloads it when it reads.
+        let zip = b
+            .client
+            .get(server.url("/workspace.zip"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(zip.bytes().await.unwrap().len(), length);
+        assert_rss_under_ceiling();
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}
