@@ -95,9 +95,15 @@ impl QuotaFs {
             spares: Mutex::new(()),
         };
         // One image made and mounted now proves that loop mounts work here.
-        let probe = root
-            .join("spare")
-            .join(format!("probe-{}", std::process::id()));
+        // Its name is this call's own: several setups in one process (the
+        // tests make many) must not format or unmount each other's probe,
+        // which turned quotas off for the loser, whose removals then left
+        // workspaces mounted.
+        let probe = root.join("spare").join(format!(
+            "probe-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let check = fs.format(&probe.with_extension("img")).and_then(|_| {
             std::fs::create_dir_all(&probe).map_err(io)?;
             fs.mount(&probe.with_extension("img"), &probe)?;
