@@ -1167,3 +1167,107 @@ async fn a_client_that_stops_reading_its_response_is_disconnected() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_display_name_cannot_become_a_formula_in_the_csv() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = class_server(&dir, |_| {}).await;
+        let teacher = signed_in_teacher(&server).await;
+        let (class_id, code) = new_class(&teacher, &server).await;
+        let names = [
+            "=HYPERLINK(\"http://evil.example\",\"click\")",
+            "+1+1",
+            "@SUM(A1)",
+            "-2",
+        ];
+        for name in names {
+            let s = Browser::new();
+            s.visit(&server).await;
+            let r = post_from(
+                &s,
+                &server,
+                "198.51.100.1",
+                "/class/join",
+                json!({"code": code, "name": name}),
+            )
+            .await;
+            assert_eq!(r.status(), 200, "{name}");
+        }
+        let csv = teacher
+            .client
+            .get(server.url(&format!(
+                "/teacher/classes/{class_id}/exercises/python-hello/csv"
+            )))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in csv.lines().skip(1) {
+            let first = line.trim_start_matches('"');
+            assert!(
+                !first.starts_with(['=', '+', '-', '@']),
+                "a cell a spreadsheet would run: {line}"
+            );
+        }
+        assert!(
+            csv.contains("\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\""),
+            "{csv}"
+        );
+        assert!(csv.contains("'+1+1,"), "{csv}");
+        server.stop().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_does_not_ask_the_engine_on_every_request() {
+    within(60, async {
+        // A stand-in engine on a unix socket that answers every request
+        // with 200 and counts the pings.
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = pings.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        let requests = text.matches("/_ping").count();
+                        counted.fetch_add(requests, std::sync::atomic::Ordering::SeqCst);
+                        for _ in 0..text.matches("HTTP/1.1\r\n").count().max(1) {
+                            let _ = conn
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        let mut config = server_config(&dir.path().join("data"));
+        config.sandbox.docker_socket = socket.display().to_string();
+        let server = TestServer::start(config).await;
+        let before = pings.load(std::sync::atomic::Ordering::SeqCst);
+        let mut all = Vec::new();
+        for _ in 0..50 {
+            let url = server.url("/healthz");
+            all.push(tokio::spawn(async move { reqwest::get(url).await.unwrap().status() }));
+        }
+        for r in all {
+            assert_eq!(r.await.unwrap(), 200);
+        }
+        let asked = pings.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert!((1..=10).contains(&asked), "50 /healthz asked the engine {asked} times");
+        server.stop().await;
+    })
+    .await
+}
