@@ -786,7 +786,10 @@ async fn a_socket_that_never_reads_is_bounded_then_closed() {
             ended.is_ok(),
             "the socket of a client that reads nothing stayed open"
         );
-        assert!(grown < 64, "the server grew by {grown} MiB");
+        // Unbounded, 3,000 replies of 700 KB would be 2 GB; bounded, the
+        // queue, 8 replies and the buffers (other tests of this binary may
+        // run beside it, hence the slack).
+        assert!(grown < 128, "the server grew by {grown} MiB");
         assert_rss_under_ceiling();
 
         // The same browser works afterwards.
