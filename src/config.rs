@@ -128,6 +128,11 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_SOCKET_SEND_TIMEOUT_SECS", default_value_t = 60)]
     pub socket_send_timeout_secs: u64,
 
+    /// Connections one client address (an IPv6 /64) may hold open at once,
+    /// sockets included; trusted proxies are not limited.
+    #[arg(long, env = "REPLBOX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]
+    pub connections_per_client: usize,
+
     /// WebSockets one browser session may hold open at once.
     #[arg(long, env = "REPLBOX_SOCKETS_PER_SESSION", default_value_t = 16)]
     pub sockets_per_session: usize,

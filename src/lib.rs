@@ -141,6 +141,8 @@ pub async fn serve(
         listener::Deadlines {
             header_read: Duration::from_secs(config.header_read_timeout_secs.max(1)),
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            per_client: config.connections_per_client,
+            exempt: config.trusted_proxies.clone(),
         },
         cancel.clone(),
     )

@@ -8,7 +8,11 @@
 //! - a connection with no request being handled and no byte moving either
 //!   way for `REPLBOX_IDLE_TIMEOUT_SECS` is closed (a client that stopped
 //!   reading its response, say);
-//! - a connection upgraded to a WebSocket leaves both: its own loop owns it.
+//! - a connection upgraded to a WebSocket leaves both: its own loop owns it;
+//! - one client address (an IPv6 /64) holds at most
+//!   `REPLBOX_CONNECTIONS_PER_CLIENT` connections at once, sockets included;
+//!   one more is closed as soon as it is accepted. Trusted proxies are not
+//!   limited (their clients are told apart by the routes, per request).
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -25,11 +29,62 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// The deadlines of a connection.
-#[derive(Debug, Clone, Copy)]
+/// The deadlines of a connection, and how many one client may hold.
+#[derive(Debug, Clone)]
 pub struct Deadlines {
     pub header_read: Duration,
     pub idle: Duration,
+    pub per_client: usize,
+    /// Peers not limited per client (trusted proxies).
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct Open(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection counted against its client; uncounted when dropped.
+struct Counted {
+    open: Arc<Open>,
+    key: Option<std::net::IpAddr>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let mut map = self.open.0.lock().unwrap();
+            if let Some(n) = map.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl Open {
+    /// Counts a connection from `peer`, or `None` past the limit.
+    fn admit(self: &Arc<Self>, peer: std::net::IpAddr, d: &Deadlines) -> Option<Counted> {
+        let peer = peer.to_canonical();
+        if d.exempt.iter().any(|net| net.contains(&peer)) {
+            return Some(Counted {
+                open: self.clone(),
+                key: None,
+            });
+        }
+        let key = crate::routes::client_addr::limit_key(peer);
+        let mut map = self.0.lock().unwrap();
+        let n = map.entry(key).or_insert(0);
+        if *n >= d.per_client.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            open: self.clone(),
+            key: Some(key),
+        })
+    }
 }
 
 /// How long shutdown waits for requests in flight.
@@ -44,6 +99,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let connections = TaskTracker::new();
+    let open = Arc::new(Open::default());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -58,14 +114,20 @@ pub async fn serve(
                 }
             },
         };
+        let Some(counted) = open.admit(peer.ip(), &deadlines) else {
+            tracing::debug!(%peer, "too many connections from this client");
+            drop(tcp);
+            continue;
+        };
         // Small frames (a keystroke, an exit) must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         connections.spawn(connection(
             tcp,
             peer,
             app.clone(),
-            deadlines,
+            deadlines.clone(),
             shutdown.clone(),
+            counted,
         ));
     }
     connections.close();
@@ -109,6 +171,7 @@ async fn connection(
     app: Router,
     deadlines: Deadlines,
     shutdown: CancellationToken,
+    counted: Counted,
 ) {
     let activity = Arc::new(Activity {
         start: Instant::now(),
@@ -118,6 +181,7 @@ async fn connection(
     let io = TokioIo::new(Watched {
         inner: tcp,
         activity: activity.clone(),
+        _counted: counted,
     });
     let seen = activity.clone();
     let service =
@@ -164,10 +228,12 @@ async fn connection(
     }
 }
 
-/// A stream that notes when bytes move.
+/// A stream that notes when bytes move, counted against its client for as
+/// long as it lives (an upgraded socket keeps it).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    _counted: Counted,
 }
 
 impl AsyncRead for Watched {
