@@ -20,10 +20,18 @@ pub enum ClassroomError {
     BadLogin,
     #[error("there is no class with that code")]
     NoSuchClass,
-    #[error("someone in this class already uses the name {0:?}")]
+    #[error("someone in this class already uses the name {0:?} (if that is you, use your recovery code)")]
     NameTaken(String),
+    #[error("that recovery code is not right")]
+    BadRecoveryCode,
+    #[error("this browser has joined a class already")]
+    AlreadyJoined,
+    #[error("there is no such student in your class")]
+    NoSuchStudent,
     #[error("{0}")]
     Invalid(String),
+    #[error("the server is busy checking passwords; try again in a few seconds")]
+    Busy,
     #[error("storage: {0}")]
     Store(#[from] sqlx::Error),
 }
@@ -46,7 +54,13 @@ impl Assigned {
 #[derive(Clone)]
 pub struct Classroom {
     pool: SqlitePool,
+    /// Password hashes computed at once at most (each on a blocking
+    /// thread, never on the async workers).
+    hashers: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a sign-in waits for a hasher before it is told to retry.
+const HASHER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -101,17 +115,95 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A class code: 6 letters and digits without look-alikes.
+/// Characters of a class code: 12 of 32 symbols is 60 bits. At the default
+/// limit on wrong codes (10 a minute per address), one address guessing
+/// for a year finds one of a thousand classes with odds of 5 in a billion,
+/// a whole IPv6 /48 (65,536 limited /64s) with odds of 3 in 10,000.
+pub const CLASS_CODE_LEN: usize = 12;
+
+/// A class code: letters and digits without look-alikes.
 fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..6)
+    (0..CLASS_CODE_LEN)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
 }
 
+/// A recovery code: 16 of 32 symbols (80 bits), shown in groups of four.
+fn new_recovery_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let raw: Vec<char> = (0..16)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    raw.chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A code as typed: case, spaces and dashes do not matter.
+fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+fn recovery_hash(code: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(normalize_code(code).as_bytes()))
+}
+
+/// A student who just joined, and the recovery code to show them once.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined {
+    #[serde(flatten)]
+    pub student: Student,
+    /// `None` when the browser had joined before (the code was shown then).
+    pub recovery_code: Option<String>,
+}
+
+fn valid_display_name(name: &str) -> Result<&str, ClassroomError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
+        return Err(ClassroomError::Invalid(
+            "a display name is 1 to 60 characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
 impl Classroom {
+    /// With one password hash at a time.
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self::with_hashers(pool, 1)
+    }
+
+    /// With at most `hashers` password hashes at once.
+    pub fn with_hashers(pool: SqlitePool, hashers: usize) -> Self {
+        Self {
+            pool,
+            hashers: std::sync::Arc::new(tokio::sync::Semaphore::new(hashers.max(1))),
+        }
+    }
+
+    /// Runs an argon2 computation on a blocking thread, at most `hashers`
+    /// at once; waiting longer than `HASHER_WAIT` is `Busy`.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ClassroomError> {
+        let permit = tokio::time::timeout(HASHER_WAIT, self.hashers.clone().acquire_owned())
+            .await
+            .map_err(|_| ClassroomError::Busy)?
+            .map_err(|_| ClassroomError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|_| ClassroomError::Busy)
     }
 
     /// `replbox teacher add NAME`.
@@ -121,11 +213,16 @@ impl Classroom {
                 "a teacher needs a name and a password of at least 8 characters".into(),
             ));
         }
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| ClassroomError::Invalid(e.to_string()))?
-            .to_string();
+        let password = password.to_string();
+        let hash = self
+            .hashing(move || {
+                let salt = SaltString::generate(&mut OsRng);
+                Argon2::default()
+                    .hash_password(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+            })
+            .await?
+            .map_err(|e| ClassroomError::Invalid(e.to_string()))?;
         let id = new_id();
         let r = sqlx::query(
             "INSERT INTO teachers (id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
@@ -159,9 +256,18 @@ impl Classroom {
                 "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$8jbIqYdaG8nXT0m6pZKf3KRvwKJ2B+WT8JrMQUm3wK0".into(),
             )
         });
-        let parsed = PasswordHash::new(&hash).map_err(|_| ClassroomError::BadLogin)?;
-        match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-            Ok(()) if !id.is_empty() => Ok(id),
+        let password = password.to_string();
+        let verified = self
+            .hashing(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await?;
+        match verified {
+            true if !id.is_empty() => Ok(id),
             _ => Err(ClassroomError::BadLogin),
         }
     }
@@ -263,18 +369,16 @@ impl Classroom {
         code: &str,
         display_name: &str,
         owner: &str,
-    ) -> Result<Student, ClassroomError> {
+    ) -> Result<Joined, ClassroomError> {
         if let Some(s) = self.student_by_owner(owner).await? {
-            return Ok(s);
+            return Ok(Joined {
+                student: s,
+                recovery_code: None,
+            });
         }
-        let name = display_name.trim();
-        if name.is_empty() || name.chars().count() > 60 {
-            return Err(ClassroomError::Invalid(
-                "a display name is 1 to 60 characters".into(),
-            ));
-        }
+        let name = valid_display_name(display_name)?;
         let class: Option<(String,)> = sqlx::query_as("SELECT id FROM classes WHERE code = ?")
-            .bind(code.trim().to_ascii_uppercase())
+            .bind(normalize_code(code))
             .fetch_optional(&self.pool)
             .await?;
         let (class_id,) = class.ok_or(ClassroomError::NoSuchClass)?;
@@ -284,21 +388,94 @@ impl Classroom {
             display_name: name.to_string(),
             owner: owner.to_string(),
         };
-        let r = sqlx::query("INSERT INTO students (id, class_id, display_name, owner, created_at) VALUES (?, ?, ?, ?, ?)")
+        let recovery_code = new_recovery_code();
+        let r = sqlx::query("INSERT INTO students (id, class_id, display_name, owner, created_at, recovery_hash) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&student.id)
             .bind(&student.class_id)
             .bind(&student.display_name)
             .bind(&student.owner)
             .bind(now())
+            .bind(recovery_hash(&recovery_code))
             .execute(&self.pool)
             .await;
         match r {
-            Ok(_) => Ok(student),
+            Ok(_) => Ok(Joined {
+                student,
+                recovery_code: Some(recovery_code),
+            }),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(ClassroomError::NameTaken(name.to_string()))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The student a recovery code belongs to (whose owner key the
+    /// browser then takes); refused when the browser is a student already.
+    pub async fn recover(&self, code: &str, owner: &str) -> Result<Student, ClassroomError> {
+        if self.student_by_owner(owner).await?.is_some() {
+            return Err(ClassroomError::AlreadyJoined);
+        }
+        sqlx::query_as(
+            "SELECT id, class_id, display_name, owner FROM students WHERE recovery_hash = ?",
+        )
+        .bind(recovery_hash(code))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ClassroomError::BadRecoveryCode)
+    }
+
+    /// The teacher renames a student of `class_id`.
+    pub async fn rename_student(
+        &self,
+        class_id: &str,
+        student_id: &str,
+        name: &str,
+    ) -> Result<Student, ClassroomError> {
+        let name = valid_display_name(name)?;
+        let r = sqlx::query("UPDATE students SET display_name = ? WHERE id = ? AND class_id = ?")
+            .bind(name)
+            .bind(student_id)
+            .bind(class_id)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(done) if done.rows_affected() == 0 => Err(ClassroomError::NoSuchStudent),
+            Ok(_) => self
+                .student(student_id)
+                .await?
+                .ok_or(ClassroomError::NoSuchStudent),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ClassroomError::NameTaken(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The teacher removes a student of `class_id` and their checks; the
+    /// browser is then one that has not joined. Returns the student's owner
+    /// key (whose exercise workspaces the caller may remove).
+    pub async fn remove_student(
+        &self,
+        class_id: &str,
+        student_id: &str,
+    ) -> Result<Student, ClassroomError> {
+        let student = self
+            .student(student_id)
+            .await?
+            .filter(|s| s.class_id == class_id)
+            .ok_or(ClassroomError::NoSuchStudent)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM checks WHERE student_id = ?")
+            .bind(student_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM students WHERE id = ?")
+            .bind(student_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(student)
     }
 
     pub async fn student_by_owner(&self, owner: &str) -> Result<Option<Student>, ClassroomError> {
@@ -321,10 +498,7 @@ impl Classroom {
         files: &BTreeMap<String, Vec<u8>>,
     ) -> Result<String, ClassroomError> {
         let id = new_id();
-        let files: BTreeMap<&String, String> = files
-            .iter()
-            .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
-            .collect();
+        let files = stored_files(files);
         sqlx::query("INSERT INTO checks (id, student_id, exercise, score, max_score, report, files, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&id)
             .bind(student_id)
@@ -336,6 +510,19 @@ impl Classroom {
             .bind(now())
             .execute(&self.pool)
             .await?;
+        // Only the newest checks of a student on an exercise keep files.
+        sqlx::query(
+            "UPDATE checks SET files = '{}' WHERE student_id = ? AND exercise = ? AND files <> '{}'
+             AND id NOT IN (SELECT id FROM checks WHERE student_id = ? AND exercise = ?
+                            ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+        )
+        .bind(student_id)
+        .bind(exercise)
+        .bind(student_id)
+        .bind(exercise)
+        .bind(CHECK_FILES_KEPT as i64)
+        .execute(&self.pool)
+        .await?;
         Ok(id)
     }
 
@@ -424,15 +611,48 @@ impl CheckRow {
     }
 }
 
+/// Checks per student and exercise whose files are kept; older ones keep
+/// their score and report.
+pub const CHECK_FILES_KEPT: usize = 5;
+/// File bytes kept per check; files past it (in path order) are replaced by
+/// a note.
+pub const CHECK_STORED_BYTES: usize = 1024 * 1024;
+
+/// A check's files as stored: base64, at most `CHECK_STORED_BYTES` of them.
+fn stored_files(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&String, String> {
+    let mut budget = CHECK_STORED_BYTES;
+    files
+        .iter()
+        .map(|(k, v)| {
+            let kept: &[u8] = if v.len() <= budget {
+                budget -= v.len();
+                v
+            } else {
+                b"(not kept: a check keeps 1 MiB of files)"
+            };
+            (k, base64::engine::general_purpose::STANDARD.encode(kept))
+        })
+        .collect()
+}
+
+/// A CSV field: quoted when it must be, and text that a spreadsheet would
+/// take for a formula (`=`, `+`, `-`, `@`, a tab or a return first) led by
+/// a `'` so that it stays text.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 /// The dashboard as CSV (the same rows, the same order).
 pub fn standings_csv(rows: &[Standing]) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
     let mut out = String::from("student,best_score,max_score,attempts,last_check\n");
     for r in rows {
         let last = r
@@ -442,7 +662,7 @@ pub fn standings_csv(rows: &[Standing]) -> String {
             .unwrap_or_default();
         out.push_str(&format!(
             "{},{},{},{},{}\n",
-            field(&r.display_name),
+            csv_field(&r.display_name),
             r.best_score.map(|v| v.to_string()).unwrap_or_default(),
             r.max_score.map(|v| v.to_string()).unwrap_or_default(),
             r.attempts,
@@ -450,4 +670,25 @@ pub fn standings_csv(rows: &[Standing]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_never_start_a_formula() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("Ada"), "Ada");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn codes_are_read_as_typed() {
+        assert_eq!(normalize_code(" abcd-efgh 2345 "), "ABCDEFGH2345");
+        assert_eq!(new_code().len(), CLASS_CODE_LEN);
+        assert_eq!(normalize_code(&new_recovery_code()).len(), 16);
+    }
 }

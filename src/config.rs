@@ -73,10 +73,16 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_WARM_POOL", default_value_t = 4)]
     pub warm_pool: usize,
 
-    /// Live sandboxes at most (0: sized to the machine's memory, one per
-    /// 96 MiB: most sandboxes sit idle far below their limit).
+    /// Live sandboxes at most, a Check's two containers included (0: as many
+    /// as the machine's memory holds at their full use: memory limit plus
+    /// /tmp each, after REPLBOX_HOST_RESERVE_MB).
     #[arg(long, env = "REPLBOX_MAX_SANDBOXES", default_value_t = 0)]
     pub max_sandboxes: usize,
+
+    /// Memory kept for the host (the engine, this server, the kernel) when
+    /// the cap on sandboxes is derived, in MiB.
+    #[arg(long, env = "REPLBOX_HOST_RESERVE_MB", default_value_t = 1024)]
+    pub host_reserve_mb: u64,
 
     /// Seconds a sandbox must have been idle before it may be expired early
     /// to make room for a waiting one.
@@ -87,6 +93,49 @@ pub struct Config {
     /// client's whole /64 counts as one address).
     #[arg(long, env = "REPLBOX_NEW_SESSIONS_PER_MINUTE", default_value_t = 30)]
     pub new_sessions_per_minute: u32,
+
+    /// Wrong sign-ins, class codes and recovery codes a client address may
+    /// send per minute; also wrong passwords per teacher name. Past it: 429
+    /// with Retry-After.
+    #[arg(long, env = "REPLBOX_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub attempts_per_minute: u32,
+
+    /// Checks a student may ask for per minute (one at a time in any case).
+    #[arg(long, env = "REPLBOX_CHECKS_PER_MINUTE", default_value_t = 6)]
+    pub checks_per_minute: u32,
+
+    /// Password hashes computed at once, each on a blocking thread (0: half
+    /// the CPUs, at least one).
+    #[arg(long, env = "REPLBOX_PASSWORD_HASHERS", default_value_t = 0)]
+    pub password_hashers: usize,
+
+    /// Seconds a connection may take to send a request's headers.
+    #[arg(long, env = "REPLBOX_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a connection may sit with no request in flight and no byte
+    /// moving before it is closed (a WebSocket is not such a connection).
+    #[arg(long, env = "REPLBOX_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Bytes of frames queued for one socket's client at most; past it the
+    /// socket stops reading the client's requests until the client reads.
+    #[arg(long, env = "REPLBOX_SOCKET_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub socket_queue_bytes: usize,
+
+    /// Seconds a socket's client may take to receive one frame (a file of
+    /// up to 8 MiB, say) before the socket is closed as not reading.
+    #[arg(long, env = "REPLBOX_SOCKET_SEND_TIMEOUT_SECS", default_value_t = 60)]
+    pub socket_send_timeout_secs: u64,
+
+    /// Connections one client address (an IPv6 /64) may hold open at once,
+    /// sockets included; trusted proxies are not limited.
+    #[arg(long, env = "REPLBOX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]
+    pub connections_per_client: usize,
+
+    /// WebSockets one browser session may hold open at once.
+    #[arg(long, env = "REPLBOX_SOCKETS_PER_SESSION", default_value_t = 16)]
+    pub sockets_per_session: usize,
 
     /// Reverse proxies in front of the server, comma-separated addresses
     /// or ranges (`127.0.0.1,10.0.0.0/8`). A request from one of them is
@@ -189,6 +238,12 @@ pub struct SandboxConfig {
     #[arg(long, env = "REPLBOX_WORKSPACE_QUOTA_MB", default_value_t = 1024)]
     pub workspace_quota_mb: u64,
 
+    /// Disk all workspace images may take together, in MiB (0: 90% of the
+    /// filesystem holding REPLBOX_WORKSPACE_ROOT). Past it no new workspace
+    /// is made (507 `disk_full`); existing ones keep their own quota.
+    #[arg(long, env = "REPLBOX_DISK_BUDGET_MB", default_value_t = 0)]
+    pub disk_budget_mb: u64,
+
     /// Where the workspaces' images and mounts live (with quotas on).
     #[arg(
         long,
@@ -246,21 +301,46 @@ pub const DEFAULT_LANGUAGES: &[&str] = &[
 ];
 
 impl Config {
-    /// The cap on live sandboxes.
-    pub fn max_sandboxes(&self) -> usize {
-        if self.max_sandboxes > 0 {
-            return self.max_sandboxes;
-        }
-        let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+    /// What one sandbox may really hold in memory, in MiB: its limit plus
+    /// its /tmp (a tmpfs outlives the processes that filled it).
+    pub fn sandbox_footprint_mb(&self) -> u64 {
+        (self.sandbox.memory_mb.max(0) as u64 + self.sandbox.tmp_mb).max(1)
+    }
+
+    /// How many sandboxes the machine's memory holds at their full use:
+    /// (MemTotal − REPLBOX_HOST_RESERVE_MB) / footprint, at least 1.
+    pub fn safe_sandboxes(&self) -> usize {
+        let mem_mb = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| {
                 m.lines()
                     .find(|l| l.starts_with("MemTotal:"))
                     .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
             })
-            .unwrap_or(8 * 1024 * 1024);
-        ((mem_kb / 1024 / 96) as usize).max(4)
+            .map(|kb| kb / 1024)
+            .unwrap_or(8 * 1024);
+        let usable = mem_mb.saturating_sub(self.host_reserve_mb);
+        ((usable / self.sandbox_footprint_mb()) as usize).max(1)
+    }
+
+    /// The cap on live sandboxes: REPLBOX_MAX_SANDBOXES, or the safe number.
+    pub fn max_sandboxes(&self) -> usize {
+        if self.max_sandboxes > 0 {
+            return self.max_sandboxes;
+        }
+        self.safe_sandboxes()
+    }
+
+    /// Password hashes at once.
+    pub fn password_hashers(&self) -> usize {
+        if self.password_hashers > 0 {
+            return self.password_hashers;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get() / 2)
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// The language table from config, or the default one.
@@ -304,6 +384,29 @@ mod tests {
         assert_eq!(langs["python"].extension, "py");
         assert_eq!(langs.len(), 4);
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn the_sandbox_cap_counts_memory_and_tmp_at_full_use() {
+        let c = Config::default();
+        assert_eq!(c.sandbox_footprint_mb(), 512 + 512);
+        let mem_mb = std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+            / 1024;
+        let cap = c.max_sandboxes() as u64;
+        // Every sandbox at its full use fits beside the host's reserve.
+        assert!(
+            cap * c.sandbox_footprint_mb() + c.host_reserve_mb
+                <= mem_mb.max(c.host_reserve_mb + 1024)
+        );
+        assert_eq!(cap, ((mem_mb.saturating_sub(1024)) / 1024).max(1));
+        let explicit = Config::parse_from(["replbox", "--max-sandboxes", "7"]);
+        assert_eq!(explicit.max_sandboxes(), 7);
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl From<SandboxError> for AppError {
                 "The sandbox agent does not match this server's version; the administrator must rebuild it.",
             ),
             SandboxError::File(f) => f.into(),
+            SandboxError::DiskFull => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "The server has no room for a new workspace right now (its disk budget is used up); tell your teacher or the administrator.",
+            ),
             SandboxError::Engine | SandboxError::Config(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "engine_error",
@@ -140,6 +145,42 @@ impl From<FileError> for AppError {
             _ => e.to_string(),
         };
         Self::new(status, e.code(), message)
+    }
+}
+
+impl From<crate::limits::Limited> for AppError {
+    fn from(e: crate::limits::Limited) -> Self {
+        use crate::limits::Attempt;
+        let (code, message) = match e.what {
+            Attempt::SignIn => (
+                "too_many_attempts",
+                "Too many wrong sign-ins: wait a little and try again.",
+            ),
+            Attempt::ClassCode => (
+                "too_many_attempts",
+                "Too many wrong class codes: wait a little and try again.",
+            ),
+            Attempt::RecoveryCode => (
+                "too_many_attempts",
+                "Too many wrong recovery codes: wait a little and try again.",
+            ),
+            Attempt::Check => (
+                "too_many_checks",
+                "You checked many times just now: wait a little and check again.",
+            ),
+            Attempt::CheckInFlight => (
+                "check_in_progress",
+                "Your last Check is still being graded: wait for its result.",
+            ),
+            Attempt::Socket => (
+                "too_many_sockets",
+                "This browser has too many tabs of replbox open: close some and reload.",
+            ),
+        };
+        Self {
+            retry_after: Some(e.retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
     }
 }
 

@@ -8,6 +8,8 @@ pub mod classroom;
 pub mod config;
 pub mod error;
 pub mod exercises;
+pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod routes;
 pub mod runs;
@@ -19,7 +21,6 @@ use routes::AppState;
 use sandbox::Sandboxes;
 use sessions::{reaper::IdleReaper, Registry, Store};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -79,7 +80,17 @@ pub async fn serve(
             Err(e) => tracing::warn!("exercises: {e}"),
         }
     }
-    let classroom = classroom::Classroom::new(store.pool().clone());
+    let classroom =
+        classroom::Classroom::with_hashers(store.pool().clone(), config.password_hashers());
+    let safe = config.safe_sandboxes();
+    if config.max_sandboxes() > safe {
+        tracing::warn!(
+            max_sandboxes = config.max_sandboxes(),
+            safe,
+            footprint_mb = config.sandbox_footprint_mb(),
+            "REPLBOX_MAX_SANDBOXES is above what this machine's memory holds at full use: the host can be overcommitted"
+        );
+    }
 
     let cancel = CancellationToken::new();
     let _reaper = sessions::AbortOnDrop(IdleReaper::spawn(
@@ -99,23 +110,46 @@ pub async fn serve(
         sockets: tokio_util::task::TaskTracker::new(),
         classroom,
         exercises: Arc::new(exercises),
+        limits: Arc::new(limits::Limits::new(&config)),
+        health: Arc::default(),
+        token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),
     };
+    // Expired cookie sessions are deleted hourly (the store keeps them
+    // otherwise).
+    let _purge = sessions::AbortOnDrop(tokio::spawn({
+        use tower_sessions::session_store::ExpiredDeletion;
+        let store = session_store.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!(error = %e, "cannot purge expired sessions");
+                }
+            }
+        }
+    }));
     let sockets = state.sockets.clone();
     let app = routes::router(state, session_store);
     tracing::info!(addr = %listener.local_addr()?, "replbox listening");
-    let stop = cancel.clone();
-    // Small frames (a keystroke, an exit) must not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            cancel.cancel();
+        });
+    }
+    listener::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        listener::Deadlines {
+            header_read: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+            idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            per_client: config.connections_per_client,
+            exempt: config.trusted_proxies.clone(),
+        },
+        cancel.clone(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        stop.cancel();
-    })
     .await?;
     cancel.cancel();
     // Upgraded connections are not part of hyper's graceful shutdown: give

@@ -438,6 +438,7 @@ async fn bad_input_gets_clear_errors() {
         // Bad API bodies are JSON errors.
         let r = server
             .api(reqwest::Method::POST, "/api/v1/sandboxes")
+            .header("content-type", "application/json")
             .body("{oops")
             .send()
             .await
@@ -445,6 +446,16 @@ async fn bad_input_gets_clear_errors() {
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "bad_json");
+        // A body that does not say it is JSON is not read as JSON.
+        let r = server
+            .api(reqwest::Method::POST, "/api/v1/sandboxes")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "not_json");
         finish(server).await;
     })
     .await

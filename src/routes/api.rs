@@ -119,23 +119,84 @@ impl FromRequestParts<AppState> for ApiCaller {
         if !bool::from(ok) {
             return Err(AppError::unauthorized());
         }
-        Ok(ApiCaller(hex::encode(
-            &Sha256::digest(given.as_bytes())[..12],
-        )))
+        Ok(ApiCaller(token_fingerprint(&state.token_key, given)))
     }
 }
 
+/// The fingerprint that owns what a token creates (kept in the store):
+/// SHA-256 of the server's secret key and the token, so the store alone
+/// does not let anyone test guesses of a token.
+pub fn token_fingerprint(key: &[u8; 32], token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update(token.as_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
+/// The server's secret key for token fingerprints, in the data dir
+/// (`token.key`, made on first start, readable by the owner only).
+pub fn load_token_key(data_dir: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("token.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = data_dir.join("token.key.new");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&key)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(key)
+}
+
 /// A JSON body whose errors are ours: `{"error": {"code": "bad_json", ...}}`.
+/// A body must say it is JSON (`application/json`, or a `+json` type):
+/// anything else is 415, so a form or a `text/plain` post from another
+/// site is never read as one. An empty body without a type is `{}`.
 pub struct JsonBody<T>(pub T);
+
+/// Whether the request's Content-Type is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
+}
+
+fn not_json() -> AppError {
+    AppError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "not_json",
+        "The request body must be JSON, sent with `Content-Type: application/json`.",
+    )
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        let json = is_json(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| body_too_large())?;
-        let bytes = if bytes.is_empty() {
+        let bytes = if bytes.is_empty() && !json {
+            Bytes::from_static(b"{}")
+        } else if !json {
+            return Err(not_json());
+        } else if bytes.is_empty() {
             Bytes::from_static(b"{}")
         } else {
             bytes
@@ -506,7 +567,7 @@ async fn socket(
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
     let ws = ws.map_err(ws::upgrade_required)?;
-    Ok(ws::upgrade(state, session, params, ws))
+    Ok(ws::upgrade(state, session, params, ws, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -568,4 +629,25 @@ async fn openapi() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         include_str!("../../docs/openapi.json"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_fingerprints_are_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = load_token_key(dir.path()).unwrap();
+        assert_eq!(
+            load_token_key(dir.path()).unwrap(),
+            key,
+            "kept across starts"
+        );
+        let plain = hex::encode(&Sha256::digest(b"s3cret")[..12]);
+        let keyed = token_fingerprint(&key, "s3cret");
+        assert_ne!(keyed, plain);
+        assert_ne!(keyed, token_fingerprint(&[0; 32], "s3cret"));
+        assert_eq!(keyed, token_fingerprint(&key, "s3cret"));
+    }
 }

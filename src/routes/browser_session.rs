@@ -67,6 +67,39 @@ pub async fn existing_owner(session: &tower_sessions::Session) -> Result<String,
         })
 }
 
+/// This browser takes another owner key (a student's, by recovery code),
+/// with a new session id.
+pub async fn become_owner(session: &tower_sessions::Session, owner: &str) -> Result<(), AppError> {
+    session.cycle_id().await.map_err(session_error)?;
+    session
+        .insert(OWNER_KEY, owner.to_string())
+        .await
+        .map_err(session_error)
+}
+
+/// A recovery code to show once, on the next list page.
+const RECOVERY_KEY: &str = "recovery_code";
+
+pub async fn show_recovery_code_once(
+    session: &tower_sessions::Session,
+    code: String,
+) -> Result<(), AppError> {
+    session
+        .insert(RECOVERY_KEY, code)
+        .await
+        .map_err(session_error)
+}
+
+/// The recovery code to show now, forgotten as it is read.
+pub async fn take_recovery_code(
+    session: &tower_sessions::Session,
+) -> Result<Option<String>, AppError> {
+    session
+        .remove::<String>(RECOVERY_KEY)
+        .await
+        .map_err(session_error)
+}
+
 /// The browser's sandbox session (created without a container when new).
 pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppError> {
     state

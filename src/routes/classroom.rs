@@ -3,6 +3,7 @@
 //! read the results. A student's session never reaches a teacher's routes,
 //! nor another student's files.
 
+use super::client_addr::ClientAddr;
 use super::{browser_session, AppState};
 use crate::classroom::{standings_csv, ClassroomError};
 use crate::error::AppError;
@@ -20,10 +21,13 @@ use std::sync::Arc;
 /// What a check reads of a workspace at most.
 const CHECK_MAX_FILES: usize = 500;
 const CHECK_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Containers one Check runs at once (a grader and the student's program).
+const GRADING_CONTAINERS: usize = 2;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/class/join", post(join))
+        .route("/class/recover", post(recover))
         .route("/class/me", get(me))
         .route("/class/exercises/{id}", get(exercise))
         .route("/class/exercises/{id}/check", post(check))
@@ -31,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/logout", post(logout))
         .route("/teacher/classes", get(classes).post(create_class))
         .route("/teacher/classes/{class}/exercises", put(assign))
+        .route(
+            "/teacher/classes/{class}/students/{student}",
+            put(rename_student).delete(remove_student),
+        )
         .route("/teacher/classes/{class}/exercises/{id}", get(standings))
         .route(
             "/teacher/classes/{class}/exercises/{id}/csv",
@@ -55,6 +63,17 @@ impl From<ClassroomError> for AppError {
                 AppError::new(StatusCode::CONFLICT, "name_taken", e.to_string())
             }
             ClassroomError::Invalid(_) => AppError::bad_request("invalid", e.to_string()),
+            ClassroomError::BadRecoveryCode => {
+                AppError::new(StatusCode::NOT_FOUND, "bad_recovery_code", e.to_string())
+            }
+            ClassroomError::AlreadyJoined => {
+                AppError::new(StatusCode::CONFLICT, "already_joined", e.to_string())
+            }
+            ClassroomError::NoSuchStudent => AppError::not_found(e.to_string()),
+            ClassroomError::Busy => AppError {
+                retry_after: Some(5),
+                ..AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+            },
             ClassroomError::Store(e) => e.into(),
         }
     }
@@ -165,12 +184,97 @@ struct JoinRequest {
 
 async fn join(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
     super::api::JsonBody(req): super::api::JsonBody<JoinRequest>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
-    let student = state.classroom.join(&req.code, &req.name, &owner).await?;
-    Ok((StatusCode::OK, Json(student)).into_response())
+    let joined = join_limited(&state, client, &req.code, &req.name, &owner).await?;
+    Ok((StatusCode::OK, Json(joined)).into_response())
+}
+
+/// Joins a class, within the limit on wrong codes per client address.
+pub(super) async fn join_limited(
+    state: &AppState,
+    client: std::net::IpAddr,
+    code: &str,
+    name: &str,
+    owner: &str,
+) -> Result<crate::classroom::Joined, AppError> {
+    let key = limit_key(client);
+    state.limits.class_code.check(&key)?;
+    match state.classroom.join(code, name, owner).await {
+        Err(ClassroomError::NoSuchClass) => {
+            state.limits.class_code.spend(&key);
+            Err(ClassroomError::NoSuchClass.into())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Signs a teacher in, within the limits on wrong passwords per client
+/// address and per teacher name.
+pub(super) async fn sign_in_limited(
+    state: &AppState,
+    client: std::net::IpAddr,
+    name: &str,
+    password: &str,
+) -> Result<String, AppError> {
+    let client_key = limit_key(client);
+    let account_key = name.trim().to_lowercase();
+    state.limits.sign_in_client.check(&client_key)?;
+    state.limits.sign_in_account.check(&account_key)?;
+    match state.classroom.login(name, password).await {
+        Err(ClassroomError::BadLogin) => {
+            state.limits.sign_in_client.spend(&client_key);
+            state.limits.sign_in_account.spend(&account_key);
+            Err(ClassroomError::BadLogin.into())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// This browser becomes the student a recovery code names (within the
+/// limit on wrong codes per client address).
+pub(super) async fn recover_limited(
+    state: &AppState,
+    client: std::net::IpAddr,
+    session: &tower_sessions::Session,
+    code: &str,
+) -> Result<crate::classroom::Student, AppError> {
+    let key = limit_key(client);
+    state.limits.recovery.check(&key)?;
+    let owner = browser_session::existing_owner(session).await?;
+    match state.classroom.recover(code, &owner).await {
+        Err(ClassroomError::BadRecoveryCode) => {
+            state.limits.recovery.spend(&key);
+            Err(ClassroomError::BadRecoveryCode.into())
+        }
+        Err(e) => Err(e.into()),
+        Ok(student) => {
+            browser_session::become_owner(session, &student.owner).await?;
+            Ok(student)
+        }
+    }
+}
+
+fn limit_key(client: std::net::IpAddr) -> String {
+    super::client_addr::limit_key(client).to_string()
+}
+
+#[derive(Deserialize)]
+struct RecoverRequest {
+    code: String,
+}
+
+async fn recover(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    session: tower_sessions::Session,
+    super::api::JsonBody(req): super::api::JsonBody<RecoverRequest>,
+) -> Result<Response, AppError> {
+    let student = recover_limited(&state, client, &session, &req.code).await?;
+    Ok(Json(student).into_response())
 }
 
 async fn me(
@@ -224,6 +328,8 @@ async fn check(
         .get(&x.language)
         .ok_or_else(AppError::internal)?
         .clone();
+    // One Check in flight per student, a few per minute.
+    let _turn = state.limits.begin_check(&student.id)?;
     let workspace = exercise_session(&state, &student.owner, &x).await?;
     let handle = workspace.ensure().await?;
     workspace.touch().await;
@@ -236,6 +342,9 @@ async fn check(
                 "The workspace is too large to check.",
             )
         })?;
+    // The grader's container and the student's, within the same cap as
+    // every sandbox.
+    let _room = state.registry.reserve(GRADING_CONTAINERS).await?;
     let report =
         crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files).await?;
     let check_id = state
@@ -263,10 +372,11 @@ struct LoginRequest {
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
     super::api::JsonBody(req): super::api::JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let id = state.classroom.login(&req.name, &req.password).await?;
+    let id = sign_in_limited(&state, client, &req.name, &req.password).await?;
     browser_session::sign_in_teacher(&session, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -424,5 +534,53 @@ pub(super) async fn choose_exercises(
         ));
     }
     state.classroom.assign(class_id, exercises).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RenameRequest {
+    name: String,
+}
+
+/// The teacher renames a student of their class.
+async fn rename_student(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, student)): Path<(String, String)>,
+    super::api::JsonBody(req): super::api::JsonBody<RenameRequest>,
+) -> Result<Response, AppError> {
+    let c = own_class(&state, &session, &class).await?;
+    let s = state
+        .classroom
+        .rename_student(&c.id, &student, &req.name)
+        .await?;
+    Ok(Json(s).into_response())
+}
+
+/// The teacher removes a student of their class, their checks and their
+/// exercise workspaces.
+async fn remove_student(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, student)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let c = own_class(&state, &session, &class).await?;
+    forget_student(&state, &c.id, &student).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes a student and the workspaces of their exercises.
+pub(super) async fn forget_student(
+    state: &AppState,
+    class_id: &str,
+    student: &str,
+) -> Result<(), AppError> {
+    let s = state.classroom.remove_student(class_id, student).await?;
+    for x in state.exercises.keys() {
+        let key = format!("{}.x.{x}", s.owner);
+        if state.registry.get(&key).is_some() {
+            let _ = state.registry.remove(&key).await;
+        }
+    }
     Ok(())
 }

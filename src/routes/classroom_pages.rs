@@ -18,12 +18,21 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/exercises", get(list))
         .route("/exercises/join", post(join))
+        .route("/exercises/recover", post(recover))
         .route("/exercises/{id}", get(exercise_page))
         .route("/teacher", get(teacher_home))
         .route("/teacher/sign-in", get(sign_in_page).post(sign_in))
         .route("/teacher/sign-out", post(sign_out))
         .route("/teacher/new-class", post(new_class))
         .route("/teacher/classes/{class}/choose", post(choose))
+        .route(
+            "/teacher/classes/{class}/students/{student}/rename",
+            post(rename_student),
+        )
+        .route(
+            "/teacher/classes/{class}/students/{student}/remove",
+            post(remove_student),
+        )
         .route("/teacher/classes/{class}/{id}", get(dashboard))
         .route("/teacher/check/{id}", get(check_page))
 }
@@ -47,19 +56,34 @@ struct ListPage {
     css: String,
     error: Option<String>,
     student: Option<String>,
+    /// Shown once, just after joining.
+    recovery_code: Option<String>,
     class_name: String,
     exercises: Vec<ExerciseRow>,
+}
+
+/// A page that says what went wrong, with the error's status (and its
+/// Retry-After).
+fn failed(mut page: Response, e: &AppError) -> Response {
+    *page.status_mut() = e.status;
+    if let Some(secs) = e.retry_after {
+        page.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    page
 }
 
 async fn list_page(
     state: &AppState,
     owner: &str,
     error: Option<String>,
+    recovery_code: Option<String>,
 ) -> Result<Response, AppError> {
     let student = state.classroom.student_by_owner(owner).await?;
     let mut page = ListPage {
         css: css(),
         error,
+        recovery_code,
         student: None,
         class_name: String::new(),
         exercises: Vec::new(),
@@ -98,7 +122,19 @@ async fn list(
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
     let owner = browser_session::owner(&state, &session, client).await?;
-    list_page(&state, &owner, None).await
+    let recovery = browser_session::take_recovery_code(&session).await?;
+    list_page(&state, &owner, None, recovery).await
+}
+
+/// A form posted without the cookie this page sets (from another site, or
+/// a browser that lost it): refused, never answered with a new session
+/// that would replace the student's.
+fn no_cookie() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "no_session",
+        "Your browser did not send its session: reload the page and try again.",
+    )
 }
 
 #[derive(Deserialize)]
@@ -113,12 +149,48 @@ async fn join(
     session: tower_sessions::Session,
     Form(form): Form<JoinForm>,
 ) -> Result<Response, AppError> {
-    let owner = browser_session::owner(&state, &session, client).await?;
-    match state.classroom.join(&form.code, &form.name, &owner).await {
+    let owner = browser_session::existing_owner(&session)
+        .await
+        .map_err(|_| no_cookie())?;
+    match super::classroom::join_limited(&state, client, &form.code, &form.name, &owner).await {
+        Ok(joined) => {
+            if let Some(code) = joined.recovery_code {
+                browser_session::show_recovery_code_once(&session, code).await?;
+            }
+            Ok(axum::response::IntoResponse::into_response(Redirect::to(
+                "/exercises",
+            )))
+        }
+        Err(e) => Ok(failed(
+            list_page(&state, &owner, Some(e.message.clone()), None).await?,
+            &e,
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct RecoverForm {
+    code: String,
+}
+
+/// A student back on another browser with their recovery code.
+async fn recover(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    session: tower_sessions::Session,
+    Form(form): Form<RecoverForm>,
+) -> Result<Response, AppError> {
+    let owner = browser_session::existing_owner(&session)
+        .await
+        .map_err(|_| no_cookie())?;
+    match super::classroom::recover_limited(&state, client, &session, &form.code).await {
         Ok(_) => Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/exercises",
         ))),
-        Err(e) => list_page(&state, &owner, Some(e.to_string())).await,
+        Err(e) => Ok(failed(
+            list_page(&state, &owner, Some(e.message.clone()), None).await?,
+            &e,
+        )),
     }
 }
 
@@ -163,20 +235,24 @@ struct SignInForm {
 
 async fn sign_in(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
-    match state.classroom.login(&form.name, &form.password).await {
+    match super::classroom::sign_in_limited(&state, client, &form.name, &form.password).await {
         Ok(id) => {
             browser_session::sign_in_teacher(&session, id).await?;
             Ok(axum::response::IntoResponse::into_response(Redirect::to(
                 "/teacher",
             )))
         }
-        Err(e) => render(&SignInPage {
-            css: css(),
-            error: Some(e.to_string()),
-        }),
+        Err(e) => Ok(failed(
+            render(&SignInPage {
+                css: css(),
+                error: Some(e.message.clone()),
+            })?,
+            &e,
+        )),
     }
 }
 
@@ -278,6 +354,7 @@ async fn new_class(
 }
 
 struct StandingRow {
+    id: String,
     name: String,
     best: String,
     attempts: i64,
@@ -332,6 +409,7 @@ async fn dashboard(
         rows: rows
             .into_iter()
             .map(|r| StandingRow {
+                id: r.student_id,
                 name: r.display_name,
                 best: match (r.best_score, r.max_score) {
                     (Some(b), Some(m)) => format!("{b} / {m}"),
@@ -405,4 +483,56 @@ async fn check_page(
             .collect(),
         files: check.files_text().into_iter().collect(),
     })
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    name: String,
+    /// The dashboard to return to.
+    exercise: String,
+}
+
+/// The teacher's form renames a student.
+async fn rename_student(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, student)): Path<(String, String)>,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, AppError> {
+    let c = match own_class(&state, &session, &class).await? {
+        Ok(c) => c,
+        Err(redirect) => return Ok(redirect),
+    };
+    state
+        .classroom
+        .rename_student(&c.id, &student, &form.name)
+        .await?;
+    Ok(back_to_dashboard(&c.id, &form.exercise))
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    exercise: String,
+}
+
+/// The teacher's form removes a student.
+async fn remove_student(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path((class, student)): Path<(String, String)>,
+    Form(form): Form<RemoveForm>,
+) -> Result<Response, AppError> {
+    let c = match own_class(&state, &session, &class).await? {
+        Ok(c) => c,
+        Err(redirect) => return Ok(redirect),
+    };
+    super::classroom::forget_student(&state, &c.id, &student).await?;
+    Ok(back_to_dashboard(&c.id, &form.exercise))
+}
+
+fn back_to_dashboard(class: &str, exercise: &str) -> Response {
+    let exercise: String = form_urlencoded::byte_serialize(exercise.as_bytes()).collect();
+    axum::response::IntoResponse::into_response(Redirect::to(&format!(
+        "/teacher/classes/{class}/{exercise}"
+    )))
 }

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -15,22 +15,39 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// How long one answer of the engine serves every `/healthz`.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The engine's last answer, and when it came: `/healthz` asks the engine
+/// at most once per `FRESH` whatever the request rate (the lock makes
+/// concurrent requests wait for the one ping in flight).
+#[derive(Default)]
+pub struct Cached(tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>);
+
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let ping =
-        tokio::time::timeout(Duration::from_secs(2), state.registry.sandboxes().ping()).await;
-    match ping {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Ok(Err(_)) => (
+    let verdict = {
+        let mut last = state.health.0.lock().await;
+        match *last {
+            Some((at, v)) if at.elapsed() < FRESH => v,
+            _ => {
+                let ping =
+                    tokio::time::timeout(Duration::from_secs(2), state.registry.sandboxes().ping())
+                        .await;
+                let v = match ping {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err("the container engine is not reachable"),
+                    Err(_) => Err("the container engine does not answer in time"),
+                };
+                *last = Some((Instant::now(), v));
+                v
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "reason": "the container engine is not reachable"}),
-            ),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "reason": "the container engine does not answer in time"}),
-            ),
+            Json(json!({"status": "unavailable", "reason": reason})),
         ),
     }
 }

@@ -7,8 +7,10 @@ mod browser_session;
 pub mod classroom;
 mod classroom_pages;
 pub mod client_addr;
+pub mod cross_site;
 pub mod frames;
-mod health;
+pub mod health;
+pub mod outbox;
 mod pages;
 pub mod ws;
 
@@ -41,6 +43,12 @@ pub struct AppState {
     /// Open sockets and background starts, so shutdown can wait for them
     /// (hyper forgets upgraded connections).
     pub sockets: tokio_util::task::TaskTracker,
+    /// Limits per client: wrong codes and passwords, Checks, sockets.
+    pub limits: Arc<crate::limits::Limits>,
+    /// The secret in API token fingerprints.
+    pub token_key: Arc<[u8; 32]>,
+    /// The engine's last answer to `/healthz`, shared for a moment.
+    pub health: Arc<health::Cached>,
 }
 
 pub type NewSessionLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
@@ -63,6 +71,10 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
         .merge(ws::router())
         .merge(classroom::router())
         .merge(classroom_pages::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::guard,
+        ))
         .layer(sessions);
     Router::new()
         .merge(browser)

@@ -174,7 +174,13 @@ async fn workspace_paths(
 
 /// Files a zip of the workspace may hold, and their total size.
 const ZIP_MAX_FILES: usize = 10_000;
-const ZIP_MAX_BYTES: u64 = 256 * 1024 * 1024;
+const ZIP_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Zips are built in memory (the files, then the archive): one at a time
+/// on the whole server, so downloads cost at most about twice
+/// `ZIP_MAX_BYTES` together; the others wait up to `ZIP_WAIT`, then 503.
+static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+const ZIP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn download(
     State(state): State<AppState>,
@@ -182,6 +188,18 @@ async fn download(
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
     let sandbox = browser_session::sandbox(&state, &owner).await?;
+    let busy = || AppError {
+        retry_after: Some(10),
+        ..AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Other workspaces are being zipped right now; try again in a few seconds.",
+        )
+    };
+    let _turn = tokio::time::timeout(ZIP_WAIT, ZIPS.acquire())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
     let zip = zip_workspace(&sandbox).await?;
     let mut resp = zip.into_response();
     let h = resp.headers_mut();

@@ -5,6 +5,7 @@ use super::frames::{
     decode_stdin, encode_output, ClientFrame, Encoding, Entry, ExitFrame, JobInfo, LanguageInfo,
     OutputMode, ServerFrame,
 };
+use super::outbox::Outbox;
 use super::{browser_session, AppState};
 use crate::error::AppError;
 use crate::runs;
@@ -12,7 +13,7 @@ use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -25,8 +26,8 @@ use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
 pub fn router() -> Router<AppState> {
@@ -57,6 +58,8 @@ async fn page_socket(
     let ws = ws.map_err(upgrade_required)?;
     check_origin(&state, &headers)?;
     let owner = browser_session::existing_owner(&session).await?;
+    // At most REPLBOX_SOCKETS_PER_SESSION sockets per browser.
+    let turn = state.limits.open_socket(&owner)?;
     let sandbox = match &params.exercise {
         None => browser_session::sandbox(&state, &owner).await?,
         Some(id) => {
@@ -65,7 +68,7 @@ async fn page_socket(
             super::classroom::exercise_session(&state, &owner, &x).await?
         }
     };
-    Ok(upgrade(state, sandbox, params, ws))
+    Ok(upgrade(state, sandbox, params, ws, Some(turn)))
 }
 
 /// A plain request to a socket endpoint.
@@ -79,21 +82,7 @@ pub fn upgrade_required(_: WebSocketUpgradeRejection) -> AppError {
 
 /// Refuses a browser whose page came from another origin.
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return Ok(()); // not a browser: the cookie alone decides
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let own = [format!("http://{host}"), format!("https://{host}")];
-    let allowed = own.iter().any(|o| o == origin)
-        || state
-            .config
-            .allowed_origins
-            .iter()
-            .any(|o| !o.is_empty() && o == origin);
-    if allowed {
+    if super::cross_site::origin_allowed(&state.config, headers) {
         Ok(())
     } else {
         Err(AppError::new(
@@ -110,6 +99,7 @@ pub fn upgrade(
     sandbox: Arc<Session>,
     params: SocketParams,
     ws: WebSocketUpgrade,
+    held: Option<crate::limits::Turn>,
 ) -> Response {
     // Frames above the limit are refused by us with 1009; the transport's
     // own cap sits higher so that we see them and can say so.
@@ -125,7 +115,11 @@ pub fn upgrade(
         .write_buffer_size(64 * 1024)
         .on_upgrade(move |socket| {
             let span = info_span!("socket", owner = %sandbox.owner);
-            run_socket(socket, state, sandbox, params.output).instrument(span)
+            async move {
+                run_socket(socket, state, sandbox, params.output).await;
+                drop(held);
+            }
+            .instrument(span)
         })
         .into_response()
 }
@@ -138,16 +132,23 @@ struct Conn {
     seen: HashMap<JobId, u64>,
     /// Jobs whose end was sent.
     ended: HashSet<JobId>,
-    out: mpsc::Sender<Message>,
+    out: Outbox,
     tasks: JoinSet<()>,
+    /// Requests being handled in the background (file operations, starts).
+    inflight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests of one socket handled at once; past it the socket reads no
+/// more frames until one ends.
+pub const SOCKET_REQUESTS_IN_FLIGHT: usize = 8;
 
 async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, mode: OutputMode) {
     let _open = state.sockets.token();
     state.metrics.websocket_connections.inc();
     let (mut sink, mut stream) = socket.split();
     let mut events = sandbox.hub.subscribe();
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let (out_tx, mut out_rx, budget) = Outbox::new(state.config.socket_queue_bytes);
+    let send_timeout = std::time::Duration::from_secs(state.config.socket_send_timeout_secs.max(1));
     let shutdown = state.shutdown.clone();
     let mut conn = Conn {
         state: state.clone(),
@@ -157,16 +158,29 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
         ended: HashSet::new(),
         out: out_tx,
         tasks: JoinSet::new(),
+        inflight: Arc::new(tokio::sync::Semaphore::new(SOCKET_REQUESTS_IN_FLIGHT)),
     };
 
-    // Writer: one task owns the sink.
+    // Writer: one task owns the sink. A client that takes nothing for the
+    // send timeout is disconnected; its frames' budget is then given back.
+    let writer_gone = CancellationToken::new();
+    let gone = writer_gone.clone();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            let closing = matches!(msg, Message::Close(_));
-            if sink.send(msg).await.is_err() || closing {
-                break;
+        while let Some(queued) = out_rx.recv().await {
+            let closing = matches!(queued.msg, Message::Close(_));
+            match tokio::time::timeout(send_timeout, sink.send(queued.msg)).await {
+                Ok(Ok(())) if !closing => {}
+                Ok(_) => break,
+                Err(_) => {
+                    debug!("the client reads nothing: closing its socket");
+                    budget.close();
+                    gone.cancel();
+                    return;
+                }
             }
         }
+        budget.close();
+        gone.cancel();
         let _ = sink.close().await;
     });
     let mut writer = crate::sessions::AbortOnDrop(writer);
@@ -189,6 +203,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                 conn.close(CLOSE_GOING_AWAY, "server shutting down").await;
                 break;
             }
+            _ = writer_gone.cancelled() => break,
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     if text.len() > max {
@@ -290,6 +305,19 @@ fn frame_message(frame: &ServerFrame) -> Message {
 }
 
 impl Conn {
+    /// Handles a request in the background, at most
+    /// `SOCKET_REQUESTS_IN_FLIGHT` at once (waiting for a turn slows the
+    /// client down: its next frames are not read meanwhile).
+    async fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let Ok(turn) = self.inflight.clone().acquire_owned().await else {
+            return;
+        };
+        self.tasks.spawn(async move {
+            task.await;
+            drop(turn);
+        });
+    }
+
     async fn send(&self, frame: ServerFrame) {
         let _ = self.out.send(frame_message(&frame)).await;
     }
@@ -541,14 +569,15 @@ impl Conn {
             ClientFrame::Restore => {
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     match s.ensure().await {
                         Ok(_) => s.touch().await,
                         Err(e) => {
                             let _ = out.send(error_message(&e, None)).await;
                         }
                     }
-                });
+                })
+                .await;
             }
             ClientFrame::Run(req) => {
                 let reference = req.reference.clone();
@@ -558,11 +587,12 @@ impl Conn {
                 };
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     if let Err(e) = start_run(&s, plan, reference.clone()).await {
                         let _ = out.send(error_message(&e, reference)).await;
                     }
-                });
+                })
+                .await;
             }
             ClientFrame::Shell {
                 reference,
@@ -576,26 +606,28 @@ impl Conn {
                     rows: rows.unwrap_or(24).clamp(1, 500),
                     cols: cols.unwrap_or(80).clamp(1, 1000),
                 };
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     if let Err(e) = open_shell(&s, size, new, reference.clone(), &out).await {
                         let _ = out.send(error_message(&e, reference)).await;
                     }
-                });
+                })
+                .await;
             }
             ClientFrame::KernelStart { reference, name } => {
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
                 let name = name.unwrap_or_else(|| "python3".into());
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     if let Err(e) = s.start_kernel(&name, reference.clone()).await {
                         let _ = out.send(error_message(&e, reference)).await;
                     }
-                });
+                })
+                .await;
             }
             ClientFrame::KernelSpecs { reference } => {
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
-                self.tasks.spawn(async move {
+                self.spawn(async move {
                     let result =
                         async { Ok::<_, AppError>(s.ensure().await?.kernel_specs().await?) }.await;
                     let msg = match result {
@@ -603,7 +635,8 @@ impl Conn {
                         Err(e) => error_message(&e, reference),
                     };
                     let _ = out.send(msg).await;
-                });
+                })
+                .await;
             }
             ClientFrame::KernelExecute {
                 kernel,
@@ -653,9 +686,11 @@ impl Conn {
             }
             ClientFrame::FileList { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::List { path }, false)
+                    .await
             }
             ClientFrame::FileRead { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::Read { path }, false)
+                    .await
             }
             ClientFrame::FileWrite {
                 reference,
@@ -694,17 +729,23 @@ impl Conn {
                     },
                     true,
                 )
+                .await
             }
             ClientFrame::FileMkdir { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::Mkdir { path }, true)
+                    .await
             }
             ClientFrame::FileRename {
                 reference,
                 from,
                 to,
-            } => self.file_op(reference, to.clone(), FileOp::Rename { from, to }, true),
+            } => {
+                self.file_op(reference, to.clone(), FileOp::Rename { from, to }, true)
+                    .await
+            }
             ClientFrame::FileDelete { reference, path } => {
                 self.file_op(reference, path.clone(), FileOp::Delete { path }, true)
+                    .await
             }
         }
     }
@@ -734,7 +775,7 @@ impl Conn {
         }
     }
 
-    fn file_op(
+    async fn file_op(
         &mut self,
         reference: Option<serde_json::Value>,
         path: String,
@@ -743,7 +784,7 @@ impl Conn {
     ) {
         let s = self.sandbox.clone();
         let out = self.out.clone();
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let frame = match file_op(&s, op, writes).await {
                 Ok(reply) => file_frame(reference, path, reply),
                 Err(e) => ServerFrame::Error {
@@ -753,7 +794,8 @@ impl Conn {
                 },
             };
             let _ = out.send(frame_message(&frame)).await;
-        });
+        })
+        .await;
     }
 }
 
@@ -851,7 +893,7 @@ async fn open_shell(
     size: PtySize,
     new: bool,
     reference: Option<serde_json::Value>,
-    out: &mpsc::Sender<Message>,
+    out: &Outbox,
 ) -> Result<(), AppError> {
     if !new {
         if let Some(shell) = sandbox.shell() {

@@ -106,6 +106,8 @@ pub enum SandboxError {
     /// A configuration the sandboxes cannot be made with (at start-up).
     #[error("{0}")]
     Config(String),
+    #[error("the disk budget for workspaces is used up")]
+    DiskFull,
 }
 
 impl SandboxError {
@@ -211,7 +213,7 @@ impl Sandboxes {
         let (uid, gid) = user_ids(&config.user);
         let quota =
             quota::QuotaFs::setup(&config.workspace_root, config.workspace_quota_mb, uid, gid)
-                .map(std::sync::Arc::new);
+                .map(|q| std::sync::Arc::new(q.with_budget(config.disk_budget_mb)));
         if let Some(q) = quota.clone() {
             std::thread::spawn(move || q.fill_spares());
         }
@@ -351,7 +353,11 @@ impl Sandboxes {
                 .map_err(|_| SandboxError::Engine)?
                 .map_err(|e| {
                     warn!(error = %e, "cannot prepare a workspace");
-                    SandboxError::Engine
+                    if e.is_budget() {
+                        SandboxError::DiskFull
+                    } else {
+                        SandboxError::Engine
+                    }
                 })?;
                 Some(bollard::models::MountVolumeOptionsDriverConfig {
                     name: Some("local".into()),
@@ -572,6 +578,22 @@ impl Sandboxes {
             let _ = tokio::task::spawn_blocking(move || q.remove(&name)).await;
         }
         Ok(())
+    }
+
+    /// Releases a workspace's mount (with quotas) while no container uses
+    /// it; its files stay, and the next container mounts it again.
+    pub async fn release_workspace(&self, name: &str) {
+        if let Some(q) = self.quota.clone() {
+            let name = name.to_string();
+            let _ = tokio::task::spawn_blocking(move || q.unmount(&name)).await;
+        }
+    }
+
+    /// Where a workspace is mounted (with quotas).
+    pub fn workspace_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.quota
+            .as_ref()
+            .map(|_| self.config.workspace_root.join(name))
     }
 
     /// Workspace filesystems on disk (with quotas) that no volume in `keep`

@@ -22,6 +22,9 @@ const SPARES: usize = 3;
 pub struct QuotaFs {
     root: PathBuf,
     limit_mb: u64,
+    /// Bytes all workspace images may take on disk together (allocated
+    /// blocks, not their sparse size): past it no new workspace is made.
+    budget_bytes: u64,
     uid: u32,
     gid: u32,
     spares: Mutex<()>,
@@ -30,6 +33,15 @@ pub struct QuotaFs {
 #[derive(Debug, thiserror::Error)]
 #[error("workspace disk: {0}")]
 pub struct QuotaError(String);
+
+impl QuotaError {
+    /// Whether the disk budget refused a new workspace.
+    pub fn is_budget(&self) -> bool {
+        self.0.starts_with(BUDGET_REACHED)
+    }
+}
+
+const BUDGET_REACHED: &str = "the disk budget for workspaces is used up";
 
 fn io(e: std::io::Error) -> QuotaError {
     QuotaError(e.to_string())
@@ -77,14 +89,21 @@ impl QuotaFs {
         let fs = Self {
             root: root.to_path_buf(),
             limit_mb,
+            budget_bytes: u64::MAX,
             uid,
             gid,
             spares: Mutex::new(()),
         };
         // One image made and mounted now proves that loop mounts work here.
-        let probe = root
-            .join("spare")
-            .join(format!("probe-{}", std::process::id()));
+        // Its name is this call's own: several setups in one process (the
+        // tests make many) must not format or unmount each other's probe,
+        // which turned quotas off for the loser, whose removals then left
+        // workspaces mounted.
+        let probe = root.join("spare").join(format!(
+            "probe-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let check = fs.format(&probe.with_extension("img")).and_then(|_| {
             std::fs::create_dir_all(&probe).map_err(io)?;
             fs.mount(&probe.with_extension("img"), &probe)?;
@@ -108,6 +127,36 @@ impl QuotaFs {
 
     pub fn limit_mb(&self) -> u64 {
         self.limit_mb
+    }
+
+    /// Sets the disk budget: `budget_mb`, or (0) 90% of the filesystem
+    /// that holds the workspaces.
+    pub fn with_budget(mut self, budget_mb: u64) -> Self {
+        self.budget_bytes = if budget_mb > 0 {
+            budget_mb << 20
+        } else {
+            filesystem_bytes(&self.root).map_or(u64::MAX, |b| b / 10 * 9)
+        };
+        info!(budget_mb = self.budget_bytes >> 20, "workspace disk budget");
+        self
+    }
+
+    /// Bytes the images (spares included) take on disk now.
+    pub fn used_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let size = |dir: &Path| -> u64 {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.path().extension().is_some_and(|x| x != "taken"))
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.blocks() * 512)
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        size(&self.root) + size(&self.root.join("spare"))
     }
 
     fn dir(&self, volume: &str) -> PathBuf {
@@ -150,6 +199,12 @@ impl QuotaFs {
             return Ok(dir);
         }
         if !image.exists() {
+            if self.used_bytes() >= self.budget_bytes {
+                return Err(QuotaError(format!(
+                    "{BUDGET_REACHED} ({} MiB)",
+                    self.budget_bytes >> 20
+                )));
+            }
             match self.take_spare() {
                 Some(spare) => std::fs::rename(spare, &image).map_err(io)?,
                 None => self.format(&image)?,
@@ -212,16 +267,25 @@ impl QuotaFs {
             .unwrap_or_default()
     }
 
-    /// Unmounts and deletes a workspace's filesystem.
-    pub fn remove(&self, volume: &str) {
-        let (dir, image) = (self.dir(volume), self.image(volume));
+    /// Unmounts a workspace's filesystem, keeping its image (a sandbox
+    /// expired: its loop device is released until the next start mounts it
+    /// again).
+    pub fn unmount(&self, volume: &str) {
+        let dir = self.dir(volume);
         if is_mounted(&dir) {
             if let Err(e) = run(Command::new("umount").arg(&dir)) {
-                // Still busy (a container being removed): detach it lazily.
+                // Still busy (a container being removed): detach it lazily;
+                // the loop device goes when the last user does.
                 warn!(error = %e, "lazy unmount of a workspace");
                 let _ = run(Command::new("umount").arg("-l").arg(&dir));
             }
         }
+    }
+
+    /// Unmounts and deletes a workspace's filesystem.
+    pub fn remove(&self, volume: &str) {
+        let (dir, image) = (self.dir(volume), self.image(volume));
+        self.unmount(volume);
         let _ = std::fs::remove_dir(&dir);
         let _ = std::fs::remove_file(&image);
     }
@@ -245,6 +309,18 @@ fn own(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), QuotaError> {
         .arg(format!("--from={}:{}", root.uid(), root.gid()))
         .arg(format!("{uid}:{gid}"))
         .arg(dir))
+}
+
+/// The size of the filesystem holding `dir`.
+fn filesystem_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the struct we own; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_blocks as u64 * st.f_frsize as u64)
 }
 
 extern "C" {

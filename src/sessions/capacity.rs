@@ -12,6 +12,18 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::info;
 
+/// 503 `capacity_full`: no room now.
+pub fn full() -> AppError {
+    AppError {
+        retry_after: Some(10),
+        ..AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity_full",
+            "Every sandbox is in use right now; try again in a few seconds.",
+        )
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// Sandboxes being started (admitted, not yet counted as live).
@@ -110,14 +122,7 @@ impl Capacity {
                 continue;
             }
             if position == 0 {
-                return Err(AppError {
-                    retry_after: Some(10),
-                    ..AppError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "capacity_full",
-                        "Every sandbox is in use right now; try again in a few seconds.",
-                    )
-                });
+                return Err(full());
             }
             if position != told {
                 told = position;
@@ -127,13 +132,41 @@ impl Capacity {
         }
     }
 
+    /// Sandboxes being started or short-lived containers (a Check's) held.
+    pub fn reserved(&self) -> usize {
+        self.inner.lock().unwrap().reserved
+    }
+
+    /// Room for `n` containers at once, taken now when there is some and no
+    /// browser waits in line (a Check never jumps the line).
+    pub fn try_reserve(&self, live: usize, n: usize) -> bool {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.queue.is_empty() && live + inner.reserved + n <= self.max {
+            inner.reserved += n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back what `try_reserve` took.
+    pub fn release(&self, n: usize) {
+        self.inner.lock().unwrap().reserved -= n;
+        self.changed();
+    }
+
     /// Expires the longest-idle sandbox past the grace period, if any.
     async fn evict_one(&self, asking: &Arc<Session>) -> bool {
-        let victim = asking
-            .shared
-            .all()
+        self.evict_idle(asking.shared.all(), Some(&asking.owner))
+            .await
+    }
+
+    /// Expires the longest-idle of `all` (but `except`) past the grace
+    /// period, if any.
+    pub(super) async fn evict_idle(&self, all: Vec<Arc<Session>>, except: Option<&str>) -> bool {
+        let victim = all
             .into_iter()
-            .filter(|s| s.owner != asking.owner && s.has_container() && !s.busy())
+            .filter(|s| Some(s.owner.as_str()) != except && s.has_container() && !s.busy())
             .filter(|s| s.idle_secs() >= self.grace_secs)
             .max_by_key(|s| s.idle_secs());
         match victim {

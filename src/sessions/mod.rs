@@ -183,6 +183,9 @@ struct Shared {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pool: Arc<pool::WarmPool>,
     capacity: capacity::Capacity,
+    /// Owners whose removal is in progress: their name cannot be taken
+    /// again until their volume is gone (it would be the same volume).
+    removing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -624,6 +627,11 @@ impl Session {
                 return;
             }
         }
+        // No container uses the workspace now: release its loop mount.
+        self.shared
+            .sandboxes
+            .release_workspace(&self.volume())
+            .await;
         self.shared.metrics.sandboxes_expired.inc();
         self.shared.capacity.changed();
         self.set_status(Status::Expired);
@@ -695,6 +703,7 @@ impl Registry {
                 capacity: capacity::Capacity::new(max, config.evict_grace_secs),
                 config,
                 sessions: Mutex::default(),
+                removing: Mutex::default(),
             }),
         };
         for row in store.all().await? {
@@ -794,6 +803,19 @@ impl Registry {
         };
         let session = {
             let mut sessions = self.shared.sessions.lock().unwrap();
+            if self.shared.removing.lock().unwrap().contains(owner) {
+                return Err(AppError {
+                    retry_after: Some(1),
+                    ..AppError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "being_removed",
+                        format!(
+                            "The sandbox {:?} is being removed; try again in a moment.",
+                            owner_display(owner)
+                        ),
+                    )
+                });
+            }
             if sessions.contains_key(owner) {
                 return Err(AppError::new(
                     axum::http::StatusCode::CONFLICT,
@@ -812,8 +834,21 @@ impl Registry {
 
     /// Deletes a session: its container, its volume and its record.
     pub async fn remove(&self, owner: &str) -> Result<(), AppError> {
-        let Some(session) = self.shared.sessions.lock().unwrap().remove(owner) else {
-            return Err(AppError::not_found("No such sandbox."));
+        let session = {
+            let mut sessions = self.shared.sessions.lock().unwrap();
+            let Some(session) = sessions.remove(owner) else {
+                return Err(AppError::not_found("No such sandbox."));
+            };
+            self.shared
+                .removing
+                .lock()
+                .unwrap()
+                .insert(owner.to_string());
+            session
+        };
+        let _removing = Removing {
+            shared: self.shared.clone(),
+            owner: owner.to_string(),
         };
         let id = {
             let _guard = session.start.lock().await;
@@ -842,6 +877,28 @@ impl Registry {
         self.shared.all()
     }
 
+    /// Room for `n` short-lived containers (a Check's grader and student
+    /// containers) within the same cap as sandboxes, expiring an idle
+    /// sandbox past the grace period if that makes room; otherwise 503
+    /// `capacity_full` with Retry-After. Held until dropped.
+    pub async fn reserve(&self, n: usize) -> Result<Reserved, AppError> {
+        let capacity = &self.shared.capacity;
+        if n > capacity.max() {
+            return Err(capacity::full());
+        }
+        loop {
+            if capacity.try_reserve(self.shared.live(), n) {
+                return Ok(Reserved {
+                    shared: self.shared.clone(),
+                    n,
+                });
+            }
+            if !capacity.evict_idle(self.all(), None).await {
+                return Err(capacity::full());
+            }
+        }
+    }
+
     /// Removes the warm pool's containers and their workspaces (at a
     /// graceful shutdown; after a crash, start-up removes them).
     pub async fn drain_pool(&self) {
@@ -859,7 +916,7 @@ impl Registry {
         let room = move || {
             shared
                 .upgrade()
-                .is_some_and(|s| s.live() < s.capacity.max())
+                .is_some_and(|s| s.live() + s.capacity.reserved() < s.capacity.max())
         };
         AbortOnDrop(
             self.shared
@@ -934,6 +991,11 @@ impl Registry {
             }
         }
         sandboxes.remove_orphan_workspaces(&volumes).await;
+        // Workspaces of sandboxes without a container (expired before a
+        // restart, or whose container was just removed) hold no mount.
+        for s in self.all().iter().filter(|s| !s.has_container()) {
+            sandboxes.release_workspace(&s.volume()).await;
+        }
         self.update_gauges();
         Ok(())
     }
@@ -942,6 +1004,30 @@ impl Registry {
 /// The name a client gave, without our owner prefix.
 pub fn owner_display(owner: &str) -> &str {
     owner.split_once('-').map(|(_, rest)| rest).unwrap_or(owner)
+}
+
+/// An owner's removal in progress; its name is free again when dropped.
+struct Removing {
+    shared: Arc<Shared>,
+    owner: String,
+}
+
+impl Drop for Removing {
+    fn drop(&mut self) {
+        self.shared.removing.lock().unwrap().remove(&self.owner);
+    }
+}
+
+/// Room held in the cap on live containers; given back when dropped.
+pub struct Reserved {
+    shared: Arc<Shared>,
+    n: usize,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.shared.capacity.release(self.n);
+    }
 }
 
 /// Aborts its task when dropped.

@@ -39,7 +39,7 @@ try {
   await teacher.fill("#class-name", "7B");
   await teacher.click("form.stack button[type=submit]");
   const code = (await teacher.locator(".code").first().textContent()).replace("code", "").trim();
-  if (!/^[A-Z0-9]{6}$/.test(code)) throw new Error(`class code: ${code}`);
+  if (!/^[A-Z0-9]{12}$/.test(code)) throw new Error(`class code: ${code}`);
 
   step("the teacher gives the class two of the four exercises");
   await teacher.uncheck('label:has-text("FizzBuzz") input');
@@ -53,8 +53,10 @@ try {
   await student.goto(`${base}exercises`);
   await student.fill("#code", code);
   await student.fill("#name", "Ada");
-  await student.click("button[type=submit]");
+  await student.click('button:has-text("Join")');
   await student.waitForSelector("text=Say hello");
+  const recovery = await student.locator("#recovery code").textContent();
+  if (!/^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$/.test(recovery)) throw new Error(`recovery code: ${recovery}`);
   const listed = await student.locator("table.list tbody").innerText();
   if (!listed.includes("Count the lines") || listed.includes("FizzBuzz") || listed.includes("Add them up")) {
     throw new Error(`the class sees: ${listed}`);
