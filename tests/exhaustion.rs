@@ -89,6 +89,22 @@ async fn signed_in_teacher(server: &TestServer) -> Browser {
     t
 }
 
+/// A new browser that joined the class with `code` as `name`.
+async fn joined_student(server: &TestServer, code: &str, name: &str) -> Browser {
+    let b = Browser::new();
+    b.visit(server).await;
+    let r = post_from(
+        &b,
+        server,
+        "198.51.100.1",
+        "/class/join",
+        json!({"code": code, "name": name}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{name} joins");
+    b
+}
+
 async fn new_class(teacher: &Browser, server: &TestServer) -> (String, String) {
     let class: Value = post_from(
         teacher,
@@ -570,17 +586,7 @@ async fn checks_go_one_at_a_time_within_a_rate_and_the_sandbox_cap() {
         let sb = engine(server.config.sandbox.clone()).await;
         let teacher = signed_in_teacher(&server).await;
         let (_, code) = new_class(&teacher, &server).await;
-        let ada = Browser::new();
-        ada.visit(&server).await;
-        let r = post_from(
-            &ada,
-            &server,
-            "198.51.100.1",
-            "/class/join",
-            json!({"code": code, "name": "Ada"}),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        let ada = joined_student(&server, &code, "Ada").await;
 
         // Twelve Checks at once: one is graded, the others hear 429.
         let mut all = Vec::new();
@@ -647,16 +653,7 @@ async fn a_check_needs_room_for_two_containers_in_the_cap() {
         let sb = engine(server.config.sandbox.clone()).await;
         let teacher = signed_in_teacher(&server).await;
         let (_, code) = new_class(&teacher, &server).await;
-        let ada = Browser::new();
-        ada.visit(&server).await;
-        post_from(
-            &ada,
-            &server,
-            "198.51.100.1",
-            "/class/join",
-            json!({"code": code, "name": "Ada"}),
-        )
-        .await;
+        let ada = joined_student(&server, &code, "Ada").await;
         let r = post_from(
             &ada,
             &server,
@@ -1031,16 +1028,7 @@ async fn stored_check_files_are_bounded_and_old_ones_pruned() {
         let sb = engine(server.config.sandbox.clone()).await;
         let teacher = signed_in_teacher(&server).await;
         let (_, code) = new_class(&teacher, &server).await;
-        let ada = Browser::new();
-        ada.visit(&server).await;
-        post_from(
-            &ada,
-            &server,
-            "198.51.100.1",
-            "/class/join",
-            json!({"code": code, "name": "Ada"}),
-        )
-        .await;
+        let ada = joined_student(&server, &code, "Ada").await;
         // A 3 MiB file beside the program: graded, not all kept.
         let mut ws = ada.socket(&server, "?exercise=python-hello").await;
         let (_, exit) = ws
