@@ -1402,3 +1402,58 @@ async fn the_server_process_stays_under_its_memory_ceiling() {
     })
     .await
 }
+
+/// A client that goes away mid-Check drops its request, not the Check: the
+/// grading containers are removed all the same, and the student's turn
+/// comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_whose_client_goes_away_leaves_no_container() {
+    within(240, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = class_server(&dir, |c| c.checks_per_minute = 100).await;
+        let sb = engine(server.config.sandbox.clone()).await;
+        let teacher = signed_in_teacher(&server).await;
+        let (_, code) = new_class(&teacher, &server).await;
+        let ada = joined_student(&server, &code, "Ada").await;
+        let grading = |c: &replbox::sandbox::ManagedContainer| {
+            c.session.starts_with("g-") || c.session.starts_with("gr-")
+        };
+        let request = {
+            let (client, url, origin) = (
+                ada.client.clone(),
+                server.url("/class/exercises/python-hello/check"),
+                format!("http://{}", server.addr),
+            );
+            tokio::spawn(async move {
+                let _ = client
+                    .post(url)
+                    .header("x-forwarded-for", "198.51.100.1")
+                    .header("origin", origin)
+                    .json(&json!({}))
+                    .send()
+                    .await;
+            })
+        };
+        // Gone once its grading containers exist.
+        while !sb.list().await.unwrap().iter().any(grading) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        request.abort();
+        while sb.list().await.unwrap().iter().any(grading) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = post_from(
+            &ada,
+            &server,
+            "198.51.100.1",
+            "/class/exercises/python-hello/check",
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "the student's turn came back");
+        assert!(!sb.list().await.unwrap().iter().any(grading));
+        server.stop().await;
+        cleanup(&sb).await;
+    })
+    .await
+}

@@ -329,7 +329,7 @@ async fn check(
         .ok_or_else(AppError::internal)?
         .clone();
     // One Check in flight per student, a few per minute.
-    let _turn = state.limits.begin_check(&student.id)?;
+    let turn = state.limits.begin_check(&student.id)?;
     let workspace = exercise_session(&state, &student.owner, &x).await?;
     let handle = workspace.ensure().await?;
     workspace.touch().await;
@@ -344,14 +344,23 @@ async fn check(
         })?;
     // The grader's container and the student's, within the same cap as
     // every sandbox.
-    let _room = state.registry.reserve(GRADING_CONTAINERS).await?;
-    let report =
-        crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files).await?;
-    let check_id = state
-        .classroom
-        .record_check(&student.id, &x.id, &report, &files)
-        .await?;
-    Ok(Json(json!({"checkId": check_id, "report": report})).into_response())
+    let room = state.registry.reserve(GRADING_CONTAINERS).await?;
+    // Grading runs in a task of its own that holds the turn and the room:
+    // a client that goes away mid-Check drops this request, not the Check,
+    // so its containers are always removed and counted until they are.
+    let graded = tokio::spawn(async move {
+        let _held = (turn, room);
+        let report =
+            crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files)
+                .await?;
+        let check_id = state
+            .classroom
+            .record_check(&student.id, &x.id, &report, &files)
+            .await?;
+        Ok::<_, AppError>(json!({"checkId": check_id, "report": report}))
+    });
+    let body = graded.await.map_err(|_| AppError::internal())??;
+    Ok(Json(body).into_response())
 }
 
 async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> {
