@@ -117,7 +117,9 @@ async fn ide(
 }
 
 /// Every file of a workspace with its bytes (files that vanish or are too
-/// large for one read are left out), or `None` past the limits.
+/// large for one read are left out), or `None` past the limits. The limit
+/// on bytes holds for what is read, not only for what the listing said: a
+/// program may grow its files between the two.
 pub async fn workspace_files(
     handle: &crate::sandbox::SandboxHandle,
     max_files: usize,
@@ -127,8 +129,13 @@ pub async fn workspace_files(
         return Ok(None);
     };
     let mut files = std::collections::BTreeMap::new();
+    let mut read = 0u64;
     for path in paths {
         if let Ok(d) = handle.read_file(path.clone()).await {
+            read += d.len() as u64;
+            if read > max_bytes {
+                return Ok(None);
+            }
             files.insert(path, d);
         }
     }
@@ -178,7 +185,8 @@ const ZIP_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Zips are built in memory (the files, then the archive): one at a time
 /// on the whole server, so downloads cost at most about twice
-/// `ZIP_MAX_BYTES` together; the others wait up to `ZIP_WAIT`, then 503.
+/// `ZIP_MAX_BYTES` together, plus one file's read (8 MiB) past it; the
+/// others wait up to `ZIP_WAIT`, then 503.
 static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 const ZIP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
