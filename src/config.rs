@@ -128,6 +128,18 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_SOCKET_SEND_TIMEOUT_SECS", default_value_t = 60)]
     pub socket_send_timeout_secs: u64,
 
+    /// Seconds a request's body may take to arrive, in all (a stalled body
+    /// holds its connection no longer).
+    #[arg(long, env = "REPLBOX_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+
+    /// Connections open at once on the whole server (0: half the open-file
+    /// limit, which the server raises to its hard limit at start-up), so
+    /// many clients together cannot take the descriptors the engine, the
+    /// store and the workspaces need.
+    #[arg(long, env = "REPLBOX_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
     /// Connections one client address (an IPv6 /64) may hold open at once,
     /// sockets included; trusted proxies are not limited.
     #[arg(long, env = "REPLBOX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]

@@ -9,14 +9,22 @@
 //!   way for `REPLBOX_IDLE_TIMEOUT_SECS` is closed (a client that stopped
 //!   reading its response, say);
 //! - a connection upgraded to a WebSocket leaves both: its own loop owns it;
+//! - a request's body must arrive within `REPLBOX_BODY_TIMEOUT_SECS` in all
+//!   (a handler waiting for a body that stalls gets an error, and the
+//!   connection then falls to the idle timeout);
 //! - one client address (an IPv6 /64) holds at most
 //!   `REPLBOX_CONNECTIONS_PER_CLIENT` connections at once, sockets included;
 //!   one more is closed as soon as it is accepted. Trusted proxies are not
-//!   limited (their clients are told apart by the routes, per request).
+//!   limited (their clients are told apart by the routes, per request);
+//! - the whole server holds at most `REPLBOX_MAX_CONNECTIONS` (by default
+//!   half its open-file limit, raised to the hard limit at start-up), so
+//!   many clients together cannot take the descriptors the engine, the
+//!   store and the workspaces need.
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,14 +42,18 @@ use tower::ServiceExt;
 pub struct Deadlines {
     pub header_read: Duration,
     pub idle: Duration,
+    /// A request's whole body.
+    pub body: Duration,
+    /// Connections on the whole server.
+    pub max_connections: usize,
     pub per_client: usize,
     /// Peers not limited per client (trusted proxies).
     pub exempt: Vec<ipnet::IpNet>,
 }
 
-/// Open connections per client address.
+/// Open connections per client address, and in all.
 #[derive(Default)]
-struct Open(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+struct Open(std::sync::Mutex<(std::collections::HashMap<std::net::IpAddr, usize>, usize)>);
 
 /// One connection counted against its client; uncounted when dropped.
 struct Counted {
@@ -51,8 +63,10 @@ struct Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
+        let mut open = self.open.0.lock().unwrap();
+        open.1 -= 1;
         if let Some(key) = self.key {
-            let mut map = self.open.0.lock().unwrap();
+            let map = &mut open.0;
             if let Some(n) = map.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -67,19 +81,24 @@ impl Open {
     /// Counts a connection from `peer`, or `None` past the limit.
     fn admit(self: &Arc<Self>, peer: std::net::IpAddr, d: &Deadlines) -> Option<Counted> {
         let peer = peer.to_canonical();
+        let mut open = self.0.lock().unwrap();
+        if open.1 >= d.max_connections.max(1) {
+            return None;
+        }
         if d.exempt.iter().any(|net| net.contains(&peer)) {
+            open.1 += 1;
             return Some(Counted {
                 open: self.clone(),
                 key: None,
             });
         }
         let key = crate::routes::client_addr::limit_key(peer);
-        let mut map = self.0.lock().unwrap();
-        let n = map.entry(key).or_insert(0);
+        let n = open.0.entry(key).or_insert(0);
         if *n >= d.per_client.max(1) {
             return None;
         }
         *n += 1;
+        open.1 += 1;
         Some(Counted {
             open: self.clone(),
             key: Some(key),
@@ -115,7 +134,7 @@ pub async fn serve(
             },
         };
         let Some(counted) = open.admit(peer.ip(), &deadlines) else {
-            tracing::debug!(%peer, "too many connections from this client");
+            tracing::debug!(%peer, "too many connections (this client's, or all)");
             drop(tcp);
             continue;
         };
@@ -184,14 +203,22 @@ async fn connection(
         _counted: counted,
     });
     let seen = activity.clone();
+    let body_time = deadlines.body;
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             seen.handling.fetch_add(1, Ordering::Relaxed);
             let handling = Handling(seen.clone());
             req.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
+            let body_deadline = tokio::time::Instant::now() + body_time;
             async move {
-                let resp = app.oneshot(req.map(axum::body::Body::new)).await;
+                let req = req.map(|body| {
+                    axum::body::Body::new(Deadlined {
+                        inner: body,
+                        deadline: Box::pin(tokio::time::sleep_until(body_deadline)),
+                    })
+                });
+                let resp = app.oneshot(req).await;
                 drop(handling);
                 resp
             }
@@ -286,5 +313,61 @@ impl AsyncWrite for Watched {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// A request body that must arrive by its deadline, in all.
+struct Deadlined {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Deadlined {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(
+                Err("the request's body did not arrive in time".into()),
+            ));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Raises the soft limit on open files to the hard one; returns the limit
+/// now in force.
+pub fn raise_open_files() -> usize {
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+        lim.rlim_cur.min(1 << 20) as usize
     }
 }

@@ -291,6 +291,7 @@ async fn half_sent_requests_and_idle_connections_are_closed() {
         let mut config = server_config(dir.path());
         config.header_read_timeout_secs = 1;
         config.idle_timeout_secs = 2;
+        config.body_timeout_secs = 2;
         let server = TestServer::start(config).await;
 
         // Half a request line, then nothing.
@@ -337,6 +338,28 @@ async fn half_sent_requests_and_idle_connections_are_closed() {
             String::from_utf8_lossy(&got)
         );
         assert!(closed.is_ok(), "an idle connection stayed open");
+
+        // A body that stops half-way: the request fails when its time is
+        // up, and the connection is closed.
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(
+            b"POST /api/v1/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"lang",
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a stalled body kept its connection");
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 4"), "{got}");
 
         // The server still answers.
         let health = reqwest::get(server.url("/healthz")).await.unwrap();
@@ -1259,10 +1282,18 @@ async fn healthz_does_not_ask_the_engine_on_every_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_client_holds_a_bounded_number_of_connections() {
+    // The cap per client, then the cap on the whole server.
+    for (per_client, max_connections) in [(4, 1000), (1000, 4)] {
+        one_cap_of_four(per_client, max_connections).await;
+    }
+}
+
+async fn one_cap_of_four(per_client: usize, max_connections: usize) {
     within(60, async {
         let dir = tempfile::tempdir().unwrap();
         let mut config = server_config(dir.path());
-        config.connections_per_client = 4;
+        config.connections_per_client = per_client;
+        config.max_connections = max_connections;
         let server = TestServer::start(config).await;
         let mut held = Vec::new();
         for _ in 0..4 {
