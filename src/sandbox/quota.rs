@@ -22,12 +22,16 @@ const SPARES: usize = 3;
 pub struct QuotaFs {
     root: PathBuf,
     limit_mb: u64,
-    /// Bytes all workspace images may take on disk together (allocated
-    /// blocks, not their sparse size): past it no new workspace is made.
+    /// Bytes all workspace images may take on disk together, each counted
+    /// at its quota (what it may grow to, not what it holds now): past it no
+    /// new workspace is made.
     budget_bytes: u64,
     uid: u32,
     gid: u32,
     spares: Mutex<()>,
+    /// Held while a new workspace is admitted and its image made, so two
+    /// cannot both take the budget's last place.
+    creating: Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,7 @@ impl QuotaFs {
             uid,
             gid,
             spares: Mutex::new(()),
+            creating: Mutex::new(()),
         };
         // One image made and mounted now proves that loop mounts work here.
         // Its name is this call's own: several setups in one process (the
@@ -141,22 +146,15 @@ impl QuotaFs {
         self
     }
 
-    /// Bytes the images (spares included) take on disk now.
-    pub fn used_bytes(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        let size = |dir: &Path| -> u64 {
-            std::fs::read_dir(dir)
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .filter(|e| e.path().extension().is_some_and(|x| x != "taken"))
-                        .filter_map(|e| e.metadata().ok())
-                        .filter(|m| m.is_file())
-                        .map(|m| m.blocks() * 512)
-                        .sum()
-                })
-                .unwrap_or(0)
-        };
-        size(&self.root) + size(&self.root.join("spare"))
+    /// Workspace images there are (not spares).
+    fn images(&self) -> usize {
+        std::fs::read_dir(&self.root)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "img"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     fn dir(&self, volume: &str) -> PathBuf {
@@ -199,10 +197,18 @@ impl QuotaFs {
             return Ok(dir);
         }
         if !image.exists() {
-            if self.used_bytes() >= self.budget_bytes {
+            let _admitting = self.creating.lock().unwrap();
+            // Each workspace counts at its quota, so the images together can
+            // never outgrow the budget; and the disk keeps room for one more.
+            let quota = self.limit_mb << 20;
+            let promised = (self.images() as u64 + 1).saturating_mul(quota);
+            let free = filesystem_free_bytes(&self.root).unwrap_or(u64::MAX);
+            if promised > self.budget_bytes || free < quota {
                 return Err(QuotaError(format!(
-                    "{BUDGET_REACHED} ({} MiB)",
-                    self.budget_bytes >> 20
+                    "{BUDGET_REACHED} ({} MiB: {} workspaces of {} MiB)",
+                    self.budget_bytes >> 20,
+                    self.budget_bytes / quota.max(1),
+                    self.limit_mb
                 )));
             }
             match self.take_spare() {
@@ -311,16 +317,23 @@ fn own(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), QuotaError> {
         .arg(dir))
 }
 
-/// The size of the filesystem holding `dir`.
-fn filesystem_bytes(dir: &Path) -> Option<u64> {
+/// What statvfs says of the filesystem holding `dir`.
+fn statvfs(dir: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the struct we own; the path is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_blocks as u64 * st.f_frsize as u64)
+    (unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0).then_some(st)
+}
+
+/// The bytes free (to an unprivileged writer) on the filesystem holding `dir`.
+fn filesystem_free_bytes(dir: &Path) -> Option<u64> {
+    statvfs(dir).map(|st| st.f_bavail * st.f_frsize)
+}
+
+/// The size of the filesystem holding `dir`.
+fn filesystem_bytes(dir: &Path) -> Option<u64> {
+    statvfs(dir).map(|st| st.f_blocks * st.f_frsize)
 }
 
 extern "C" {
