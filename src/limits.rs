@@ -10,7 +10,14 @@
 //!
 //! Memory is bounded: at most `MAX_KEYS` keys are remembered; past that the
 //! ones whose debt is paid are forgotten, then (a flood of new keys) the
-//! table is cleared, which only forgives.
+//! half with the least debt, so a flood of fresh keys cannot wipe the debt
+//! of the key being guessed at. A key's debt is capped at one window
+//! (`burst` intervals), so attempts that raced past the check together
+//! lock it out for a minute at most.
+//!
+//! The limit per teacher name is three times the limit per client, so one
+//! address (a student behind the school's address, say) can never lock a
+//! teacher out: it is refused by its own limit first.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,7 +72,7 @@ impl Limits {
         let n = config.attempts_per_minute;
         Self {
             sign_in_client: Attempts::per_minute(Attempt::SignIn, n),
-            sign_in_account: Attempts::per_minute(Attempt::SignIn, n),
+            sign_in_account: Attempts::per_minute(Attempt::SignIn, n.saturating_mul(3)),
             class_code: Attempts::per_minute(Attempt::ClassCode, n),
             recovery: Attempts::per_minute(Attempt::RecoveryCode, n),
             checks: Attempts::per_minute(Attempt::Check, config.checks_per_minute),
@@ -194,11 +201,14 @@ impl Attempts {
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
             map.retain(|_, paid| *paid > now);
             if map.len() >= MAX_KEYS {
-                map.clear();
+                let mut debts: Vec<Instant> = map.values().copied().collect();
+                let (_, median, _) = debts.select_nth_unstable(MAX_KEYS / 2);
+                let median = *median;
+                map.retain(|_, paid| *paid > median);
             }
         }
         let paid = map.entry(key.to_string()).or_insert(now);
-        *paid = (*paid).max(now) + self.interval;
+        *paid = ((*paid).max(now) + self.interval).min(now + self.interval * self.burst);
     }
 
     /// Checks, and spends when allowed: for events that count whatever
@@ -243,6 +253,20 @@ mod tests {
             a.check("school").unwrap();
         }
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn debt_is_capped_at_one_window_and_a_flood_keeps_the_biggest_debts() {
+        let a = Attempts::per_minute(Attempt::SignIn, 6);
+        for _ in 0..500 {
+            a.spend("raced");
+        }
+        let e = a.check("raced").unwrap_err();
+        assert!(e.retry_after_secs <= 60, "{e:?}");
+        for i in 0..(MAX_KEYS + 10) {
+            a.spend(&i.to_string());
+        }
+        assert!(a.check("raced").is_err(), "a flood of new keys forgave it");
     }
 
     #[test]
