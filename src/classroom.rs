@@ -272,6 +272,26 @@ impl Classroom {
         }
     }
 
+    /// Gives every class whose code is shorter than `CLASS_CODE_LEN` (made
+    /// before codes grew from 6 characters) a new code of full length; its
+    /// teacher sees it on the dashboard, and students already in the class
+    /// stay in it. Returns how many codes changed.
+    pub async fn lengthen_short_codes(&self) -> Result<usize, ClassroomError> {
+        let short: Vec<(String,)> = sqlx::query_as("SELECT id FROM classes WHERE length(code) < ?")
+            .bind(CLASS_CODE_LEN as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        for (id,) in &short {
+            // A clash with another code (60 bits) is left for the next start.
+            let _ = sqlx::query("UPDATE classes SET code = ? WHERE id = ?")
+                .bind(new_code())
+                .bind(id)
+                .execute(&self.pool)
+                .await;
+        }
+        Ok(short.len())
+    }
+
     pub async fn create_class(
         &self,
         teacher_id: &str,

@@ -82,6 +82,14 @@ pub async fn serve(
     }
     let classroom =
         classroom::Classroom::with_hashers(store.pool().clone(), config.password_hashers());
+    match classroom.lengthen_short_codes().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            classes = n,
+            "class codes shorter than 12 characters were replaced; teachers see the new codes on their dashboards"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot lengthen short class codes"),
+    }
     let safe = config.safe_sandboxes();
     if config.max_sandboxes() > safe {
         tracing::warn!(

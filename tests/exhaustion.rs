@@ -1505,3 +1505,54 @@ async fn a_check_whose_client_goes_away_leaves_no_container() {
     })
     .await
 }
+
+/// A class made when codes had 6 characters gets a code of full length at
+/// the next start; the old code no longer lets anyone in.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_class_codes_from_before_are_lengthened_at_start() {
+    within(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = class_server(&dir, |_| {}).await;
+        let teacher = signed_in_teacher(&server).await;
+        let (class, _) = new_class(&teacher, &server).await;
+        let config = server.config.clone();
+        server.stop().await;
+        // As an older server left it.
+        let url = format!("sqlite://{}", dir.path().join("replbox.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE classes SET code = 'ABCDEF' WHERE id = ?")
+            .bind(&class)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let server = TestServer::start(config).await;
+        let teacher = signed_in_teacher(&server).await;
+        let classes: Value = teacher
+            .client
+            .get(server.url("/teacher/classes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = classes["classes"][0]["code"].as_str().unwrap().to_string();
+        assert_eq!(code.len(), replbox::classroom::CLASS_CODE_LEN, "{classes}");
+        let ada = Browser::new();
+        ada.visit(&server).await;
+        let r = post_from(
+            &ada,
+            &server,
+            "198.51.100.1",
+            "/class/join",
+            json!({"code": "ABCDEF", "name": "Ada"}),
+        )
+        .await;
+        assert_eq!(r.status(), 404, "the old code");
+        joined_student(&server, &code, "Ada").await;
+        server.stop().await;
+    })
+    .await
+}
