@@ -134,7 +134,8 @@ pub struct Config {
     pub body_timeout_secs: u64,
 
     /// Connections open at once on the whole server (0: half the open-file
-    /// limit, which the server raises to its hard limit at start-up), so
+    /// limit, which the server raises to its hard limit at start-up, and at
+    /// most 4096), so
     /// many clients together cannot take the descriptors the engine, the
     /// store and the workspaces need.
     #[arg(long, env = "REPLBOX_MAX_CONNECTIONS", default_value_t = 0)]

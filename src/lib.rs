@@ -155,7 +155,7 @@ pub async fn serve(
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
             body: Duration::from_secs(config.body_timeout_secs.max(1)),
             max_connections: match config.max_connections {
-                0 => listener::raise_open_files() / 2,
+                0 => (listener::raise_open_files() / 2).min(4096),
                 n => n,
             },
             per_client: config.connections_per_client,
