@@ -51,6 +51,22 @@ how_to_remap() {
 EOF
 }
 
+# With user namespaces remapped, every container's root is one host uid, and
+# runc gives each container a session keyring of that uid's: the kernel's
+# default of 200 keys per uid stops container starts at about 200 sandboxes
+# ("unable to create session key: disk quota exceeded"). Room for more.
+raise_key_quota() {
+  local keys bytes
+  keys=$(cat /proc/sys/kernel/keys/maxkeys 2>/dev/null || echo 0)
+  bytes=$(cat /proc/sys/kernel/keys/maxbytes 2>/dev/null || echo 0)
+  if [ "$keys" -lt 20000 ] || [ "$bytes" -lt 1000000 ]; then
+    say "raising the kernel's key quota per user (kernel.keys.maxkeys=20000, maxbytes=1000000) for remapped containers"
+    sysctl -q -w kernel.keys.maxkeys=20000 kernel.keys.maxbytes=1000000 2>/dev/null ||
+      warn "cannot raise kernel.keys.maxkeys: past about 200 sandboxes new containers will fail to start"
+  fi
+}
+if [ "$(id -u)" = 0 ]; then raise_key_quota; fi
+
 if answers; then
   if remapped; then say "engine answers (user namespaces remapped)"; exit 0; fi
   pid=$(running_pid)
@@ -83,6 +99,7 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "no Docker engine answers; start it (sudo systemctl start docker) and run again" >&2; exit 1
 fi
+
 start() {
   # A killed dockerd leaves its pid file behind.
   rm -f "$PIDFILE" "$MARK"
