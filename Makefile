@@ -20,7 +20,8 @@ test: docker agent image frontend browser pydeps
 bench: docker agent image frontend browser pydeps
 	@echo "==> bench: release build against the real engine"
 	@$(CARGO) build --release --quiet --bin replbox
-	@$(CARGO) bench --quiet --bench replbox
+	@$(CARGO) bench --quiet --bench replbox ; status=$$?; \
+	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
 
 docker:
 	@./scripts/ensure-docker.sh
@@ -64,11 +65,12 @@ check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Containers and volumes left by tests that failed half-way (prefix rbt-).
+# Containers, volumes and workspace images left by tests or a bench that
+# failed half-way (prefixes rbt- and rbb-).
 clean-test-sandboxes:
-	@ids=$$(docker ps -aq --filter label=replbox.managed | xargs -r docker inspect -f '{{.Id}} {{index .Config.Labels "replbox.managed"}}' | awk '$$2 ~ /^rbt-/ {print $$1}'); \
+	@ids=$$(docker ps -aq --filter label=replbox.managed | xargs -r docker inspect -f '{{.Id}} {{index .Config.Labels "replbox.managed"}}' | awk '$$2 ~ /^rb[tb]-/ {print $$1}'); \
 	  [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
-	  vols=$$(docker volume ls -q | grep '^rbt-' || true); \
+	  vols=$$(docker volume ls -q | grep -E '^rb[tb]-' || true); \
 	  [ -z "$$vols" ] || docker volume rm -f $$vols >/dev/null; \
-	  for d in /var/lib/replbox/workspaces/rbt-*; do [ -e "$$d" ] || continue; \
+	  for d in /var/lib/replbox/workspaces/rbt-* /var/lib/replbox/workspaces/rbb-*; do [ -e "$$d" ] || continue; \
 	    umount -l "$$d" 2>/dev/null; rm -rf "$$d"; done; true

@@ -110,6 +110,9 @@ impl Server {
             .env("REPLBOX_JOB_OUTPUT_LIMIT", "1073741824")
             .env("REPLBOX_NEW_SESSIONS_PER_MINUTE", "100000")
             .env("REPLBOX_MAX_SANDBOXES", "400")
+            // Hundreds of idle workspaces at once, each counted at its quota
+            // by the disk budget: the bench measures density, not disk.
+            .env("REPLBOX_DISK_BUDGET_MB", "100000000")
             .env("REPLBOX_WARM_POOL", pool.to_string())
             .stdout(Stdio::null())
             .spawn()
@@ -140,6 +143,15 @@ impl Server {
 
     fn stop(mut self) {
         unsafe { libc_kill(self.child.id() as i32, 15) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A bench that fails half-way does not leave its server running (its
+/// warm pool would refill for ever).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

@@ -20,6 +20,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// own through the attacks of `the_server_process_stays_under_its_memory_ceiling`.
 const RSS_CEILING_MB: u64 = 512;
 
+/// A server process of a test, stopped (SIGTERM) whatever happens to the
+/// test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
 /// A field of a process's /proc status, in MiB.
 fn status_mb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -781,15 +793,7 @@ async fn a_socket_that_never_reads_is_bounded_then_closed() {
             ],
         );
         let pid = child.id();
-        struct Stop(u32);
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("kill")
-                    .arg(self.0.to_string())
-                    .status();
-            }
-        }
-        let _stop = Stop(pid);
+        let _stop = KillOnDrop(pid);
         let b = Browser::new();
         b.visit(&server).await;
         let mut ws = b.socket(&server, "").await;
@@ -1374,16 +1378,7 @@ async fn the_server_process_stays_under_its_memory_ceiling() {
             ],
         );
         let pid = child.id();
-        // Stopped whatever happens to this test.
-        struct Stop(u32);
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("kill")
-                    .arg(self.0.to_string())
-                    .status();
-            }
-        }
-        let _stop = Stop(pid);
+        let _stop = KillOnDrop(pid);
 
         // 300 connections that send half a request line.
         let mut half = Vec::new();
