@@ -243,6 +243,26 @@ async fn the_page_is_locked_down_and_the_workspace_downloads_as_a_zip() {
         std::io::Read::read_to_string(&mut archive.by_name("dir/b.txt").unwrap(), &mut text)
             .unwrap();
         assert_eq!(text, "beta");
+
+        // A file too large for one read is refused by name, never left out.
+        ws.run(json!({"command": "head -c 9000000 /dev/zero > big.bin"}))
+            .await;
+        let refused = browser
+            .client
+            .get(server.url("/workspace.zip"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 413);
+        let e: Value = refused.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "file_too_large", "{e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("big.bin is larger than 8 MiB"),
+            "{e}"
+        );
         server.stop().await;
         cleanup(&sb).await;
     })

@@ -116,8 +116,9 @@ async fn ide(
     render(&IdePage::new(None))
 }
 
-/// Every file of a workspace with its bytes (files that vanish or are too
-/// large for one read are left out), or `None` past the limits. The limit
+/// Every file of a workspace with its bytes (files that vanish meanwhile
+/// are left out; one too large for a read is refused by name), or `None`
+/// past the limits. The limit
 /// on bytes holds for what is read, not only for what the listing said: a
 /// program may grow its files between the two.
 pub async fn workspace_files(
@@ -131,12 +132,30 @@ pub async fn workspace_files(
     let mut files = std::collections::BTreeMap::new();
     let mut read = 0u64;
     for path in paths {
-        if let Ok(d) = handle.read_file(path.clone()).await {
-            read += d.len() as u64;
-            if read > max_bytes {
-                return Ok(None);
+        match handle.read_file(path.clone()).await {
+            Ok(d) => {
+                read += d.len() as u64;
+                if read > max_bytes {
+                    return Ok(None);
+                }
+                files.insert(path, d);
             }
-            files.insert(path, d);
+            // Never left out unsaid: a Check without it would grade
+            // another program than the student's.
+            Err(crate::sandbox::SandboxError::File(replbox_protocol::FileError::TooLarge {
+                limit,
+            })) => {
+                return Err(AppError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "file_too_large",
+                    format!(
+                        "{path} is larger than {} MiB, too large to zip or check: make it smaller or delete it, then try again.",
+                        limit >> 20
+                    ),
+                ))
+            }
+            // A file that went away meanwhile is simply not there.
+            Err(_) => {}
         }
     }
     Ok(Some(files))
