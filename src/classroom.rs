@@ -292,6 +292,26 @@ impl Classroom {
         Ok(short.len())
     }
 
+    /// Gives the class a new code (the old one, leaked or given to someone
+    /// since removed, lets nobody in any more); its students stay in it.
+    pub async fn new_class_code(&self, class_id: &str) -> Result<String, ClassroomError> {
+        // A clash with another class's code (60 bits) is tried again.
+        for _ in 0..5 {
+            let code = new_code();
+            let r = sqlx::query("UPDATE classes SET code = ? WHERE id = ?")
+                .bind(&code)
+                .bind(class_id)
+                .execute(&self.pool)
+                .await;
+            match r {
+                Ok(_) => return Ok(code),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ClassroomError::Store(sqlx::Error::PoolTimedOut))
+    }
+
     pub async fn create_class(
         &self,
         teacher_id: &str,

@@ -616,6 +616,63 @@ async fn a_student_gets_back_in_with_a_recovery_code_and_the_teacher_renames_and
         )
         .await;
         assert_eq!(r.status(), 200);
+
+        // A new code for the class: the old one (a removed student kept
+        // it, say) lets nobody in; the new one does; Ada stays in.
+        let r = post_from(
+            &teacher,
+            &server,
+            "10.9.9.9",
+            &format!("/teacher/classes/{class_id}/code"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let fresh: Value = r.json().await.unwrap();
+        let fresh = fresh["code"].as_str().unwrap().to_string();
+        assert_eq!(fresh.len(), replbox::classroom::CLASS_CODE_LEN);
+        assert_ne!(fresh, code);
+        let stranger = Browser::new();
+        stranger.visit(&server).await;
+        let r = post_from(
+            &stranger,
+            &server,
+            "198.51.100.9",
+            "/class/join",
+            json!({"code": code, "name": "Mallory"}),
+        )
+        .await;
+        assert_eq!(r.status(), 404, "the old code");
+        joined_student(&server, &fresh, "Grace").await;
+        let r = laptop
+            .client
+            .get(server.url("/class/me"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Ada stays in the class");
+        // The same from the teacher's page: its form, then the class list.
+        let r = teacher
+            .client
+            .post(server.url(&format!("/teacher/classes/{class_id}/new-code")))
+            .header("origin", format!("http://{}", server.addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let classes: Value = teacher
+            .client
+            .get(server.url("/teacher/classes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let newest = classes["classes"][0]["code"].as_str().unwrap();
+        assert!(newest != fresh && newest.len() == fresh.len(), "{classes}");
         server.stop().await;
     })
     .await

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/logout", post(logout))
         .route("/teacher/classes", get(classes).post(create_class))
         .route("/teacher/classes/{class}/exercises", put(assign))
+        .route("/teacher/classes/{class}/code", post(new_code))
         .route(
             "/teacher/classes/{class}/students/{student}",
             put(rename_student).delete(remove_student),
@@ -528,6 +529,18 @@ async fn assign(
     let c = own_class(&state, &session, &class).await?;
     choose_exercises(&state, &c.id, &req.exercises).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A new code for the teacher's class: the old one lets nobody in any more
+/// (a leaked code, or a removed student who kept it).
+async fn new_code(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(class): Path<String>,
+) -> Result<Response, AppError> {
+    let c = own_class(&state, &session, &class).await?;
+    let code = state.classroom.new_class_code(&c.id).await?;
+    Ok(Json(json!({"code": code})).into_response())
 }
 
 /// Sets a class's exercises after checking that each exists.

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/sign-out", post(sign_out))
         .route("/teacher/new-class", post(new_class))
         .route("/teacher/classes/{class}/choose", post(choose))
+        .route("/teacher/classes/{class}/new-code", post(new_code))
         .route(
             "/teacher/classes/{class}/students/{student}/rename",
             post(rename_student),
@@ -327,6 +328,22 @@ async fn choose(
         .map(|(_, v)| v.into_owned())
         .collect();
     super::classroom::choose_exercises(&state, &c.id, &chosen).await?;
+    Ok(axum::response::IntoResponse::into_response(Redirect::to(
+        "/teacher",
+    )))
+}
+
+/// A new code for the class (the form beside its code), then the class list.
+async fn new_code(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    Path(class): Path<String>,
+) -> Result<Response, AppError> {
+    let c = match own_class(&state, &session, &class).await? {
+        Ok(c) => c,
+        Err(redirect) => return Ok(redirect),
+    };
+    state.classroom.new_class_code(&c.id).await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher",
     )))
