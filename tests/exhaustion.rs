@@ -383,7 +383,8 @@ async fn half_sent_requests_and_idle_connections_are_closed() {
         .await;
         assert!(closed.is_ok(), "a stalled body kept its connection");
         let got = String::from_utf8_lossy(&got);
-        assert!(got.starts_with("HTTP/1.1 4"), "{got}");
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        assert!(got.contains("body_incomplete"), "{got}");
 
         // The server still answers.
         let health = reqwest::get(server.url("/healthz")).await.unwrap();

@@ -189,9 +189,17 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
         let json = is_json(req.headers());
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| body_too_large())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                body_too_large()
+            } else {
+                // Stalled past its deadline, or the connection went away.
+                AppError::bad_request(
+                    "body_incomplete",
+                    "The request body did not arrive in full in time; send it again.",
+                )
+            }
+        })?;
         let bytes = if bytes.is_empty() && !json {
             Bytes::from_static(b"{}")
         } else if !json {
