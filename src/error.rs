@@ -184,6 +184,40 @@ impl From<crate::limits::Limited> for AppError {
     }
 }
 
+impl From<crate::classroom::ClassroomError> for AppError {
+    fn from(e: crate::classroom::ClassroomError) -> Self {
+        match e {
+            crate::classroom::ClassroomError::TeacherExists(_) => {
+                AppError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
+            }
+            crate::classroom::ClassroomError::BadLogin => {
+                AppError::new(StatusCode::UNAUTHORIZED, "bad_login", e.to_string())
+            }
+            crate::classroom::ClassroomError::NoSuchClass => {
+                AppError::new(StatusCode::NOT_FOUND, "no_such_class", e.to_string())
+            }
+            crate::classroom::ClassroomError::NameTaken(_) => {
+                AppError::new(StatusCode::CONFLICT, "name_taken", e.to_string())
+            }
+            crate::classroom::ClassroomError::Invalid(_) => {
+                AppError::bad_request("invalid", e.to_string())
+            }
+            crate::classroom::ClassroomError::BadRecoveryCode => {
+                AppError::new(StatusCode::NOT_FOUND, "bad_recovery_code", e.to_string())
+            }
+            crate::classroom::ClassroomError::AlreadyJoined => {
+                AppError::new(StatusCode::CONFLICT, "already_joined", e.to_string())
+            }
+            crate::classroom::ClassroomError::NoSuchStudent => AppError::not_found(e.to_string()),
+            crate::classroom::ClassroomError::Busy => AppError {
+                retry_after: Some(5),
+                ..AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+            },
+            crate::classroom::ClassroomError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!(error = %e, "database error");

@@ -229,6 +229,18 @@ impl Attempts {
     }
 }
 
+/// What the new-session limit counts: an IPv4 address, or an IPv6 /64 (one
+/// client is usually given a whole /64 and could pick any address in it).
+pub fn limit_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(bits.into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

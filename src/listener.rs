@@ -92,7 +92,7 @@ impl Open {
                 key: None,
             });
         }
-        let key = crate::routes::client_addr::limit_key(peer);
+        let key = crate::limits::limit_key(peer);
         let n = open.0.entry(key).or_insert(0);
         if *n >= d.per_client.max(1) {
             return None;

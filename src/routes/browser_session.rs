@@ -103,6 +103,7 @@ pub async fn take_recovery_code(
 /// The browser's sandbox session (created without a container when new).
 pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppError> {
     state
+        .services
         .registry
         .get_or_create(owner, OwnerKind::Browser, NewSession::default())
         .await

@@ -2,13 +2,13 @@
 //! API's `/api/v1/sandboxes/{taskId}/ws` shares.
 
 use super::frames::{
-    decode_stdin, encode_output, ClientFrame, Encoding, Entry, ExitFrame, JobInfo, LanguageInfo,
-    OutputMode, ServerFrame,
+    decode_stdin, encode_output, entries, rfc3339, ClientFrame, Encoding, ExitFrame, JobInfo,
+    LanguageInfo, OutputMode, ServerFrame,
 };
 use super::outbox::Outbox;
 use super::{browser_session, AppState};
 use crate::error::AppError;
-use crate::runs;
+use crate::services::{files, kernels, runs, shells};
 use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -19,9 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
-use replbox_protocol::{
-    DirEntry, EntryKind, FileOp, FileReply, JobId, JobSpec, KernelRequest, PtySize,
-};
+use replbox_protocol::{FileOp, FileReply, JobId, KernelRequest, PtySize};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,13 +57,13 @@ async fn page_socket(
     check_origin(&state, &headers)?;
     let owner = browser_session::existing_owner(&session).await?;
     // At most REPLBOX_SOCKETS_PER_SESSION sockets per browser.
-    let turn = state.limits.open_socket(&owner)?;
+    let turn = state.services.limits.open_socket(&owner)?;
     let sandbox = match &params.exercise {
         None => browser_session::sandbox(&state, &owner).await?,
         Some(id) => {
-            let student = super::classroom::joined(&state, &owner).await?;
-            let x = super::classroom::student_exercise(&state, &student, id).await?;
-            super::classroom::exercise_session(&state, &owner, &x).await?
+            let student = state.services.joined(&owner).await?;
+            let x = state.services.student_exercise(&student, id).await?;
+            state.services.exercise_session(&owner, &x).await?
         }
     };
     Ok(upgrade(state, sandbox, params, ws, Some(turn)))
@@ -274,6 +272,7 @@ fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
             })
             .collect(),
         languages: state
+            .services
             .languages
             .values()
             .map(|l| LanguageInfo {
@@ -284,12 +283,6 @@ fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
         output: mode,
         max_frame_bytes: state.config.max_frame_bytes,
     }
-}
-
-pub fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn error_message(e: &AppError, reference: Option<serde_json::Value>) -> Message {
@@ -581,14 +574,15 @@ impl Conn {
             }
             ClientFrame::Run(req) => {
                 let reference = req.reference.clone();
-                let plan = match runs::plan(&req, &self.state.languages, &self.state.config) {
-                    Ok(p) => p,
-                    Err(e) => return self.reply_error(e, reference).await,
-                };
+                let plan =
+                    match runs::plan(&req, &self.state.services.languages, &self.state.config) {
+                        Ok(p) => p,
+                        Err(e) => return self.reply_error(e, reference).await,
+                    };
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
                 self.spawn(async move {
-                    if let Err(e) = start_run(&s, plan, reference.clone()).await {
+                    if let Err(e) = runs::start_run(&s, plan, reference.clone()).await {
                         let _ = out.send(error_message(&e, reference)).await;
                     }
                 })
@@ -607,8 +601,20 @@ impl Conn {
                     cols: cols.unwrap_or(80).clamp(1, 1000),
                 };
                 self.spawn(async move {
-                    if let Err(e) = open_shell(&s, size, new, reference.clone(), &out).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                    match shells::open(&s, size, new, reference.clone()).await {
+                        Ok(shells::Opened::Started(_)) => {}
+                        Ok(shells::Opened::Reattached(shell)) => {
+                            let frame = ServerFrame::Started {
+                                job: shell.id,
+                                reference,
+                                kind: JobKind::Shell,
+                                pid: 0,
+                            };
+                            let _ = out.send(frame_message(&frame)).await;
+                        }
+                        Err(e) => {
+                            let _ = out.send(error_message(&e, reference)).await;
+                        }
                     }
                 })
                 .await;
@@ -618,7 +624,7 @@ impl Conn {
                 let out = self.out.clone();
                 let name = name.unwrap_or_else(|| "python3".into());
                 self.spawn(async move {
-                    if let Err(e) = s.start_kernel(&name, reference.clone()).await {
+                    if let Err(e) = kernels::start(&s, &name, reference.clone()).await {
                         let _ = out.send(error_message(&e, reference)).await;
                     }
                 })
@@ -628,9 +634,7 @@ impl Conn {
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
                 self.spawn(async move {
-                    let result =
-                        async { Ok::<_, AppError>(s.ensure().await?.kernel_specs().await?) }.await;
-                    let msg = match result {
+                    let msg = match kernels::specs(&s).await {
                         Ok(specs) => frame_message(&ServerFrame::KernelSpecs { reference, specs }),
                         Err(e) => error_message(&e, reference),
                     };
@@ -751,27 +755,8 @@ impl Conn {
     }
 
     async fn kernel(&self, kernel: JobId, request: KernelRequest) {
-        match self
-            .sandbox
-            .job(kernel)
-            .filter(|j| j.kind == JobKind::Kernel && j.is_running())
-        {
-            Some(job) => {
-                let executes = matches!(request, KernelRequest::Execute { .. });
-                if let Err(e) = job.control.kernel(request).await {
-                    self.reply_error(e.into(), None).await;
-                }
-                if executes {
-                    self.sandbox.touch().await;
-                }
-            }
-            None => {
-                self.refuse(
-                    "unknown_kernel",
-                    format!("Kernel {kernel} is not running: start one."),
-                )
-                .await
-            }
+        if let Err(e) = kernels::request(&self.sandbox, kernel, request).await {
+            self.reply_error(e, None).await;
         }
     }
 
@@ -785,7 +770,7 @@ impl Conn {
         let s = self.sandbox.clone();
         let out = self.out.clone();
         self.spawn(async move {
-            let frame = match file_op(&s, op, writes).await {
+            let frame = match files::file_op(&s, op, writes).await {
                 Ok(reply) => file_frame(reference, path, reply),
                 Err(e) => ServerFrame::Error {
                     code: e.code.to_string(),
@@ -797,36 +782,6 @@ impl Conn {
         })
         .await;
     }
-}
-
-/// Runs a file operation on the session's sandbox (starting it if needed).
-pub async fn file_op(
-    sandbox: &Arc<Session>,
-    op: FileOp,
-    writes: bool,
-) -> Result<FileReply, AppError> {
-    // Paths are checked here too, so a bad one is refused without a sandbox.
-    match &op {
-        FileOp::Read { path }
-        | FileOp::List { path }
-        | FileOp::Mkdir { path }
-        | FileOp::Delete { path } => {
-            replbox_protocol::path::normalize(path)?;
-        }
-        FileOp::Write { path, .. } => {
-            replbox_protocol::path::normalize(path)?;
-        }
-        FileOp::Rename { from, to } => {
-            replbox_protocol::path::normalize(from)?;
-            replbox_protocol::path::normalize(to)?;
-        }
-    }
-    let handle = sandbox.ensure().await?;
-    let reply = handle.file(op).await?;
-    if writes {
-        sandbox.touch().await;
-    }
-    Ok(reply)
 }
 
 fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileReply) -> ServerFrame {
@@ -852,66 +807,4 @@ fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileRep
         entries,
         version,
     }
-}
-
-pub fn entries(list: Vec<DirEntry>) -> Vec<Entry> {
-    list.into_iter()
-        .map(|e| Entry {
-            name: e.name,
-            kind: match e.kind {
-                EntryKind::File => "file",
-                EntryKind::Dir => "dir",
-                EntryKind::Symlink => "symlink",
-                EntryKind::Other => "other",
-            },
-            size: e.size,
-            modified: e.modified,
-        })
-        .collect()
-}
-
-/// Writes a run's files, starts it, and feeds its stdin.
-pub async fn start_run(
-    sandbox: &Arc<Session>,
-    plan: runs::RunPlan,
-    reference: Option<serde_json::Value>,
-) -> Result<Arc<JobRecord>, AppError> {
-    if !plan.files.is_empty() {
-        let handle = sandbox.ensure().await?;
-        runs::write_files(&handle, plan.files).await?;
-    }
-    let record = sandbox.run(plan.spec, JobKind::Run, reference).await?;
-    if let Some(stdin) = plan.stdin {
-        record.control.stdin(stdin).await?;
-        record.control.close_stdin().await?;
-    }
-    Ok(record)
-}
-
-async fn open_shell(
-    sandbox: &Arc<Session>,
-    size: PtySize,
-    new: bool,
-    reference: Option<serde_json::Value>,
-    out: &Outbox,
-) -> Result<(), AppError> {
-    if !new {
-        if let Some(shell) = sandbox.shell() {
-            // Re-attach: resize it to this tab and say which job it is; the
-            // tab asks for a replay of its scrollback.
-            let _ = shell.control.resize(size.rows, size.cols).await;
-            let frame = ServerFrame::Started {
-                job: shell.id,
-                reference,
-                kind: JobKind::Shell,
-                pid: 0,
-            };
-            let _ = out.send(frame_message(&frame)).await;
-            return Ok(());
-        }
-    }
-    let mut spec = JobSpec::argv(["/bin/bash", "-l"]);
-    spec.pty = Some(size);
-    sandbox.run(spec, JobKind::Shell, reference).await?;
-    Ok(())
 }

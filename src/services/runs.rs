@@ -3,9 +3,73 @@
 
 use crate::config::{Config, Language};
 use crate::error::AppError;
-use crate::routes::frames::RunRequest;
-use replbox_protocol::{path, Command, JobSpec, PtySize};
+use crate::sandbox::Collected;
+use crate::sessions::{JobKind, JobRecord, Session};
+use replbox_protocol::{path, Command, ExitStatus, JobSpec, PtySize};
+use serde::Deserialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunRequest {
+    #[serde(rename = "ref")]
+    pub reference: Option<Value>,
+    /// A language from the server's table; runs `entry` (or `code`).
+    pub language: Option<String>,
+    /// Files written before the run (path -> UTF-8 text).
+    pub files: Option<BTreeMap<String, String>>,
+    pub entry: Option<String>,
+    /// Source of a one-file program in `language`.
+    pub code: Option<String>,
+    /// A shell command line.
+    pub command: Option<String>,
+    pub argv: Option<Vec<String>>,
+    pub stdin: Option<String>,
+    pub cwd: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub pty: Option<PtyRequest>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PtyRequest {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// How a job ended, in words.
+pub fn exit_reason(e: &ExitStatus) -> String {
+    if e.timed_out {
+        return "killed: time limit reached".into();
+    }
+    if e.truncated {
+        return "stopped: too much output".into();
+    }
+    if e.workspace_full && e.code != Some(0) {
+        return "stopped: workspace full".into();
+    }
+    if e.oom_killed && e.code != Some(0) {
+        return "killed: out of memory".into();
+    }
+    if e.pids_limited {
+        return if e.code == Some(0) {
+            "finished, but it hit the limit on processes".into()
+        } else {
+            "stopped: too many processes".into()
+        };
+    }
+    match (e.code, e.signal) {
+        (Some(0), _) => "finished".into(),
+        (Some(c), _) => format!("exited with code {c}"),
+        (_, Some(2)) => "interrupted".into(),
+        (_, Some(9)) => "killed".into(),
+        (_, Some(15)) => "terminated".into(),
+        (_, Some(s)) => format!("ended by signal {s}"),
+        _ => "ended".into(),
+    }
+}
 
 /// What a run request asks for.
 #[derive(Debug)]
@@ -24,6 +88,56 @@ pub async fn write_files(
         handle.write_file(path, text.into_bytes()).await?;
     }
     Ok(())
+}
+
+/// Writes a run's files, starts it, and feeds its stdin.
+pub async fn start_run(
+    sandbox: &Arc<Session>,
+    plan: RunPlan,
+    reference: Option<serde_json::Value>,
+) -> Result<Arc<JobRecord>, AppError> {
+    if !plan.files.is_empty() {
+        let handle = sandbox.ensure().await?;
+        write_files(&handle, plan.files).await?;
+    }
+    let record = sandbox.run(plan.spec, JobKind::Run, reference).await?;
+    if let Some(stdin) = plan.stdin {
+        record.control.stdin(stdin).await?;
+        record.control.close_stdin().await?;
+    }
+    Ok(record)
+}
+
+/// Output the API returns at most per call.
+pub const API_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
+pub const API_DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub const API_MAX_TIMEOUT_MS: u64 = 15 * 60_000;
+
+/// Runs a job to its end on a session's sandbox, with its stdin.
+pub async fn run_to_end(
+    session: &Arc<Session>,
+    mut spec: JobSpec,
+    stdin: Option<String>,
+) -> Result<Collected, AppError> {
+    let timeout = spec
+        .timeout_ms
+        .unwrap_or(API_DEFAULT_TIMEOUT_MS)
+        .clamp(1, API_MAX_TIMEOUT_MS);
+    spec.timeout_ms = Some(timeout);
+    spec.output_limit = Some(
+        spec.output_limit
+            .unwrap_or(API_OUTPUT_LIMIT)
+            .min(API_OUTPUT_LIMIT),
+    );
+    spec.pty = None;
+    let handle = session.ensure().await?;
+    session.touch().await;
+    let job = handle.spawn(spec).await?;
+    let collected = job
+        .run_with_stdin(stdin.unwrap_or_default().into_bytes())
+        .await;
+    session.touch().await;
+    Ok(collected?)
 }
 
 /// Quotes a string for `/bin/sh`.
