@@ -15,6 +15,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod services;
 pub mod sessions;
+pub mod sync;
 
 use config::Config;
 use routes::AppState;

@@ -6,7 +6,7 @@ use super::extract::{JsonBody, RawBody, API_BODY_LIMIT};
 use super::frames::{entries, rfc3339};
 use super::ws::{self, SocketParams};
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sandbox::Collected;
 use crate::services::files;
 use crate::services::runs::{self, RunRequest};
@@ -121,7 +121,7 @@ fn valid_task_id(id: &str) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::bad_request(
-            "bad_task_id",
+            ErrorCode::BadTaskId,
             "A taskId is 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit.",
         ))
     }
@@ -183,7 +183,7 @@ async fn create(
     let ttl = req.ttl_seconds.unwrap_or(3600);
     if !(60..=86400).contains(&ttl) {
         return Err(AppError::bad_request(
-            "bad_ttl",
+            ErrorCode::BadTtl,
             "ttlSeconds must be between 60 and 86400.",
         ));
     }
@@ -193,7 +193,7 @@ async fn create(
         Some(image) if state.config.sandbox.allowed_images.contains(&image) => Some(image),
         Some(image) => {
             return Err(AppError::bad_request(
-                "image_not_allowed",
+                ErrorCode::ImageNotAllowed,
                 format!("The image {image:?} is not offered by this server."),
             ))
         }
@@ -204,7 +204,7 @@ async fn create(
         .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
     {
         return Err(AppError::bad_request(
-            "bad_env",
+            ErrorCode::BadEnv,
             "Environment variable names may not be empty or hold '='.",
         ));
     }
@@ -229,7 +229,7 @@ async fn create(
         tokio::select! {
             _ = shutdown.cancelled() => {}
             r = s.ensure() => if let Err(e) = r {
-                tracing::warn!(owner = %s.owner, code = e.code, "sandbox did not start");
+                tracing::warn!(owner = %s.owner, error = %e, "sandbox did not start");
             }
         }
     });
@@ -292,7 +292,7 @@ pub struct ExecResult {
 
 fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
     if let Some(message) = c.spawn_error {
-        return Err(AppError::bad_request("spawn_failed", message));
+        return Err(AppError::bad_request(ErrorCode::SpawnFailed, message));
     }
     let exit = c.exit.ok_or_else(AppError::internal)?;
     Ok(ExecResult {
@@ -329,7 +329,7 @@ async fn exec(
 }
 
 async fn file(session: &Arc<Session>, op: FileOp, writes: bool) -> Result<FileReply, AppError> {
-    files::file_op(session, op, writes).await
+    Ok(files::file_op(session, op, writes).await?)
 }
 
 /// A file operation's answer: a listing as JSON, a file's bytes with its
@@ -380,12 +380,7 @@ async fn read_file(
     Path((task_id, path)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
-    match file(&session, FileOp::Read { path: path.clone() }, false).await {
-        Err(e) if e.code == "is_a_directory" => Ok(file_response(
-            file(&session, FileOp::List { path }, false).await?,
-        )),
-        other => Ok(file_response(other?)),
-    }
+    Ok(file_response(files::read_or_list(&session, path).await?))
 }
 
 async fn write_file(

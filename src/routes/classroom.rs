@@ -6,7 +6,7 @@
 use super::client_addr::ClientAddr;
 use super::{browser_session, AppState};
 use crate::classroom::standings_csv;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +44,7 @@ async fn student(
     session: &tower_sessions::Session,
 ) -> Result<crate::classroom::Student, AppError> {
     let owner = browser_session::existing_owner(session).await?;
-    state.services.joined(&owner).await
+    Ok(state.services.joined(&owner).await?)
 }
 
 #[derive(Deserialize)]
@@ -159,7 +159,7 @@ async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> 
     browser_session::teacher_id(session).await?.ok_or_else(|| {
         AppError::new(
             StatusCode::UNAUTHORIZED,
-            "teacher_only",
+            ErrorCode::TeacherOnly,
             "Sign in as a teacher.",
         )
     })
@@ -248,10 +248,10 @@ async fn own_class(
     session: &tower_sessions::Session,
     class: &str,
 ) -> Result<crate::classroom::Class, AppError> {
-    state
+    Ok(state
         .services
         .class_of(&teacher(session).await?, class)
-        .await
+        .await?)
 }
 
 async fn standings(

@@ -6,7 +6,7 @@
 use super::client_addr::ClientAddr;
 use super::pages::{render, ExerciseView, IdePage};
 use super::{assets, browser_session, AppState};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{Redirect, Response};
@@ -136,7 +136,7 @@ async fn list(
 fn no_cookie() -> AppError {
     AppError::new(
         axum::http::StatusCode::FORBIDDEN,
-        "no_session",
+        ErrorCode::NoSession,
         "Your browser did not send its session: reload the page and try again.",
     )
 }
@@ -165,6 +165,7 @@ async fn join(
             &owner,
         )
         .await
+        .map_err(AppError::from)
     {
         Ok(joined) => {
             if let Some(code) = joined.recovery_code {
@@ -260,6 +261,7 @@ async fn sign_in(
             &form.password,
         )
         .await
+        .map_err(AppError::from)
     {
         Ok(id) => {
             browser_session::sign_in_teacher(&session, id).await?;
@@ -427,7 +429,7 @@ async fn own_class(
             Redirect::to("/teacher/sign-in"),
         )));
     };
-    state.services.class_of(&t, class).await.map(Ok)
+    Ok(state.services.class_of(&t, class).await.map(Ok)?)
 }
 
 async fn dashboard(

@@ -1,7 +1,7 @@
 //! Request bodies whose errors are ours: JSON (`JsonBody`) and raw bytes
 //! (`RawBody`), each refused with a clear JSON error.
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -12,7 +12,7 @@ pub const API_BODY_LIMIT: usize = 64 * 1024 * 1024;
 fn body_too_large() -> AppError {
     AppError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!(
             "The request body is larger than {} MiB.",
             API_BODY_LIMIT >> 20
@@ -38,7 +38,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
         let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| {
-                AppError::bad_request("bad_body", "The request body could not be read.")
+                AppError::bad_request(ErrorCode::BadBody, "The request body could not be read.")
             })?;
             seen += chunk.len();
             if seen <= API_BODY_LIMIT {
@@ -75,7 +75,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn not_json() -> AppError {
     AppError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "not_json",
+        ErrorCode::NotJson,
         "The request body must be JSON, sent with `Content-Type: application/json`.",
     )
 }
@@ -91,7 +91,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
             } else {
                 // Stalled past its deadline, or the connection went away.
                 AppError::bad_request(
-                    "body_incomplete",
+                    ErrorCode::BodyIncomplete,
                     "The request body did not arrive in full in time; send it again.",
                 )
             }
@@ -106,7 +106,10 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
             bytes
         };
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            AppError::bad_request("bad_json", format!("The request body is not valid: {e}."))
+            AppError::bad_request(
+                ErrorCode::BadJson,
+                format!("The request body is not valid: {e}."),
+            )
         })
     }
 }

@@ -240,7 +240,7 @@ pub enum ServerFrame {
     },
     #[serde(rename = "error")]
     Error {
-        code: String,
+        code: crate::error::ErrorCode,
         message: String,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,

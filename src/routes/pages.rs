@@ -3,7 +3,7 @@
 
 use super::client_addr::ClientAddr;
 use super::{assets, browser_session, AppState};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sessions::Session;
 use askama::Template;
 use axum::extract::State;
@@ -66,7 +66,7 @@ async fn notebook(
     let path = replbox_protocol::path::normalize(&path)?;
     if !path.ends_with(".ipynb") {
         return Err(AppError::bad_request(
-            "not_a_notebook",
+            ErrorCode::NotANotebook,
             "Notebooks are .ipynb files.",
         ));
     }
@@ -136,7 +136,7 @@ async fn download(
         retry_after: Some(10),
         ..AppError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+            ErrorCode::Busy,
             "Other workspaces are being zipped right now; try again in a few seconds.",
         )
     };
@@ -165,7 +165,7 @@ async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
         .ok_or_else(|| {
             AppError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "workspace_too_large",
+                ErrorCode::WorkspaceTooLarge,
                 "The workspace is too large to download as one zip; use the terminal to pack part of it.",
             )
         })?;

@@ -7,8 +7,8 @@ use super::frames::{
 };
 use super::outbox::Outbox;
 use super::{browser_session, AppState};
-use crate::error::AppError;
-use crate::services::{files, kernels, runs, shells};
+use crate::error::{AppError, ErrorCode};
+use crate::services::{files, jobs, kernels, runs, shells};
 use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -73,7 +73,7 @@ async fn page_socket(
 pub fn upgrade_required(_: WebSocketUpgradeRejection) -> AppError {
     AppError::new(
         axum::http::StatusCode::UPGRADE_REQUIRED,
-        "upgrade_required",
+        ErrorCode::UpgradeRequired,
         "This address is a WebSocket: connect with a WebSocket client.",
     )
 }
@@ -85,7 +85,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     } else {
         Err(AppError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "origin_refused",
+            ErrorCode::OriginRefused,
             "This socket only accepts pages served by this server.",
         ))
     }
@@ -189,7 +189,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
         let out = conn.out.clone();
         conn.tasks.spawn(async move {
             if let Err(e) = s.ensure().await {
-                let _ = out.send(error_message(&e, None)).await;
+                let _ = out.send(error_message(e, None)).await;
             }
         });
     }
@@ -210,7 +210,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match serde_json::from_str::<ClientFrame>(&text) {
                         Ok(frame) => conn.handle(frame).await,
-                        Err(e) => conn.refuse("bad_frame", format!("That frame is not valid: {e}.")).await,
+                        Err(e) => conn.refuse(ErrorCode::BadFrame, format!("That frame is not valid: {e}.")).await,
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
@@ -220,15 +220,14 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match decode_stdin(&data) {
                         Some((job, bytes)) => conn.stdin(job, bytes.to_vec()).await,
-                        None => conn.refuse("bad_frame", "A binary frame must be 0x02, a job id (8 bytes) and the input.").await,
+                        None => conn.refuse(ErrorCode::BadFrame, "A binary frame must be 0x02, a job id (8 bytes) and the input.").await,
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    let text = e.to_string();
-                    debug!(error = %text, "socket read failed");
-                    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                    debug!(error = %e, "socket read failed");
+                    if frame_too_large(e) {
                         conn.close(CLOSE_TOO_BIG, "frame too large").await;
                     }
                     break;
@@ -251,6 +250,14 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
     // Let the writer send what is queued (a close frame, say), briefly.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer.0).await;
     state.metrics.websocket_connections.dec();
+}
+
+/// Whether a read failed on a frame past the transport's cap.
+fn frame_too_large(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
@@ -285,10 +292,11 @@ fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
     }
 }
 
-fn error_message(e: &AppError, reference: Option<serde_json::Value>) -> Message {
+fn error_message(e: impl Into<AppError>, reference: Option<serde_json::Value>) -> Message {
+    let e = e.into();
     frame_message(&ServerFrame::Error {
-        code: e.code.to_string(),
-        message: e.message.clone(),
+        code: e.code,
+        message: e.message,
         reference,
     })
 }
@@ -456,8 +464,11 @@ impl Conn {
     /// Sends what the job's buffer holds after `after` (and its end).
     async fn replay(&mut self, job: JobId, after: u64) {
         let Some(record) = self.sandbox.job(job) else {
-            self.refuse("unknown_job", format!("There is no job {job} to replay."))
-                .await;
+            self.refuse(
+                ErrorCode::UnknownJob,
+                format!("There is no job {job} to replay."),
+            )
+            .await;
             return;
         };
         let replay = record.replay(after);
@@ -487,31 +498,22 @@ impl Conn {
     }
 
     /// An error frame about a client's frame that refers to no request.
-    async fn refuse(&self, code: &str, message: impl Into<String>) {
+    async fn refuse(&self, code: ErrorCode, message: impl Into<String>) {
         self.send(ServerFrame::Error {
-            code: code.to_string(),
+            code,
             message: message.into(),
             reference: None,
         })
         .await
     }
 
-    async fn reply_error(&self, e: AppError, reference: Option<serde_json::Value>) {
-        let _ = self.out.send(error_message(&e, reference)).await;
+    async fn reply_error(&self, e: impl Into<AppError>, reference: Option<serde_json::Value>) {
+        let _ = self.out.send(error_message(e, reference)).await;
     }
 
     async fn stdin(&self, job: JobId, data: Vec<u8>) {
-        match self.sandbox.job(job).filter(|j| j.is_running()) {
-            Some(record) => {
-                if let Err(e) = record.control.stdin(data).await {
-                    self.reply_error(e.into(), None).await;
-                }
-                self.sandbox.touch().await;
-            }
-            None => {
-                self.refuse("unknown_job", format!("Job {job} is not running."))
-                    .await
-            }
+        if let Err(e) = jobs::stdin(&self.sandbox, job, data).await {
+            self.reply_error(e, None).await;
         }
     }
 
@@ -519,43 +521,24 @@ impl Conn {
         match frame {
             ClientFrame::Ping { reference } => self.send(ServerFrame::Pong { reference }).await,
             ClientFrame::Stdin { job, data } => self.stdin(job, data.into_bytes()).await,
-            ClientFrame::Eof { job } => {
-                if let Some(r) = self.sandbox.job(job) {
-                    let _ = r.control.close_stdin().await;
-                }
-            }
+            ClientFrame::Eof { job } => jobs::close_stdin(&self.sandbox, job).await,
             ClientFrame::Resize { job, rows, cols } => {
-                if let Some(r) = self.sandbox.job(job) {
-                    let _ = r
-                        .control
-                        .resize(rows.clamp(1, 500), cols.clamp(1, 1000))
-                        .await;
-                }
+                jobs::resize(&self.sandbox, job, rows, cols).await
             }
             ClientFrame::Signal { job, signal } => {
                 let Some(signal) = signal.number() else {
                     return self
                         .reply_error(
                             AppError::bad_request(
-                                "bad_signal",
+                                ErrorCode::BadSignal,
                                 "Use interrupt, terminate, kill, hangup or a signal number.",
                             ),
                             None,
                         )
                         .await;
                 };
-                match self.sandbox.job(job) {
-                    Some(r) => {
-                        let _ = r.control.signal(signal).await;
-                        self.sandbox.touch().await;
-                    }
-                    None => {
-                        self.reply_error(
-                            AppError::not_found(format!("There is no job {job}.")),
-                            None,
-                        )
-                        .await
-                    }
+                if let Err(e) = jobs::signal(&self.sandbox, job, signal).await {
+                    self.reply_error(e, None).await;
                 }
             }
             ClientFrame::Replay { job, after } => self.replay(job, after).await,
@@ -566,7 +549,7 @@ impl Conn {
                     match s.ensure().await {
                         Ok(_) => s.touch().await,
                         Err(e) => {
-                            let _ = out.send(error_message(&e, None)).await;
+                            let _ = out.send(error_message(e, None)).await;
                         }
                     }
                 })
@@ -583,7 +566,7 @@ impl Conn {
                 let out = self.out.clone();
                 self.spawn(async move {
                     if let Err(e) = runs::start_run(&s, plan, reference.clone()).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                        let _ = out.send(error_message(e, reference)).await;
                     }
                 })
                 .await;
@@ -613,7 +596,7 @@ impl Conn {
                             let _ = out.send(frame_message(&frame)).await;
                         }
                         Err(e) => {
-                            let _ = out.send(error_message(&e, reference)).await;
+                            let _ = out.send(error_message(e, reference)).await;
                         }
                     }
                 })
@@ -625,7 +608,7 @@ impl Conn {
                 let name = name.unwrap_or_else(|| "python3".into());
                 self.spawn(async move {
                     if let Err(e) = kernels::start(&s, &name, reference.clone()).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                        let _ = out.send(error_message(e, reference)).await;
                     }
                 })
                 .await;
@@ -636,7 +619,7 @@ impl Conn {
                 self.spawn(async move {
                     let msg = match kernels::specs(&s).await {
                         Ok(specs) => frame_message(&ServerFrame::KernelSpecs { reference, specs }),
-                        Err(e) => error_message(&e, reference),
+                        Err(e) => error_message(e, reference),
                     };
                     let _ = out.send(msg).await;
                 })
@@ -712,7 +695,7 @@ impl Conn {
                                 return self
                                     .reply_error(
                                         AppError::bad_request(
-                                            "bad_base64",
+                                            ErrorCode::BadBase64,
                                             "The data is not valid base64.",
                                         ),
                                         reference,
@@ -772,11 +755,14 @@ impl Conn {
         self.spawn(async move {
             let frame = match files::file_op(&s, op, writes).await {
                 Ok(reply) => file_frame(reference, path, reply),
-                Err(e) => ServerFrame::Error {
-                    code: e.code.to_string(),
-                    message: e.message,
-                    reference,
-                },
+                Err(e) => {
+                    let e = AppError::from(e);
+                    ServerFrame::Error {
+                        code: e.code,
+                        message: e.message,
+                        reference,
+                    }
+                }
             };
             let _ = out.send(frame_message(&frame)).await;
         })

@@ -3,10 +3,10 @@
 //! sandbox cap, and grading in a task of its own, so a client that goes
 //! away cannot leave containers behind. The report is recorded.
 
+use super::error::Purpose;
+use super::ServiceError;
 use super::Services;
 use crate::classroom::Student;
-use crate::error::AppError;
-use axum::http::StatusCode;
 
 /// What a check reads of a workspace at most.
 const CHECK_MAX_FILES: usize = 500;
@@ -22,12 +22,12 @@ pub struct Checked {
 
 impl Services {
     /// Grades the student's work on exercise `id` and records the result.
-    pub async fn check(&self, student: Student, id: &str) -> Result<Checked, AppError> {
+    pub async fn check(&self, student: Student, id: &str) -> Result<Checked, ServiceError> {
         let x = self.student_exercise(&student, id).await?;
         let language = self
             .languages
             .get(&x.language)
-            .ok_or_else(AppError::internal)?
+            .ok_or(ServiceError::Internal("an exercise in an unknown language"))?
             .clone();
         // One Check in flight per student, a few per minute.
         let turn = self.limits.begin_check(&student.id)?;
@@ -36,13 +36,7 @@ impl Services {
         workspace.touch().await;
         let files = super::files::workspace_files(&handle, CHECK_MAX_FILES, CHECK_MAX_BYTES)
             .await?
-            .ok_or_else(|| {
-                AppError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "workspace_too_large",
-                    "The workspace is too large to check.",
-                )
-            })?;
+            .ok_or(ServiceError::WorkspaceTooLarge(Purpose::Check))?;
         // The grader's container and the student's, within the same cap as
         // every sandbox.
         let room = self.registry.reserve(GRADING_CONTAINERS).await?;
@@ -64,8 +58,10 @@ impl Services {
                 .classroom
                 .record_check(&student.id, &x.id, &report, &files)
                 .await?;
-            Ok::<_, AppError>(Checked { check_id, report })
+            Ok::<_, ServiceError>(Checked { check_id, report })
         });
-        graded.await.map_err(|_| AppError::internal())?
+        graded
+            .await
+            .map_err(|_| ServiceError::Internal("a Check's task died"))?
     }
 }

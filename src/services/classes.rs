@@ -4,25 +4,27 @@
 //! student's workspaces. Every front door (the JSON routes, the pages, the
 //! socket) calls these.
 
+use super::ServiceError;
 use super::Services;
 use crate::classroom::{Class, ClassroomError, Joined, Student};
-use crate::error::AppError;
 use crate::exercises::Exercise;
 use crate::sessions::{NewSession, OwnerKind, Session};
-use axum::http::StatusCode;
 use std::sync::Arc;
 
 impl Services {
-    pub fn find_exercise(&self, id: &str) -> Result<Arc<Exercise>, AppError> {
+    pub fn find_exercise(&self, id: &str) -> Result<Arc<Exercise>, ServiceError> {
         self.exercises
             .get(id)
             .cloned()
-            .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))
+            .ok_or_else(|| ServiceError::NoSuchExercise(id.to_string()))
     }
 
     /// The exercises a class sees (its teacher's choice, or every one), in
     /// the order of their ids.
-    pub async fn class_exercises(&self, class_id: &str) -> Result<Vec<Arc<Exercise>>, AppError> {
+    pub async fn class_exercises(
+        &self,
+        class_id: &str,
+    ) -> Result<Vec<Arc<Exercise>>, ServiceError> {
         let assigned = self.classroom.assigned(class_id).await?;
         Ok(self
             .exercises
@@ -38,30 +40,20 @@ impl Services {
         &self,
         student: &Student,
         id: &str,
-    ) -> Result<Arc<Exercise>, AppError> {
+    ) -> Result<Arc<Exercise>, ServiceError> {
         let x = self.find_exercise(id)?;
         if !self.classroom.assigned(&student.class_id).await?.sees(id) {
-            return Err(AppError::new(
-                StatusCode::NOT_FOUND,
-                "not_assigned",
-                format!("{:?} is not one of your class's exercises.", x.title),
-            ));
+            return Err(ServiceError::NotAssigned(x.title.clone()));
         }
         Ok(x)
     }
 
     /// The student this owner is, or 403 when it has not joined a class.
-    pub async fn joined(&self, owner: &str) -> Result<Student, AppError> {
+    pub async fn joined(&self, owner: &str) -> Result<Student, ServiceError> {
         self.classroom
             .student_by_owner(owner)
             .await?
-            .ok_or_else(|| {
-                AppError::new(
-                    StatusCode::FORBIDDEN,
-                    "not_joined",
-                    "Join a class first, with the code your teacher gave you.",
-                )
-            })
+            .ok_or(ServiceError::NotJoined)
     }
 
     /// The student's own workspace for one exercise (starter files on
@@ -70,7 +62,7 @@ impl Services {
         &self,
         owner: &str,
         x: &Exercise,
-    ) -> Result<Arc<Session>, AppError> {
+    ) -> Result<Arc<Session>, ServiceError> {
         let key = format!("{owner}.x.{}", x.id);
         let fresh = self.registry.get(&key).is_none();
         let session = self
@@ -103,7 +95,7 @@ impl Services {
         code: &str,
         name: &str,
         owner: &str,
-    ) -> Result<Joined, AppError> {
+    ) -> Result<Joined, ServiceError> {
         self.limits.class_code.check(client)?;
         match self.classroom.join(code, name, owner).await {
             Err(ClassroomError::NoSuchClass) => {
@@ -121,7 +113,7 @@ impl Services {
         client: &str,
         name: &str,
         password: &str,
-    ) -> Result<String, AppError> {
+    ) -> Result<String, ServiceError> {
         let account_key = name.trim().to_lowercase();
         self.limits.sign_in_client.check(client)?;
         self.limits.sign_in_account.check(&account_key)?;
@@ -142,7 +134,7 @@ impl Services {
         client: &str,
         code: &str,
         owner: &str,
-    ) -> Result<Student, AppError> {
+    ) -> Result<Student, ServiceError> {
         self.limits.recovery.check(client)?;
         match self.classroom.recover(code, owner).await {
             Err(ClassroomError::BadRecoveryCode) => {
@@ -154,10 +146,10 @@ impl Services {
     }
 
     /// A teacher's own class, or 404.
-    pub async fn class_of(&self, teacher: &str, class: &str) -> Result<Class, AppError> {
+    pub async fn class_of(&self, teacher: &str, class: &str) -> Result<Class, ServiceError> {
         match self.classroom.class(class).await? {
             Some(c) if c.teacher_id == teacher => Ok(c),
-            _ => Err(AppError::not_found("There is no such class of yours.")),
+            _ => Err(ServiceError::NotYourClass),
         }
     }
 
@@ -166,19 +158,16 @@ impl Services {
         &self,
         class_id: &str,
         exercises: &[String],
-    ) -> Result<(), AppError> {
+    ) -> Result<(), ServiceError> {
         if let Some(unknown) = exercises.iter().find(|x| !self.exercises.contains_key(*x)) {
-            return Err(AppError::bad_request(
-                "unknown_exercise",
-                format!("There is no exercise {unknown:?}."),
-            ));
+            return Err(ServiceError::UnknownExercise(unknown.clone()));
         }
         self.classroom.assign(class_id, exercises).await?;
         Ok(())
     }
 
     /// Removes a student from a class, with their exercise workspaces.
-    pub async fn forget_student(&self, class_id: &str, student: &str) -> Result<(), AppError> {
+    pub async fn forget_student(&self, class_id: &str, student: &str) -> Result<(), ServiceError> {
         let s = self.classroom.remove_student(class_id, student).await?;
         for x in self.exercises.keys() {
             let key = format!("{}.x.{x}", s.owner);

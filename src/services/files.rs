@@ -2,9 +2,10 @@
 //! page's socket, the REST API): paths are checked before a sandbox is
 //! started, and a write counts as activity.
 
-use crate::error::AppError;
+use super::ServiceError;
+use crate::sandbox::SandboxError;
 use crate::sessions::Session;
-use replbox_protocol::{EntryKind, FileOp, FileReply};
+use replbox_protocol::{EntryKind, FileError, FileOp, FileReply};
 use std::sync::Arc;
 
 /// Runs a file operation on the session's sandbox (starting it if needed).
@@ -12,7 +13,7 @@ pub async fn file_op(
     sandbox: &Arc<Session>,
     op: FileOp,
     writes: bool,
-) -> Result<FileReply, AppError> {
+) -> Result<FileReply, ServiceError> {
     // Paths are checked here too, so a bad one is refused without a sandbox.
     match &op {
         FileOp::Read { path }
@@ -37,6 +38,16 @@ pub async fn file_op(
     Ok(reply)
 }
 
+/// A file's bytes, or a directory's listing when the path is one.
+pub async fn read_or_list(sandbox: &Arc<Session>, path: String) -> Result<FileReply, ServiceError> {
+    match file_op(sandbox, FileOp::Read { path: path.clone() }, false).await {
+        Err(ServiceError::Sandbox(SandboxError::File(FileError::IsADirectory(_)))) => {
+            file_op(sandbox, FileOp::List { path }, false).await
+        }
+        other => other,
+    }
+}
+
 /// Every file of a workspace with its bytes (files that vanish meanwhile
 /// are left out; one too large for a read is refused by name), or `None`
 /// past the limits. The limit
@@ -46,7 +57,7 @@ pub async fn workspace_files(
     handle: &crate::sandbox::SandboxHandle,
     max_files: usize,
     max_bytes: u64,
-) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, AppError> {
+) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, ServiceError> {
     let Some(paths) = workspace_paths(handle, max_files, max_bytes).await? else {
         return Ok(None);
     };
@@ -65,16 +76,7 @@ pub async fn workspace_files(
             // another program than the student's.
             Err(crate::sandbox::SandboxError::File(replbox_protocol::FileError::TooLarge {
                 limit,
-            })) => {
-                return Err(AppError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "file_too_large",
-                    format!(
-                        "{path} is larger than {} MiB, too large to zip or check: make it smaller or delete it, then try again.",
-                        limit >> 20
-                    ),
-                ))
-            }
+            })) => return Err(ServiceError::FileTooLarge { path, limit }),
             // A file that went away meanwhile is simply not there.
             Err(_) => {}
         }
@@ -87,7 +89,7 @@ async fn workspace_paths(
     handle: &crate::sandbox::SandboxHandle,
     max_files: usize,
     max_bytes: u64,
-) -> Result<Option<Vec<String>>, AppError> {
+) -> Result<Option<Vec<String>>, ServiceError> {
     let mut files = Vec::new();
     let mut dirs = vec![String::new()];
     let mut total = 0u64;

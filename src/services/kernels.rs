@@ -1,7 +1,7 @@
 //! Jupyter kernels of an owner's sandbox: start one, list the image's
 //! kernelspecs, send a running kernel a request.
 
-use crate::error::AppError;
+use super::ServiceError;
 use crate::sessions::{JobKind, JobRecord, Session};
 use replbox_protocol::{JobId, KernelRequest, KernelSpecInfo};
 use std::sync::Arc;
@@ -11,12 +11,12 @@ pub async fn start(
     sandbox: &Arc<Session>,
     name: &str,
     reference: Option<serde_json::Value>,
-) -> Result<Arc<JobRecord>, AppError> {
-    sandbox.start_kernel(name, reference).await
+) -> Result<Arc<JobRecord>, ServiceError> {
+    Ok(sandbox.start_kernel(name, reference).await?)
 }
 
 /// The kernels the sandbox's image offers.
-pub async fn specs(sandbox: &Arc<Session>) -> Result<Vec<KernelSpecInfo>, AppError> {
+pub async fn specs(sandbox: &Arc<Session>) -> Result<Vec<KernelSpecInfo>, ServiceError> {
     Ok(sandbox.ensure().await?.kernel_specs().await?)
 }
 
@@ -25,15 +25,12 @@ pub async fn request(
     sandbox: &Arc<Session>,
     kernel: JobId,
     request: KernelRequest,
-) -> Result<(), AppError> {
+) -> Result<(), ServiceError> {
     let Some(job) = sandbox
         .job(kernel)
         .filter(|j| j.kind == JobKind::Kernel && j.is_running())
     else {
-        return Err(AppError::bad_request(
-            "unknown_kernel",
-            format!("Kernel {kernel} is not running: start one."),
-        ));
+        return Err(ServiceError::UnknownKernel(kernel));
     };
     let executes = matches!(request, KernelRequest::Execute { .. });
     let sent = job.control.kernel(request).await;

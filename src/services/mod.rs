@@ -11,10 +11,14 @@
 
 pub mod checks;
 pub mod classes;
+pub mod error;
 pub mod files;
+pub mod jobs;
 pub mod kernels;
 pub mod runs;
 pub mod shells;
+
+pub use error::ServiceError;
 
 use crate::classroom::Classroom;
 use crate::config::{Config, Language};

@@ -1,8 +1,8 @@
 //! Turning a run request (a language and its files, a command line, or an
 //! argv) into the files to write and the job to start.
 
+use super::ServiceError;
 use crate::config::{Config, Language};
-use crate::error::AppError;
 use crate::sandbox::Collected;
 use crate::sessions::{JobKind, JobRecord, Session};
 use replbox_protocol::{path, Command, ExitStatus, JobSpec, PtySize};
@@ -83,7 +83,7 @@ pub struct RunPlan {
 pub async fn write_files(
     handle: &crate::sandbox::SandboxHandle,
     files: Vec<(String, String)>,
-) -> Result<(), AppError> {
+) -> Result<(), ServiceError> {
     for (path, text) in files {
         handle.write_file(path, text.into_bytes()).await?;
     }
@@ -95,7 +95,7 @@ pub async fn start_run(
     sandbox: &Arc<Session>,
     plan: RunPlan,
     reference: Option<serde_json::Value>,
-) -> Result<Arc<JobRecord>, AppError> {
+) -> Result<Arc<JobRecord>, ServiceError> {
     if !plan.files.is_empty() {
         let handle = sandbox.ensure().await?;
         write_files(&handle, plan.files).await?;
@@ -118,7 +118,7 @@ pub async fn run_to_end(
     session: &Arc<Session>,
     mut spec: JobSpec,
     stdin: Option<String>,
-) -> Result<Collected, AppError> {
+) -> Result<Collected, ServiceError> {
     let timeout = spec
         .timeout_ms
         .unwrap_or(API_DEFAULT_TIMEOUT_MS)
@@ -149,23 +149,20 @@ pub fn plan(
     req: &RunRequest,
     languages: &BTreeMap<String, Language>,
     config: &Config,
-) -> Result<RunPlan, AppError> {
+) -> Result<RunPlan, ServiceError> {
     let mut files: Vec<(String, String)> = Vec::new();
     for (p, text) in req.files.iter().flatten() {
-        path::normalize(p).map_err(AppError::from)?;
+        path::normalize(p)?;
         files.push((p.clone(), text.clone()));
     }
     let command = match (&req.language, &req.command, &req.argv) {
         (Some(lang), None, None) => {
-            let language = languages.get(lang).ok_or_else(|| {
-                AppError::bad_request(
-                    "unknown_language",
-                    format!(
-                        "There is no language {lang:?} here; try one of: {}.",
-                        languages.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
+            let language = languages
+                .get(lang)
+                .ok_or_else(|| ServiceError::UnknownLanguage {
+                    name: lang.clone(),
+                    known: languages.keys().cloned().collect(),
+                })?;
             let entry = match (&req.entry, &req.code) {
                 (Some(entry), _) => entry.clone(),
                 (None, Some(_)) => format!("main.{}", language.extension),
@@ -173,19 +170,13 @@ pub fn plan(
                     .iter()
                     .map(|(p, _)| p.clone())
                     .find(|p| p.ends_with(&format!(".{}", language.extension)))
-                    .ok_or_else(|| {
-                        AppError::bad_request(
-                            "missing_entry",
-                            "Say which file to run: give `entry`, `code` or `files`.",
-                        )
-                    })?,
+                    .ok_or(ServiceError::MissingEntry(
+                        "Say which file to run: give `entry`, `code` or `files`.",
+                    ))?,
             };
-            let entry = path::normalize(&entry).map_err(AppError::from)?;
+            let entry = path::normalize(&entry)?;
             if entry.is_empty() {
-                return Err(AppError::bad_request(
-                    "missing_entry",
-                    "The entry file has no name.",
-                ));
+                return Err(ServiceError::MissingEntry("The entry file has no name."));
             }
             if let Some(code) = &req.code {
                 files.push((entry.clone(), code.clone()));
@@ -194,16 +185,11 @@ pub fn plan(
         }
         (None, Some(line), None) => Command::Shell(line.clone()),
         (None, None, Some(argv)) if !argv.is_empty() => Command::Argv(argv.clone()),
-        _ => {
-            return Err(AppError::bad_request(
-                "bad_run",
-                "Give exactly one of `language`, `command` or a non-empty `argv`.",
-            ))
-        }
+        _ => return Err(ServiceError::BadRun),
     };
     let mut spec = JobSpec::new(command);
     if let Some(cwd) = &req.cwd {
-        spec.cwd = path::normalize(cwd).map_err(AppError::from)?;
+        spec.cwd = path::normalize(cwd)?;
     }
     spec.env = req.env.clone().unwrap_or_default();
     spec.pty = req.pty.map(|p| PtySize {
@@ -257,16 +243,18 @@ mod tests {
     fn bad_requests_are_refused_clearly() {
         let config = Config::default();
         let langs = config.language_table().unwrap();
+        let code = |e: ServiceError| crate::error::AppError::from(e).code.as_str();
         let e = plan(&req(r#"{"language":"cobol","code":""}"#), &langs, &config).unwrap_err();
-        assert_eq!(e.code, "unknown_language");
+        assert!(matches!(&e, ServiceError::UnknownLanguage { name, .. } if name == "cobol"));
+        assert_eq!(code(e), "unknown_language");
         let e = plan(&req(r#"{"command":"ls","argv":["ls"]}"#), &langs, &config).unwrap_err();
-        assert_eq!(e.code, "bad_run");
+        assert!(matches!(e, ServiceError::BadRun));
         let e = plan(
             &req(r#"{"language":"python","entry":"../x.py"}"#),
             &langs,
             &config,
         )
         .unwrap_err();
-        assert_eq!(e.code, "path_outside_workspace");
+        assert_eq!(code(e), "path_outside_workspace");
     }
 }

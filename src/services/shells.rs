@@ -1,7 +1,7 @@
 //! The interactive terminal of an owner's sandbox: one login shell on a
 //! pty, re-attached by every tab unless a new one is asked for.
 
-use crate::error::AppError;
+use super::ServiceError;
 use crate::sessions::{JobKind, JobRecord, Session};
 use replbox_protocol::{JobSpec, PtySize};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub async fn open(
     size: PtySize,
     new: bool,
     reference: Option<serde_json::Value>,
-) -> Result<Opened, AppError> {
+) -> Result<Opened, ServiceError> {
     if !new {
         if let Some(shell) = sandbox.shell() {
             let _ = shell.control.resize(size.rows, size.cols).await;
