@@ -62,14 +62,32 @@ pub async fn cleanup(sandboxes: &Sandboxes) {
     for v in sandboxes.list_volumes().await.unwrap_or_default() {
         let _ = sandboxes.remove_volume(&v.name).await;
     }
-    sandboxes
-        .remove_orphan_workspaces(&Default::default())
-        .await;
-    // A workspace being made when the server stopped finishes a moment later.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sandboxes
-        .remove_orphan_workspaces(&Default::default())
-        .await;
+    // A workspace being made when the server stopped finishes a moment
+    // later: removed until none of this test's is left on disk.
+    let root = sandboxes.config().workspace_root.clone();
+    let prefix = format!("{}-", sandboxes.config().name_prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        sandboxes
+            .remove_orphan_workspaces(&Default::default())
+            .await;
+        let left: Vec<String> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workspaces left in {}: {left:?}",
+            root.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every async test runs under a timeout.
@@ -391,4 +409,46 @@ pub fn signal(child: &std::process::Child, sig: i32) {
 /// Sends a request and reads its JSON body, whatever the status.
 pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
     req.send().await.unwrap().json().await.unwrap()
+}
+
+/// Whether the peer has closed this TCP connection (a FIN or a reset came),
+/// as the kernel sees it, without reading what is still buffered.
+pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: a zeroed tcp_info is valid; getsockopt writes at most `len`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "getsockopt(TCP_INFO)");
+    // TCP_CLOSE (7): reset; TCP_CLOSE_WAIT (8): the peer's FIN.
+    matches!(info.tcpi_state, 7 | 8)
+}
+
+/// Waits (polling every 100 ms, `secs` at most) until the server has closed
+/// this connection on its own, the client reading nothing meanwhile.
+pub async fn wait_peer_closed(fd: std::os::fd::RawFd, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !peer_closed(fd) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the server did not close it within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The raw descriptor of a plain (not TLS) WebSocket's TCP connection.
+pub fn ws_fd(ws: &Ws) -> std::os::fd::RawFd {
+    use std::os::fd::AsRawFd;
+    match ws.ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp.as_raw_fd(),
+        _ => panic!("a TLS socket in a test"),
+    }
 }
