@@ -411,31 +411,39 @@ pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
     req.send().await.unwrap().json().await.unwrap()
 }
 
-/// Whether the peer has closed this TCP connection (a FIN or a reset came),
-/// as the kernel sees it, without reading what is still buffered.
-pub fn peer_closed(fd: std::os::fd::RawFd) -> bool {
-    // SAFETY: a zeroed tcp_info is valid; getsockopt writes at most `len`.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0, "getsockopt(TCP_INFO)");
-    // TCP_CLOSE (7): reset; TCP_CLOSE_WAIT (8): the peer's FIN.
-    matches!(info.tcpi_state, 7 | 8)
+/// An IPv4 socket address as /proc/net/tcp writes it.
+fn proc_net_addr(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            format!("{d:02X}{c:02X}{b:02X}{a:02X}:{:04X}", v4.port())
+        }
+        SocketAddr::V6(_) => panic!("an IPv6 connection in a test: {a}"),
+    }
 }
 
-/// Waits (polling every 100 ms, `secs` at most) until the server has closed
-/// this connection on its own, the client reading nothing meanwhile.
-pub async fn wait_peer_closed(fd: std::os::fd::RawFd, secs: u64, what: &str) {
+/// Whether the server has closed its end of the connection from `client`
+/// to `server` (the server is in this network namespace): its socket has
+/// left ESTABLISHED (a FIN sent, queued behind data the client has not
+/// read) or is gone (a reset). Seen in /proc/net/tcp, without reading.
+pub fn server_closed(client: SocketAddr, server: SocketAddr) -> bool {
+    let (local, remote) = (proc_net_addr(server), proc_net_addr(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let state = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+            .then(|| f[3].to_string())
+    });
+    // 01: ESTABLISHED.
+    state.as_deref() != Some("01")
+}
+
+/// Waits (polling every 100 ms, `secs` at most) until the server has
+/// closed this connection on its own, the client reading nothing meanwhile.
+pub async fn wait_server_closed(tcp: &TcpStream, secs: u64, what: &str) {
+    let (client, server) = (tcp.local_addr().unwrap(), tcp.peer_addr().unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !peer_closed(fd) {
+    while !server_closed(client, server) {
         assert!(
             std::time::Instant::now() < deadline,
             "{what}: the server did not close it within {secs} s"
@@ -444,11 +452,10 @@ pub async fn wait_peer_closed(fd: std::os::fd::RawFd, secs: u64, what: &str) {
     }
 }
 
-/// The raw descriptor of a plain (not TLS) WebSocket's TCP connection.
-pub fn ws_fd(ws: &Ws) -> std::os::fd::RawFd {
-    use std::os::fd::AsRawFd;
+/// The TCP connection under a plain (not TLS) WebSocket.
+pub fn ws_tcp(ws: &Ws) -> &TcpStream {
     match ws.ws.get_ref() {
-        MaybeTlsStream::Plain(tcp) => tcp.as_raw_fd(),
+        MaybeTlsStream::Plain(tcp) => tcp,
         _ => panic!("a TLS socket in a test"),
     }
 }
