@@ -63,7 +63,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             json!({"name": "Ms Lovelace", "password": "wrong-password"}),
         )
         .await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(common::refusal(r).await, (401, "bad_login".into()));
         let r = post(
             &teacher,
             &server,
@@ -90,7 +90,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             json!({"code": "NOPE00", "name": "Ada"}),
         )
         .await;
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "no_such_class".into()));
         let r = post(
             &ada,
             &server,
@@ -325,7 +325,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
         let r = choose(json!(["python-hello", "no-such-exercise"]))
             .await
             .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(common::refusal(r).await, (400, "unknown_exercise".into()));
         let r = choose(json!(["python-hello", "bash-count"])).await.unwrap();
         assert_eq!(r.status(), 204);
         let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();

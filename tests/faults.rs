@@ -135,6 +135,11 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         }
         let health = reqwest::get(server.url("/healthz")).await.unwrap();
         assert_eq!(health.status(), 503);
+        let v: Value = health.json().await.unwrap();
+        assert!(
+            v["reason"].as_str().unwrap().contains("not reachable"),
+            "/healthz says why: {v}"
+        );
         let r = server
             .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
             .json(&json!({"command": "echo hi"}))

@@ -248,7 +248,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
         let r = server.api_as(Some("wrong"), Method::POST, "/api/v1/sandboxes").send().await.unwrap();
-        assert_eq!(r.status(), 401);
+        assert_eq!(common::refusal(r).await, (401, "unauthorized".into()));
 
         let r = server.api(Method::POST, "/api/v1/sandboxes")
             .json(&json!({"taskId": "task-1", "ttlSeconds": 600, "envVars": {"GREETING": "hi"}}))
@@ -264,13 +264,13 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 409);
+        assert_eq!(common::refusal(r).await, (409, "already_exists".into()));
         let r = server.api(Method::POST, "/api/v1/sandboxes")
             .json(&json!({"ttlSeconds": 5}))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(common::refusal(r).await, (400, "bad_ttl".into()));
 
         let ready: Value = json_of(server.api(Method::GET, "/api/v1/sandboxes/task-1?wait=30")).await;
         assert_eq!(ready["status"], "ready");
@@ -328,7 +328,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(common::refusal(r).await, (400, "path_outside_workspace".into()));
         let r = server.api(Method::DELETE, "/api/v1/sandboxes/task-1/files/src/a.txt")
             .send()
             .await
@@ -338,7 +338,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "not_found".into()));
 
         // Another token, and a browser, cannot reach it; the token cannot
         // reach a browser's sandbox either.
@@ -346,7 +346,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "not_found".into()));
         let browser = Browser::new();
         browser.visit(&server).await;
         let mut ws = browser.socket(&server, "").await;
@@ -356,14 +356,14 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "not_found".into()));
         let r = browser
             .client
             .get(server.url("/api/v1/sandboxes/task-1"))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 401);
+        assert_eq!(common::refusal(r).await, (401, "unauthorized".into()));
 
         // The one-shot run leaves nothing behind.
         let sb = server.sandboxes().await;
@@ -378,7 +378,7 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
         let r = server.api(Method::DELETE, "/api/v1/sandboxes/task-1").send().await.unwrap();
         assert_eq!(r.status(), 204);
         let r = server.api(Method::GET, "/api/v1/sandboxes/task-1").send().await.unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "not_found".into()));
         assert!(sb
             .list_volumes()
             .await

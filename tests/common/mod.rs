@@ -459,3 +459,21 @@ pub fn ws_tcp(ws: &Ws) -> &TcpStream {
         _ => panic!("a TLS socket in a test"),
     }
 }
+
+/// A refused request: its status and its error's code (every error has the
+/// body `{"error": {"code", "message"}}`).
+pub async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("a {status} without a JSON body: {e}"));
+    let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    (status, code.to_string())
+}
