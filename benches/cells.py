@@ -68,8 +68,13 @@ try:
         kernel = ours_start(ws)
         ours, direct = [], []
         for i in range(cells + WARM):
-            o = ours_cell(ws, kernel, f"b{i}")
-            d = direct_cell(kc)
+            # Which side goes first alternates too (AB, BA, ...).
+            if i % 2 == 0:
+                o = ours_cell(ws, kernel, f"b{i}")
+                d = direct_cell(kc)
+            else:
+                d = direct_cell(kc)
+                o = ours_cell(ws, kernel, f"b{i}")
             if i >= WARM:
                 ours.append(o)
                 direct.append(d)
