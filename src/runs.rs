@@ -38,8 +38,7 @@ pub fn plan(
 ) -> Result<RunPlan, AppError> {
     let mut files: Vec<(String, String)> = Vec::new();
     for (p, text) in req.files.iter().flatten() {
-        path::normalize(p).map_err(AppError::from)?;
-        files.push((p.clone(), text.clone()));
+        files.push((path::normalize(p).map_err(AppError::from)?, text.clone()));
     }
     let command = match (&req.language, &req.command, &req.argv) {
         (Some(lang), None, None) => {
@@ -154,5 +153,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, "path_outside_workspace");
+        let e = plan(&req(r#"{"command":"ls","cwd":"/etc"}"#), &langs, &config).unwrap_err();
+        assert_eq!(e.code, "path_outside_workspace");
+    }
+
+    #[test]
+    fn absolute_paths_in_the_workspace_are_accepted() {
+        let config = Config::default();
+        let langs = config.language_table().unwrap();
+        let p = plan(
+            &req(r#"{"command":"ls","cwd":"/workspace"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.spec.cwd, "");
+        let p = plan(
+            &req(r#"{"language":"python","files":{"/workspace/src/a.py":"1"},"entry":"/workspace/src/a.py"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.files, [("src/a.py".to_string(), "1".to_string())]);
+        assert_eq!(
+            p.spec.command,
+            Command::Shell("python3 -u 'src/a.py'".into())
+        );
     }
 }
