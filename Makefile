@@ -36,11 +36,15 @@ static/node_modules/.package-lock.json: static/package-lock.json
 
 # Python packages the tests and the bench use on the host (PyPI): nbformat
 # validates saved notebooks; jupyter_client + ipykernel are the baseline of
-# the notebook benchmark, websockets its client of our socket.
+# the notebook benchmark, websockets its client of our socket; schemathesis
+# (4.x) fuzzes the REST API against its OpenAPI document (tests/fuzz.rs).
 pydeps:
 	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets" 2>/dev/null || { \
 	  echo "==> pip: nbformat jupyter_client ipykernel websockets"; \
 	  python3 -m pip install --quiet --disable-pip-version-check nbformat jupyter_client ipykernel websockets; }
+	@python3 -c "import schemathesis, sys; sys.exit(not schemathesis.__version__.startswith('4.'))" 2>/dev/null || { \
+	  echo "==> pip: schemathesis 4.x"; \
+	  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'; }
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

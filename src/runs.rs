@@ -54,19 +54,18 @@ pub fn plan(
             let entry = match (&req.entry, &req.code) {
                 (Some(entry), _) => entry.clone(),
                 (None, Some(_)) => format!("main.{}", language.extension),
+                // The first file of the language, or `main.EXT` (which a
+                // workspace may hold already; if not, the program says so).
                 (None, None) => files
                     .iter()
                     .map(|(p, _)| p.clone())
                     .find(|p| p.ends_with(&format!(".{}", language.extension)))
-                    .ok_or_else(|| {
-                        AppError::bad_request(
-                            "missing_entry",
-                            "Say which file to run: give `entry`, `code` or `files`.",
-                        )
-                    })?,
+                    .unwrap_or_else(|| format!("main.{}", language.extension)),
             };
+            // `dir/`, `dir/.` and `/workspace` name no file.
+            let named = !matches!(entry.rsplit('/').next(), Some("" | "."));
             let entry = path::normalize(&entry).map_err(AppError::from)?;
-            if entry.is_empty() {
+            if entry.is_empty() || !named {
                 return Err(AppError::bad_request(
                     "missing_entry",
                     "The entry file has no name.",
