@@ -11,6 +11,7 @@ pub mod client_addr;
 pub mod cross_site;
 pub mod frames;
 pub mod health;
+pub mod mcp;
 pub mod outbox;
 mod pages;
 pub mod ws;
@@ -80,6 +81,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
     Router::new()
         .merge(browser)
         .merge(api::router())
+        .merge(mcp::router(state.clone()))
         .merge(health::router())
         .merge(assets::router().layer(tower_http::compression::CompressionLayer::new()))
         .layer(
