@@ -257,3 +257,113 @@ async fn an_own_image_without_workspace_or_user_works_on_a_plain_volume() {
 async fn an_own_image_without_workspace_or_user_works_with_quotas() {
     own_image_flow(1024).await;
 }
+
+#[tokio::test]
+async fn the_frameworks_own_rejections_are_our_json_errors() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(data.path())).await;
+    within(60, async {
+        let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+            (
+                server.api(Method::GET, "/api/v1/sandboxes/x?wait=null"),
+                400,
+                "bad_query",
+            ),
+            (
+                server.api(Method::GET, "/api/v1/sandboxes/x?wait=121"),
+                400,
+                "bad_wait",
+            ),
+            (
+                server.api(Method::GET, "/api/v1/sandboxes/x/ws?output=nope"),
+                400,
+                "bad_query",
+            ),
+            (
+                server.api(Method::PATCH, "/api/v1/run"),
+                405,
+                "method_not_allowed",
+            ),
+            (server.api(Method::GET, "/api/v1/nope"), 404, "not_found"),
+            (
+                server.api(Method::GET, "/api/v2/sandboxes"),
+                404,
+                "not_found",
+            ),
+            (
+                server
+                    .api(Method::POST, "/api/v1/run")
+                    .header("content-type", "text/plain")
+                    .body("{}"),
+                415,
+                "not_json",
+            ),
+            (
+                server
+                    .api(Method::POST, "/api/v1/run")
+                    .header("content-type", "application/json")
+                    .body("{\"language\":"),
+                400,
+                "bad_json",
+            ),
+            (
+                server
+                    .api(Method::POST, "/api/v1/run")
+                    .json(&json!({"language": "python", "code": "print(1)", "timeoutMs": 0})),
+                400,
+                "bad_timeout",
+            ),
+            (
+                server
+                    .api(Method::POST, "/api/v1/sandboxes")
+                    .json(&json!({"envVars": {"A": "x\u{0}y"}})),
+                400,
+                "bad_env",
+            ),
+        ];
+        for (req, status, code) in cases {
+            let r = req.send().await.unwrap();
+            let (got, headers) = (r.status().as_u16(), r.headers().clone());
+            let body = r.text().await.unwrap();
+            assert_eq!(got, status, "{body}");
+            assert_eq!(headers["content-type"], "application/json", "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], code, "{body}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().ends_with('.'),
+                "{body}"
+            );
+            if status == 405 {
+                assert_eq!(headers["allow"], "POST");
+            }
+        }
+        // The document links a created sandbox to every operation taking
+        // its taskId, and names this server's languages.
+        let doc: Value = json_of(server.api(Method::GET, "/api/v1/openapi.json")).await;
+        let links = &doc["paths"]["/api/v1/sandboxes"]["post"]["responses"]["201"]["links"];
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            if !path.contains("{taskId}") {
+                continue;
+            }
+            for op in ops.as_object().unwrap().values() {
+                let id = op["operationId"].as_str().unwrap();
+                assert_eq!(links[id]["operationId"], id, "no link to {id}");
+                assert_eq!(links[id]["parameters"]["taskId"], "$response.body#/taskId");
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["Run"]["properties"]["language"]["enum"],
+            json!(["bash", "go", "javascript", "python"])
+        );
+        // A create with no body at all is the same as `{}`, as documented.
+        let r = server
+            .api(Method::POST, "/api/v1/sandboxes")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    })
+    .await;
+    cleanup(&server.sandboxes().await).await;
+    server.stop().await;
+}
