@@ -4,7 +4,7 @@
 //! document as served, with this server's languages and images in it.
 
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -23,7 +23,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(|Query(q)| ApiQuery(q))
             .map_err(|e| {
                 AppError::bad_request(
-                    "bad_query",
+                    ErrorCode::BadQuery,
                     format!("The query string is not valid: {}.", query_reason(&e)),
                 )
             })
@@ -47,7 +47,7 @@ pub fn wait_secs(wait: Option<f64>) -> Result<Option<f64>, AppError> {
         None => Ok(None),
         Some(w) if (0.0..=MAX_WAIT_SECS).contains(&w) => Ok(Some(w)),
         Some(_) => Err(AppError::bad_request(
-            "bad_wait",
+            ErrorCode::BadWait,
             "`wait` is a number of seconds from 0 to 120.",
         )),
     }
@@ -60,7 +60,7 @@ pub const MAX_TIMEOUT_MS: u64 = 15 * 60_000;
 pub fn timeout_ms(timeout: Option<u64>) -> Result<Option<u64>, AppError> {
     match timeout {
         Some(t) if !(1..=MAX_TIMEOUT_MS).contains(&t) => Err(AppError::bad_request(
-            "bad_timeout",
+            ErrorCode::BadTimeout,
             format!("`timeoutMs` is a number of milliseconds from 1 to {MAX_TIMEOUT_MS}."),
         )),
         t => Ok(t),
@@ -76,7 +76,7 @@ pub async fn no_route() -> AppError {
 pub async fn wrong_method() -> AppError {
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "This route does not take that method: the Allow header lists those it takes.",
     )
 }
@@ -85,7 +85,7 @@ pub async fn wrong_method() -> AppError {
 /// images this server offers as the enums of `language` and `imageId`.
 pub async fn openapi(State(state): State<AppState>) -> Response {
     let doc = document(
-        state.languages.keys().cloned().collect(),
+        state.services.languages.keys().cloned().collect(),
         std::iter::once(state.config.sandbox.image.clone())
             .chain(state.config.sandbox.allowed_images.iter().cloned())
             .collect(),
