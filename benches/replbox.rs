@@ -539,7 +539,10 @@ async fn idle_load_and_page(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = server.rss_kb("VmRSS:");
     let host_after = host_used_kb();
-    out.insert("system_used_idle_before_mb".into(), json!(host_before / 1024));
+    out.insert(
+        "system_used_idle_before_mb".into(),
+        json!(host_before / 1024),
+    );
     out.insert("system_used_idle_after_mb".into(), json!(host_after / 1024));
     out.insert(
         "system_mem_per_idle_sandbox_mb".into(),
