@@ -29,6 +29,7 @@ const CELLS: usize = 200;
 const LOAD_CLIENTS: usize = 100;
 const LOAD_RUNS: usize = 20;
 const PAGE_VISITS: usize = 10;
+const ONESHOTS: usize = 30;
 
 async fn remove_all(sandboxes: &Sandboxes) {
     for c in sandboxes.list().await.unwrap_or_default() {
@@ -435,6 +436,18 @@ async fn main() {
         json!(((rt_p50 / exec_p50) * 1000.0).round() / 1000.0),
     );
 
+    // The one-shot run (`POST /api/v1/run`) of `print(6*7)` against the
+    // same program by exec in a live API sandbox, alternating; the pool
+    // refilled before each one-shot run, as a new session's warm start is.
+    eprintln!("bench: one-shot runs vs exec in a live sandbox, alternating");
+    let (oneshot_p50, live_p50) = oneshot_vs_live(&server.addr, &prefix).await;
+    out.insert("oneshot_run_p50_ms".into(), json!(oneshot_p50));
+    out.insert("live_exec_p50_ms".into(), json!(live_p50));
+    out.insert(
+        "oneshot_vs_live_exec_ratio".into(),
+        json!(((oneshot_p50 / live_p50) * 100.0).round() / 100.0),
+    );
+
     // The same 256 MiB through the socket and by the engine's exec, in the
     // same container, alternating, medians of STREAM_RUNS each (one run
     // varies by a factor of 3 on 2 cores).
@@ -717,6 +730,75 @@ fn own_rss_kb() -> u64 {
         .expect("/proc/self/status has VmRSS")
 }
 
+/// Medians of ONESHOTS one-shot runs of `print(6*7)` and of as many execs
+/// of the same program in a live sandbox, alternating (the first pair not
+/// counted), the pool back to 4 before each one-shot run.
+async fn oneshot_vs_live(addr: &str, prefix: &str) -> (f64, f64) {
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let r = http
+        .post(url("/api/v1/sandboxes"))
+        .bearer_auth("bench")
+        .json(&json!({"taskId": "live"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    http.get(url("/api/v1/sandboxes/live?wait=60"))
+        .bearer_auth("bench")
+        .send()
+        .await
+        .unwrap();
+    http.put(url("/api/v1/sandboxes/live/files/main.py"))
+        .bearer_auth("bench")
+        .body("print(6*7)\n")
+        .send()
+        .await
+        .unwrap();
+    let (mut oneshot, mut live) = (Vec::new(), Vec::new());
+    for i in 0..=ONESHOTS {
+        wait_pool_of(prefix, 4).await;
+        let t = Instant::now();
+        let v: Value = http
+            .post(url("/api/v1/run"))
+            .bearer_auth("bench")
+            .json(&json!({"language": "python", "code": "print(6*7)\n"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let d = ms(t.elapsed());
+        assert_eq!(v["stdout"], "42\n", "{v}");
+        if i > 0 {
+            oneshot.push(d);
+        }
+        let t = Instant::now();
+        let v: Value = http
+            .post(url("/api/v1/sandboxes/live/exec"))
+            .bearer_auth("bench")
+            .json(&json!({"command": "python3 -u main.py"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let d = ms(t.elapsed());
+        assert_eq!(v["stdout"], "42\n", "{v}");
+        if i > 0 {
+            live.push(d);
+        }
+    }
+    http.delete(url("/api/v1/sandboxes/live"))
+        .bearer_auth("bench")
+        .send()
+        .await
+        .unwrap();
+    (pct(&mut oneshot, 0.5), pct(&mut live, 0.5))
+}
+
 /// A figure's README target.
 #[derive(Clone, Copy)]
 enum Target {
@@ -740,6 +822,9 @@ const KEYS: &[(&str, Target)] = &[
     ("run_roundtrip_p50_ms", Target::None),
     ("run_roundtrip_p99_ms", Target::None),
     ("run_vs_docker_exec_ratio", Target::AtMost(0.1)),
+    ("oneshot_run_p50_ms", Target::None),
+    ("live_exec_p50_ms", Target::None),
+    ("oneshot_vs_live_exec_ratio", Target::AtMost(2.0)),
     ("stream_mb_per_s", Target::None),
     ("docker_exec_stream_mb_per_s", Target::None),
     ("stream_ratio", Target::AtLeast(0.8)),

@@ -146,8 +146,12 @@ async fn every_documented_route_is_served_and_metrics_count() {
                 let body = r.text().await.unwrap();
                 // A route that exists answers with JSON (an error about the
                 // missing sandbox, or a result); an unrouted one would be
-                // an empty 404 or a 405.
+                // 404 `no such API route` or a 405 `method_not_allowed`.
                 assert_ne!(status, 405, "{method} {path}");
+                assert!(
+                    !body.contains("no such API route"),
+                    "{method} {path}: {body}"
+                );
                 assert!(status < 500, "{method} {path}: {status} {body:?}");
                 assert!(
                     serde_json::from_str::<Value>(&body).is_ok(),

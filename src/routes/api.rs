@@ -2,6 +2,7 @@
 //! bearer-token auth, sandboxes by taskId, exec, files, a socket, and a
 //! stateless one-shot run. Described by `/api/v1/openapi.json`.
 
+use super::api_rules::{self, ApiQuery};
 use super::extract::{JsonBody, RawBody, API_BODY_LIMIT};
 use super::frames::{entries, rfc3339};
 use super::ws::{self, SocketParams};
@@ -12,7 +13,7 @@ use crate::services::files;
 use crate::services::runs::{self, RunRequest};
 use crate::sessions::{NewSession, OwnerKind, Session, Status};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(api_rules::openapi))
         .route("/api/v1/run", post(run_once))
         .route("/api/v1/sandboxes", post(create))
         .route("/api/v1/sandboxes/{task_id}", get(status).delete(remove))
@@ -43,6 +44,10 @@ pub fn router() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
+        // Our JSON errors for a wrong method (with Allow) and for an
+        // unknown route, not the framework's empty answers.
+        .method_not_allowed_fallback(api_rules::wrong_method)
+        .route("/api/{*rest}", axum::routing::any(api_rules::no_route))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
 }
 
@@ -215,13 +220,14 @@ pub(crate) async fn create_sandbox(
         }
     };
     let env = req.env_vars.unwrap_or_default();
+    // The engine would take the sandbox but never start it.
     if env
-        .keys()
-        .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
     {
         return Err(AppError::bad_request(
             ErrorCode::BadEnv,
-            "Environment variable names may not be empty or hold '='.",
+            "Environment variable names may not be empty or hold '=' or NUL, nor values NUL.",
         ));
     }
     let session = state
@@ -261,10 +267,11 @@ async fn status(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(task_id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<SandboxInfo>, AppError> {
+    let wait = api_rules::wait_secs(q.wait)?;
     let session = find(&state, &caller, &task_id)?;
-    if let Some(wait) = q.wait.filter(|w| *w > 0.0) {
+    if let Some(wait) = wait.filter(|w| *w > 0.0) {
         session
             .wait_ready(Duration::from_secs_f64(wait.min(120.0)))
             .await;
@@ -307,8 +314,20 @@ pub struct ExecResult {
 }
 
 pub(crate) fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
+    // A program that could not start (no such command, a cwd that is not a
+    // directory) is answered as a shell would: exit 127, the reason on
+    // stderr. The request itself was fine.
     if let Some(message) = c.spawn_error {
-        return Err(AppError::bad_request(ErrorCode::SpawnFailed, message));
+        return Ok(ExecResult {
+            exit_code: Some(127),
+            signal: None,
+            stdout: String::new(),
+            stderr: format!("{message}\n"),
+            duration_ms: 0,
+            timed_out: false,
+            truncated: false,
+            reason: "not started".into(),
+        });
     }
     let exit = c.exit.ok_or_else(AppError::internal)?;
     Ok(ExecResult {
@@ -335,7 +354,7 @@ async fn exec(
         argv: req.argv,
         cwd: req.cwd,
         env: req.env,
-        timeout_ms: req.timeout_ms,
+        timeout_ms: api_rules::timeout_ms(req.timeout_ms)?,
         ..Default::default()
     };
     let plan = runs::plan(&run, &state.services.languages, &state.config)?;
@@ -452,7 +471,7 @@ async fn socket(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(task_id): Path<String>,
-    Query(params): Query<SocketParams>,
+    ApiQuery(params): ApiQuery<SocketParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
@@ -491,7 +510,7 @@ pub(crate) async fn run_one_shot(
         code: req.code,
         files: req.files,
         entry: req.entry,
-        timeout_ms: req.timeout_ms,
+        timeout_ms: api_rules::timeout_ms(req.timeout_ms)?,
         ..Default::default()
     };
     let plan = runs::plan(&run, &state.services.languages, &state.config)?;
@@ -509,25 +528,30 @@ pub(crate) async fn run_one_shot(
         )
         .await?;
     // In its own task, so a client that hangs up still gets it cleaned up.
+    // The sandbox is a warm container from the pool when one is ready (a
+    // fresh one otherwise), for this run only: its owner is a name no one
+    // else is told, and once the run ends the session leaves the registry
+    // and its container and volume are removed, right after the answer
+    // (the pool refills on its own). The removal is tracked with the
+    // sockets, so a stopping server waits for it.
     let registry = state.services.registry.clone();
-    let task = tokio::spawn(async move {
+    let removals = state.sockets.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         let result = async {
             let handle = session.ensure().await?;
             runs::write_files(&handle, plan.files).await?;
             exec_result(runs::run_to_end(&session, plan.spec, req.stdin).await?)
         }
         .await;
-        let _ = registry.remove(&owner).await;
-        result
+        let _ = tx.send(result);
+        removals.spawn(async move {
+            if let Err(e) = registry.remove(&owner).await {
+                tracing::warn!(%owner, error = %e, "a one-shot sandbox was not removed");
+            }
+        });
     });
-    task.await.map_err(|_| AppError::internal())?
-}
-
-async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../docs/openapi.json"),
-    )
+    rx.await.map_err(|_| AppError::internal())?
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the shared state and the layers (cookie sessions, tracing).
 
 pub mod api;
+mod api_rules;
 pub mod assets;
 mod browser_session;
 pub mod classroom;

@@ -253,9 +253,19 @@ impl Session {
     }
 
     /// Waits until the status is `Ready`, up to `wait`.
+    /// Waits until the sandbox is ready, or its start failed (starting,
+    /// then idle again), or it expired, for at most `wait`.
     pub async fn wait_ready(&self, wait: Duration) -> Status {
         let mut rx = self.status.subscribe();
-        let _ = tokio::time::timeout(wait, rx.wait_for(|s| *s == Status::Ready)).await;
+        let mut started = false;
+        let _ = tokio::time::timeout(
+            wait,
+            rx.wait_for(|s| {
+                started |= *s == Status::Starting;
+                matches!(s, Status::Ready | Status::Expired) || (started && *s == Status::Idle)
+            }),
+        )
+        .await;
         self.status()
     }
 
