@@ -36,11 +36,13 @@ static/node_modules/.package-lock.json: static/package-lock.json
 
 # Python packages the tests and the bench use on the host (PyPI): nbformat
 # validates saved notebooks; jupyter_client + ipykernel are the baseline of
-# the notebook benchmark, websockets its client of our socket.
+# the notebook benchmark, websockets its client of our socket; mcp is the
+# official MCP SDK that tests /mcp.
+PY_PACKAGES := nbformat jupyter_client ipykernel websockets mcp
 pydeps:
-	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets" 2>/dev/null || { \
-	  echo "==> pip: nbformat jupyter_client ipykernel websockets"; \
-	  python3 -m pip install --quiet --disable-pip-version-check nbformat jupyter_client ipykernel websockets; }
+	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets, mcp" 2>/dev/null || { \
+	  echo "==> pip: $(PY_PACKAGES)"; \
+	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES); }
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

@@ -11,7 +11,7 @@ macro_rules! codes {
         }
 
         impl ErrorCode {
-            /// Every code, in the order of the docs' table.
+            /// Every code.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
@@ -25,6 +25,7 @@ macro_rules! codes {
 
 codes! {
     AgentVersion = "agent_version",
+    BadArguments = "bad_arguments",
     AlreadyExists = "already_exists",
     AlreadyJoined = "already_joined",
     BadBase64 = "bad_base64",
@@ -85,6 +86,7 @@ codes! {
     UnknownJob = "unknown_job",
     UnknownKernel = "unknown_kernel",
     UnknownLanguage = "unknown_language",
+    UnknownTool = "unknown_tool",
     UpgradeRequired = "upgrade_required",
     WorkspaceFull = "workspace_full",
     WorkspaceTooLarge = "workspace_too_large",

@@ -48,7 +48,8 @@ pub fn router() -> Router<AppState> {
 
 /// A caller holding one of the configured tokens; the value is a
 /// fingerprint of the token that owns what it creates.
-pub struct ApiCaller(String);
+#[derive(Clone)]
+pub struct ApiCaller(pub(crate) String);
 
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = AppError;
@@ -132,7 +133,11 @@ fn owner_of(task_id: &str) -> String {
 }
 
 /// The caller's sandbox; another token's (or a browser's) is "not found".
-fn find(state: &AppState, caller: &ApiCaller, task_id: &str) -> Result<Arc<Session>, AppError> {
+pub(crate) fn find(
+    state: &AppState,
+    caller: &ApiCaller,
+    task_id: &str,
+) -> Result<Arc<Session>, AppError> {
     valid_task_id(task_id)?;
     state
         .services
@@ -142,19 +147,19 @@ fn find(state: &AppState, caller: &ApiCaller, task_id: &str) -> Result<Arc<Sessi
         .ok_or_else(|| AppError::not_found(format!("There is no sandbox {task_id:?}.")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateRequest {
-    task_id: Option<String>,
-    image_id: Option<String>,
-    ttl_seconds: Option<u64>,
-    env_vars: Option<BTreeMap<String, String>>,
+pub(crate) struct CreateRequest {
+    pub task_id: Option<String>,
+    pub image_id: Option<String>,
+    pub ttl_seconds: Option<u64>,
+    pub env_vars: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SandboxInfo {
-    task_id: String,
+pub(crate) struct SandboxInfo {
+    pub task_id: String,
     status: Status,
     expires_at: String,
     created_at: String,
@@ -176,6 +181,17 @@ async fn create(
     caller: ApiCaller,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> Result<Response, AppError> {
+    let info = create_sandbox(&state, caller, req).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// Creates the caller's sandbox `taskId` (its container starts in the
+/// background).
+pub(crate) async fn create_sandbox(
+    state: &AppState,
+    caller: ApiCaller,
+    req: CreateRequest,
+) -> Result<SandboxInfo, AppError> {
     let task_id = req
         .task_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -233,7 +249,7 @@ async fn create(
             }
         }
     });
-    Ok((StatusCode::CREATED, Json(info(&task_id, &session))).into_response())
+    Ok(info(&task_id, &session))
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,17 +296,17 @@ struct ExecRequest {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecResult {
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    duration_ms: u64,
-    timed_out: bool,
-    truncated: bool,
-    reason: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+    pub truncated: bool,
+    pub reason: String,
 }
 
-fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
+pub(crate) fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
     if let Some(message) = c.spawn_error {
         return Err(AppError::bad_request(ErrorCode::SpawnFailed, message));
     }
@@ -328,7 +344,11 @@ async fn exec(
     )?))
 }
 
-async fn file(session: &Arc<Session>, op: FileOp, writes: bool) -> Result<FileReply, AppError> {
+pub(crate) async fn file(
+    session: &Arc<Session>,
+    op: FileOp,
+    writes: bool,
+) -> Result<FileReply, AppError> {
     Ok(files::file_op(session, op, writes).await?)
 }
 
@@ -442,13 +462,13 @@ async fn socket(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OneShotRequest {
-    language: String,
-    code: Option<String>,
-    files: Option<BTreeMap<String, String>>,
-    entry: Option<String>,
-    stdin: Option<String>,
-    timeout_ms: Option<u64>,
+pub(crate) struct OneShotRequest {
+    pub language: String,
+    pub code: Option<String>,
+    pub files: Option<BTreeMap<String, String>>,
+    pub entry: Option<String>,
+    pub stdin: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// A throwaway sandbox created, run and removed around one program.
@@ -457,6 +477,15 @@ async fn run_once(
     caller: ApiCaller,
     JsonBody(req): JsonBody<OneShotRequest>,
 ) -> Result<Json<ExecResult>, AppError> {
+    Ok(Json(run_one_shot(&state, caller, req).await?))
+}
+
+/// Runs one program in a throwaway sandbox, removed after it.
+pub(crate) async fn run_one_shot(
+    state: &AppState,
+    caller: ApiCaller,
+    req: OneShotRequest,
+) -> Result<ExecResult, AppError> {
     let run = RunRequest {
         language: Some(req.language),
         code: req.code,
@@ -491,8 +520,7 @@ async fn run_once(
         let _ = registry.remove(&owner).await;
         result
     });
-    let result = task.await.map_err(|_| AppError::internal())??;
-    Ok(Json(result))
+    task.await.map_err(|_| AppError::internal())?
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -11,6 +11,7 @@ pub mod cross_site;
 pub mod extract;
 pub mod frames;
 pub mod health;
+pub mod mcp;
 pub mod outbox;
 mod pages;
 pub mod ws;
@@ -73,6 +74,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
     Router::new()
         .merge(browser)
         .merge(api::router())
+        .merge(mcp::router(state.clone()))
         .merge(health::router())
         .merge(assets::router().layer(tower_http::compression::CompressionLayer::new()))
         .layer(

@@ -1,0 +1,447 @@
+//! The Model Context Protocol front door: `/mcp`, Streamable HTTP (rmcp),
+//! behind the API tokens. Its tools are the REST API's operations under the
+//! names agents are configured with; they keep the API's owner rules and
+//! limits, because they call the same functions. A failure is a tool result
+//! with `isError` and our sentence, never a protocol error. docs/mcp.md.
+
+use super::api::{self, ApiCaller, CreateRequest, ExecResult, OneShotRequest};
+use super::frames::entries;
+use super::AppState;
+use crate::error::{AppError, ErrorCode};
+use crate::services::runs::{self, RunRequest};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine as _;
+use replbox_protocol::{FileOp, FileReply};
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What one stream of a run shows an agent at most; the rest is cut with a
+/// marker (the whole output stays within the API's own limit).
+const TEXT_LIMIT: usize = 64 * 1024;
+/// A request's body at most: a file of the largest size the API takes,
+/// escaped as JSON, and the envelope.
+const BODY_LIMIT: usize = 24 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let config = StreamableHttpServerConfig::default()
+        // Stateless: no server-side session per client to hold or expire;
+        // every call carries its token.
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        // The bearer token, not the Host header, is what lets a caller in
+        // (a page elsewhere cannot add it), and deployments have their own
+        // host names.
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(BODY_LIMIT)
+        .with_cancellation_token(state.shutdown.child_token());
+    let tools_state = state.clone();
+    let service: StreamableHttpService<Tools, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(Tools::new(tools_state.clone())),
+        Default::default(),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(state, require_token))
+}
+
+/// Lets in a request with one of the API tokens; anything else is our 401.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match ApiCaller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Tools {
+    state: AppState,
+    list: Arc<Vec<Tool>>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunCode {
+    /// One of the server's languages: python, javascript, bash, go.
+    language: String,
+    /// The program's source.
+    code: String,
+    /// Given to the program on its standard input.
+    stdin: Option<String>,
+    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
+    #[schemars(range(min = 1, max = 900000))]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateSandbox {
+    /// A name for the sandbox (1-63 letters, digits, '-', '_' or '.');
+    /// one is made up when absent.
+    task_id: Option<String>,
+    /// Idle seconds before the sandbox stops (60-86400, default 3600); its
+    /// files are kept for the server's retention period.
+    #[schemars(range(min = 60, max = 86400))]
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunCommand {
+    /// The sandbox, as create_sandbox answered.
+    task_id: String,
+    /// A shell command line, run by /bin/sh in /workspace.
+    command: String,
+    /// Given to the command on its standard input.
+    stdin: Option<String>,
+    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
+    #[schemars(range(min = 1, max = 900000))]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WriteFile {
+    task_id: String,
+    /// A path in the workspace: relative, or absolute under /workspace.
+    path: String,
+    /// The file's whole new content, as text. Parent folders are made.
+    content: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadFile {
+    task_id: String,
+    /// A path in the workspace: relative, or absolute under /workspace.
+    path: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListFiles {
+    task_id: String,
+    /// A folder in the workspace (default: the workspace itself).
+    path: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DestroySandbox {
+    task_id: String,
+}
+
+fn schema<T: JsonSchema>() -> Arc<Map<String, Value>> {
+    match serde_json::to_value(schemars::schema_for!(T)) {
+        Ok(Value::Object(map)) => Arc::new(map),
+        _ => unreachable!("a derived schema is an object"),
+    }
+}
+
+fn tool<T: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
+    Tool::new(name, description, schema::<T>())
+}
+
+impl Tools {
+    fn new(state: AppState) -> Self {
+        let list = vec![
+            tool::<RunCode>(
+                "run_code",
+                "Run a program in a fresh throwaway sandbox (no network, removed after): \
+                 stdout, stderr, exit code and duration.",
+            ),
+            tool::<CreateSandbox>(
+                "create_sandbox",
+                "Create a persistent sandbox (a Linux container with Python, Node, Go and \
+                 Bash; no network). Answers its taskId.",
+            ),
+            tool::<RunCommand>(
+                "run_command",
+                "Run a shell command in a sandbox's /workspace: stdout, stderr, exit code \
+                 and duration.",
+            ),
+            tool::<WriteFile>(
+                "write_file",
+                "Write a text file in a sandbox's workspace. Answers the file's version.",
+            ),
+            tool::<ReadFile>(
+                "read_file",
+                "Read a file of a sandbox's workspace: its text, or base64 when it is not \
+                 UTF-8.",
+            ),
+            tool::<ListFiles>(
+                "list_files",
+                "List a folder of a sandbox's workspace: name, kind, size, modified.",
+            ),
+            tool::<DestroySandbox>("destroy_sandbox", "Remove a sandbox and its files."),
+        ];
+        Self {
+            state,
+            list: Arc::new(list),
+        }
+    }
+
+    async fn call(&self, caller: ApiCaller, name: &str, args: Value) -> Result<Value, AppError> {
+        let state = &self.state;
+        match name {
+            "run_code" => {
+                let a: RunCode = parse(args)?;
+                let r = api::run_one_shot(
+                    state,
+                    caller,
+                    OneShotRequest {
+                        language: a.language,
+                        code: Some(a.code),
+                        files: None,
+                        entry: None,
+                        stdin: a.stdin,
+                        timeout_ms: a.timeout_ms,
+                    },
+                )
+                .await?;
+                Ok(exec_value(r))
+            }
+            "create_sandbox" => {
+                let a: CreateSandbox = parse(args)?;
+                let info = api::create_sandbox(
+                    state,
+                    caller,
+                    CreateRequest {
+                        task_id: a.task_id,
+                        ttl_seconds: a.ttl_seconds,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                Ok(serde_json::to_value(info).unwrap_or_default())
+            }
+            "run_command" => {
+                let a: RunCommand = parse(args)?;
+                let session = api::find(state, &caller, &a.task_id)?;
+                let run = RunRequest {
+                    command: Some(a.command),
+                    timeout_ms: a.timeout_ms,
+                    ..Default::default()
+                };
+                let plan = runs::plan(&run, &state.services.languages, &state.config)?;
+                Ok(exec_value(api::exec_result(
+                    runs::run_to_end(&session, plan.spec, a.stdin).await?,
+                )?))
+            }
+            "write_file" => {
+                let a: WriteFile = parse(args)?;
+                let session = api::find(state, &caller, &a.task_id)?;
+                let op = FileOp::Write {
+                    path: a.path.clone(),
+                    data: a.content.into_bytes(),
+                    parents: true,
+                    if_version: None,
+                };
+                match api::file(&session, op, true).await? {
+                    FileReply::Written { version } => {
+                        Ok(json!({"path": a.path, "version": version}))
+                    }
+                    _ => Err(AppError::internal()),
+                }
+            }
+            "read_file" => {
+                let a: ReadFile = parse(args)?;
+                let session = api::find(state, &caller, &a.task_id)?;
+                let op = FileOp::Read {
+                    path: a.path.clone(),
+                };
+                match api::file(&session, op, false).await? {
+                    FileReply::Data { data, version } => Ok(match String::from_utf8(data) {
+                        Ok(text) => json!({
+                            "path": a.path, "version": version, "encoding": "utf-8", "content": text,
+                        }),
+                        Err(e) => json!({
+                            "path": a.path, "version": version, "encoding": "base64",
+                            "content": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                            "note": "The file is not UTF-8 text: its bytes are given in base64.",
+                        }),
+                    }),
+                    _ => Err(AppError::internal()),
+                }
+            }
+            "list_files" => {
+                let a: ListFiles = parse(args)?;
+                let session = api::find(state, &caller, &a.task_id)?;
+                let path = a.path.unwrap_or_default();
+                let op = FileOp::List { path: path.clone() };
+                match api::file(&session, op, false).await? {
+                    FileReply::Listing(list) => Ok(json!({"path": path, "entries": entries(list)})),
+                    _ => Err(AppError::internal()),
+                }
+            }
+            "destroy_sandbox" => {
+                let a: DestroySandbox = parse(args)?;
+                let session = api::find(state, &caller, &a.task_id)?;
+                state.services.registry.remove(&session.owner).await?;
+                Ok(json!({"taskId": a.task_id, "destroyed": true}))
+            }
+            other => Err(AppError::bad_request(
+                ErrorCode::UnknownTool,
+                format!(
+                    "There is no tool {other:?}: the tools are run_code, create_sandbox, \
+                     run_command, write_file, read_file, list_files and destroy_sandbox."
+                ),
+            )),
+        }
+    }
+}
+
+/// Arguments that do not fit the tool's schema are a tool error an agent
+/// can read and correct, not a protocol failure.
+fn parse<T: DeserializeOwned>(args: Value) -> Result<T, AppError> {
+    serde_json::from_value(args)
+        .map_err(|e| AppError::bad_request(ErrorCode::BadArguments, format!("Bad arguments: {e}.")))
+}
+
+/// A run's answer: the API's fields as structured content; the text gives
+/// each stream cut to `TEXT_LIMIT` with a marker.
+fn exec_value(r: ExecResult) -> Value {
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= TEXT_LIMIT {
+        return text.to_string();
+    }
+    let mut end = TEXT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[... output truncated: {} more bytes not shown]",
+        &text[..end],
+        text.len() - end
+    )
+}
+
+/// The text an agent reads for a tool's answer.
+fn text_of(name: &str, v: &Value) -> String {
+    match name {
+        "run_code" | "run_command" => {
+            let mut s = String::new();
+            let stdout = v["stdout"].as_str().unwrap_or_default();
+            let stderr = v["stderr"].as_str().unwrap_or_default();
+            if !stdout.is_empty() {
+                s.push_str(&format!("stdout:\n{}\n", cut(stdout)));
+            }
+            if !stderr.is_empty() {
+                s.push_str(&format!("stderr:\n{}\n", cut(stderr)));
+            }
+            let code = match &v["exitCode"] {
+                Value::Null => "none".to_string(),
+                c => c.to_string(),
+            };
+            s.push_str(&format!(
+                "exit code: {code} ({}), {} ms",
+                v["reason"].as_str().unwrap_or_default(),
+                v["durationMs"]
+            ));
+            if v["truncated"] == true {
+                s.push_str("\n[output over the limit was cut]");
+            }
+            s
+        }
+        "read_file" => v["content"].as_str().map(cut).unwrap_or_default(),
+        "create_sandbox" => format!("Created sandbox {}.", v["taskId"].as_str().unwrap_or("")),
+        _ => v.to_string(),
+    }
+}
+
+/// Structured content keeps what fits: the streams cut as in the text.
+fn structured(name: &str, mut v: Value) -> Value {
+    if matches!(name, "run_code" | "run_command") {
+        for key in ["stdout", "stderr"] {
+            if let Some(s) = v[key].as_str() {
+                if s.len() > TEXT_LIMIT {
+                    v[key] = Value::String(cut(s));
+                    v["truncated"] = Value::Bool(true);
+                }
+            }
+        }
+    }
+    if name == "read_file" {
+        if let Some(s) = v["content"].as_str() {
+            if s.len() > TEXT_LIMIT {
+                v["content"] = Value::String(cut(s));
+                v["truncated"] = Value::Bool(true);
+            }
+        }
+    }
+    v
+}
+
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("replbox", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Sandboxes: Linux containers with Python, Node.js, Go and Bash, no network. \
+                 run_code for a one-off program; create_sandbox, then run_command and the \
+                 file tools for work that keeps state; destroy_sandbox when done.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.list.as_ref().clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<ApiCaller>())
+            .cloned()
+            .ok_or_else(|| ErrorData::internal_error("no caller", None))?;
+        let name = request.name.to_string();
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let span = tracing::info_span!("mcp", tool = %name);
+        let result = match self.call(caller, &name, args).instrument(span).await {
+            Ok(v) => {
+                let text = text_of(&name, &v);
+                let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+                r.structured_content = Some(structured(&name, v));
+                r
+            }
+            Err(e) => {
+                let body = json!({"error": {"code": e.code, "message": e.message}});
+                let mut r = CallToolResult::error(vec![ContentBlock::text(e.message.clone())]);
+                r.structured_content = Some(body);
+                r
+            }
+        };
+        Ok(result.into())
+    }
+}
