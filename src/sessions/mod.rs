@@ -24,7 +24,7 @@ pub use store::{SandboxRow, Store};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::sandbox::{SandboxError, SandboxHandle, Sandboxes};
+use crate::sandbox::{Backend, SandboxError, SandboxHandle};
 use crate::sync::Lock;
 use bytes::Bytes;
 use replbox_protocol::{ExitStatus, JobId, Stream};
@@ -120,7 +120,7 @@ pub enum SessionEvent {
 }
 
 struct Shared {
-    sandboxes: Sandboxes,
+    sandboxes: Arc<dyn Backend>,
     store: Store,
     metrics: Metrics,
     config: Arc<Config>,

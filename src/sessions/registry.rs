@@ -7,7 +7,7 @@ impl Registry {
     /// Loads the sessions the store remembers.
     pub async fn open(
         config: Arc<Config>,
-        sandboxes: Sandboxes,
+        sandboxes: Arc<dyn Backend>,
         store: Store,
         metrics: Metrics,
     ) -> Result<Self, sqlx::Error> {
@@ -37,8 +37,8 @@ impl Registry {
         Ok(registry)
     }
 
-    pub fn sandboxes(&self) -> &Sandboxes {
-        &self.shared.sandboxes
+    pub fn sandboxes(&self) -> &dyn Backend {
+        self.shared.sandboxes.as_ref()
     }
 
     pub fn config(&self) -> &Config {
