@@ -10,6 +10,7 @@ mod socket;
 
 use socket::{error_message, frame_message, run_socket};
 
+use super::browser_session::BrowserSession;
 use super::frames::{
     decode_stdin, encode_output, entries, rfc3339, ClientFrame, Encoding, ExitFrame, JobInfo,
     LanguageInfo, OutputMode, ServerFrame,
@@ -57,7 +58,7 @@ pub const CLOSE_EXPIRED: u16 = 4000;
 
 async fn page_socket(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     headers: HeaderMap,
     Query(params): Query<SocketParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
