@@ -25,9 +25,9 @@ macro_rules! codes {
 
 codes! {
     AgentVersion = "agent_version",
-    BadArguments = "bad_arguments",
     AlreadyExists = "already_exists",
     AlreadyJoined = "already_joined",
+    BadArguments = "bad_arguments",
     BadBase64 = "bad_base64",
     BadBody = "bad_body",
     BadEnv = "bad_env",

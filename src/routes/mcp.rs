@@ -7,7 +7,8 @@
 use super::api::{self, ApiCaller, CreateRequest, ExecResult, OneShotRequest};
 use super::frames::entries;
 use super::AppState;
-use crate::error::{AppError, ErrorCode};
+use crate::error::AppError;
+use crate::error::ErrorCode;
 use crate::services::runs::{self, RunRequest};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
@@ -244,9 +245,8 @@ impl Tools {
                     ..Default::default()
                 };
                 let plan = runs::plan(&run, &state.services.languages, &state.config)?;
-                Ok(exec_value(api::exec_result(
-                    runs::run_to_end(&session, plan.spec, a.stdin).await?,
-                )?))
+                let collected = runs::run_to_end(&session, plan.spec, a.stdin).await?;
+                Ok(exec_value(api::exec_result(collected)?))
             }
             "write_file" => {
                 let a: WriteFile = parse(args)?;
@@ -436,7 +436,7 @@ impl ServerHandler for Tools {
                 r
             }
             Err(e) => {
-                let body = json!({"error": {"code": e.code, "message": e.message}});
+                let body = json!({"error": {"code": e.code.as_str(), "message": e.message}});
                 let mut r = CallToolResult::error(vec![ContentBlock::text(e.message.clone())]);
                 r.structured_content = Some(body);
                 r
