@@ -11,7 +11,7 @@ macro_rules! codes {
         }
 
         impl ErrorCode {
-            /// Every code, in the order of the docs' table.
+            /// Every code.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
