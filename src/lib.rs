@@ -120,6 +120,7 @@ pub async fn serve(
         exercises: Arc::new(exercises),
         limits: Arc::new(limits::Limits::new(&config)),
         health: Arc::default(),
+        jupyter: Arc::default(),
         token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),
     };
     // Expired cookie sessions are deleted hourly (the store keeps them
