@@ -455,7 +455,13 @@ async fn main() {
     let (url, cookie) = socket_url(&server.addr, "json").await;
     let cells = Command::new("python3")
         .arg(root().join("benches/cells.py"))
-        .args([url, cookie, CELLS.to_string()])
+        .args([
+            url,
+            cookie,
+            CELLS.to_string(),
+            format!("http://{}", server.addr),
+            "bench".to_string(),
+        ])
         .output()
         .expect("python3 (make bench installs jupyter_client and websockets)");
     let line = String::from_utf8_lossy(&cells.stdout);
@@ -468,6 +474,13 @@ async fn main() {
             out.insert(
                 "cell_ratio".into(),
                 json!(((ours / direct) * 100.0).round() / 100.0),
+            );
+            // The same cell through the Jupyter gateway, alternated with ours.
+            let gateway = v["gateway_cell_p50_ms"].as_f64().unwrap_or(f64::NAN);
+            out.insert("gateway_cell_p50_ms".into(), json!(gateway));
+            out.insert(
+                "gateway_vs_socket_cell_ratio".into(),
+                json!(((gateway / ours) * 100.0).round() / 100.0),
             );
         }
         Err(_) => failures.push(format!(
@@ -606,6 +619,8 @@ const KEYS: &[(&str, Target)] = &[
     ("cell_roundtrip_p50_ms", Target::None),
     ("ipykernel_direct_p50_ms", Target::None),
     ("cell_ratio", Target::AtMost(1.5)),
+    ("gateway_cell_p50_ms", Target::None),
+    ("gateway_vs_socket_cell_ratio", Target::AtMost(1.2)),
     ("idle_sandboxes", Target::None),
     ("server_rss_idle_before_kb", Target::None),
     ("server_rss_idle_after_kb", Target::None),

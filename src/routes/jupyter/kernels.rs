@@ -163,8 +163,8 @@ impl Kernel {
             live.job.clone()
         };
         let text = serde_json::to_string(&serde_json::json!({
-            "header": message["header"],
-            "parent_header": message.get("parent_header").cloned().unwrap_or(Value::Null),
+            "header": with_iso_date(message["header"].clone()),
+            "parent_header": message.get("parent_header").cloned().map(with_iso_date).unwrap_or(Value::Null),
             "metadata": message.get("metadata").cloned().unwrap_or(Value::Null),
             "content": message.get("content").cloned().unwrap_or(Value::Null),
         }))
@@ -317,6 +317,26 @@ impl Gateway {
     }
 }
 
+/// A header whose `date` is an ISO 8601 string, as the protocol says:
+/// jupyter_server's gateway kernel client sends a Unix timestamp instead.
+fn with_iso_date(mut header: Value) -> Value {
+    if let Some(h) = header.as_object_mut().filter(|h| !h.is_empty()) {
+        if !h.get("date").is_some_and(Value::is_string) {
+            let date = h
+                .get("date")
+                .and_then(Value::as_f64)
+                .and_then(|t| chrono::DateTime::from_timestamp_micros((t * 1e6) as i64))
+                .unwrap_or_else(chrono::Utc::now);
+            h.insert(
+                "date".into(),
+                date.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                    .into(),
+            );
+        }
+    }
+    header
+}
+
 fn no_kernel(id: &str) -> AppError {
     AppError::not_found(format!("There is no kernel {id:?}."))
 }
@@ -462,6 +482,18 @@ fn to_wire(channel: &str, message: &str) -> Option<Outgoing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_become_iso_dates() {
+        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": 1_700_000_000.5}));
+        assert_eq!(h["date"], "2023-11-14T22:13:20.500000Z");
+        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": "2026-01-01T00:00:00Z"}));
+        assert_eq!(h["date"], "2026-01-01T00:00:00Z");
+        assert!(with_iso_date(serde_json::json!({"msg_id": "a"}))["date"].is_string());
+        // An empty parent header stays empty.
+        assert_eq!(with_iso_date(serde_json::json!({})), serde_json::json!({}));
+        assert_eq!(with_iso_date(Value::Null), Value::Null);
+    }
 
     #[test]
     fn agent_json_becomes_wire_json() {

@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::sessions::Session;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -160,16 +160,26 @@ fn spec_json(spec: &replbox_protocol::KernelSpecInfo) -> Value {
     })
 }
 
+/// `?user=`: Jupyter Server sends its KERNEL_USERNAME when listing specs.
+#[derive(Debug, Default, Deserialize)]
+struct SpecsQuery {
+    user: Option<String>,
+}
+
 async fn specs_of(
     state: &AppState,
     caller: &GatewayCaller,
+    user: Option<String>,
 ) -> Result<Vec<replbox_protocol::KernelSpecInfo>, AppError> {
     // Every kernel of a caller without an image of its own runs the
     // server's image, whose specs are asked once.
     if let Some(specs) = state.jupyter.cached_specs(&None) {
         return Ok(specs);
     }
-    let session = sandbox(state, caller, &default_task_id(caller)).await?;
+    let task_id = user
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| default_task_id(caller));
+    let session = sandbox(state, caller, &task_id).await?;
     let handle = session.ensure().await?;
     let specs = handle.kernel_specs().await?;
     state
@@ -181,8 +191,9 @@ async fn specs_of(
 async fn kernelspecs(
     State(state): State<AppState>,
     caller: GatewayCaller,
+    Query(q): Query<SpecsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let specs = specs_of(&state, &caller).await?;
+    let specs = specs_of(&state, &caller, q.user).await?;
     let default = specs
         .iter()
         .find(|s| s.name == "python3")
@@ -200,8 +211,9 @@ async fn kernelspec(
     State(state): State<AppState>,
     caller: GatewayCaller,
     Path(name): Path<String>,
+    Query(q): Query<SpecsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let specs = specs_of(&state, &caller).await?;
+    let specs = specs_of(&state, &caller, q.user).await?;
     specs
         .iter()
         .find(|s| s.name == name)

@@ -7,13 +7,15 @@
 use super::kernels::Outgoing;
 use serde_json::Value;
 
-/// A legacy text message: its channel and the message.
+/// A legacy text message: its channel and the message. Without a channel
+/// it is for shell, as Jupyter Server has it (jupyter_server's own gateway
+/// kernel client sends none).
 pub fn parse_text(text: &str) -> Result<(String, Value), String> {
     let message: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let channel = message["channel"]
-        .as_str()
-        .ok_or("the message has no channel")?
-        .to_string();
+    if !message.is_object() {
+        return Err("a message is a JSON object".into());
+    }
+    let channel = message["channel"].as_str().unwrap_or("shell").to_string();
     Ok((channel, message))
 }
 
@@ -136,7 +138,8 @@ mod tests {
         let (c, m) = parse_text(r#"{"channel":"shell","header":{"session":"s"}}"#).unwrap();
         assert_eq!(c, "shell");
         assert_eq!(m["header"]["session"], "s");
-        assert!(parse_text(r#"{"header":{}}"#).is_err());
+        assert_eq!(parse_text(r#"{"header":{}}"#).unwrap().0, "shell");
+        assert!(parse_text("[1]").is_err());
         let json = br#"{"channel":"stdin","header":{"session":"s"}}"#;
         let mut b = Vec::new();
         b.extend_from_slice(&1u32.to_be_bytes());
