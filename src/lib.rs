@@ -12,9 +12,10 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod routes;
-pub mod runs;
 pub mod sandbox;
+pub mod services;
 pub mod sessions;
+pub mod sync;
 
 use config::Config;
 use routes::AppState;
@@ -108,17 +109,21 @@ pub async fn serve(
     ));
     let _pool = registry.start_pool(cancel.clone());
     let drain_registry = registry.clone();
-    let state = AppState {
+    let services = services::Services {
         config: config.clone(),
         registry,
-        metrics,
         languages,
-        shutdown: cancel.clone(),
-        new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
-        sockets: tokio_util::task::TaskTracker::new(),
         classroom,
         exercises: Arc::new(exercises),
         limits: Arc::new(limits::Limits::new(&config)),
+    };
+    let state = AppState {
+        config: config.clone(),
+        services,
+        metrics,
+        shutdown: cancel.clone(),
+        new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
+        sockets: tokio_util::task::TaskTracker::new(),
         health: Arc::default(),
         jupyter: Arc::default(),
         token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),

@@ -19,6 +19,7 @@
 //! address (a student behind the school's address, say) can never lock a
 //! teacher out: it is refused by its own limit first.
 
+use crate::sync::Lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ impl Limits {
     /// The student's one Check in flight: refused while another is, and
     /// past the rate per student. Held until the Check is answered.
     pub fn begin_check(self: &std::sync::Arc<Self>, student: &str) -> Result<Turn, Limited> {
-        let mut checking = self.checking.lock().unwrap();
+        let mut checking = self.checking.locked();
         if checking.contains(student) {
             return Err(Limited {
                 retry_after_secs: 2,
@@ -103,7 +104,7 @@ impl Limits {
 
     /// One more socket of this browser, or refused past the cap.
     pub fn open_socket(self: &std::sync::Arc<Self>, owner: &str) -> Result<Turn, Limited> {
-        let mut sockets = self.sockets.lock().unwrap();
+        let mut sockets = self.sockets.locked();
         let open = sockets.entry(owner.to_string()).or_insert(0);
         if *open >= self.sockets_per_session {
             return Err(Limited {
@@ -136,10 +137,10 @@ impl Drop for Turn {
     fn drop(&mut self) {
         match self.kind {
             TurnKind::Check => {
-                self.limits.checking.lock().unwrap().remove(&self.key);
+                self.limits.checking.locked().remove(&self.key);
             }
             TurnKind::Socket => {
-                let mut sockets = self.limits.sockets.lock().unwrap();
+                let mut sockets = self.limits.sockets.locked();
                 if let Some(n) = sockets.get_mut(&self.key) {
                     *n -= 1;
                     if *n == 0 {
@@ -175,7 +176,7 @@ impl Attempts {
     /// Whether `key` may try now (spends nothing).
     pub fn check(&self, key: &str) -> Result<(), Limited> {
         let now = Instant::now();
-        let map = self.paid_at.lock().unwrap();
+        let map = self.paid_at.locked();
         match map.get(key) {
             Some(&paid) => self.verdict(now, paid),
             None => Ok(()),
@@ -197,7 +198,7 @@ impl Attempts {
     /// Counts one event against `key` (a failure, or any Check).
     pub fn spend(&self, key: &str) {
         let now = Instant::now();
-        let mut map = self.paid_at.lock().unwrap();
+        let mut map = self.paid_at.locked();
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
             map.retain(|_, paid| *paid > now);
             if map.len() >= MAX_KEYS {
@@ -221,11 +222,23 @@ impl Attempts {
 
     /// Keys remembered now (for tests of the bound).
     pub fn len(&self) -> usize {
-        self.paid_at.lock().unwrap().len()
+        self.paid_at.locked().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What the new-session limit counts: an IPv4 address, or an IPv6 /64 (one
+/// client is usually given a whole /64 and could pick any address in it).
+pub fn limit_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(bits.into())
+        }
     }
 }
 

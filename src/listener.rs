@@ -21,6 +21,7 @@
 //!   many clients together cannot take the descriptors the engine, the
 //!   store and the workspaces need.
 
+use crate::sync::Lock;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -63,7 +64,7 @@ struct Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let mut open = self.open.0.lock().unwrap();
+        let mut open = self.open.0.locked();
         open.1 -= 1;
         if let Some(key) = self.key {
             let map = &mut open.0;
@@ -81,7 +82,7 @@ impl Open {
     /// Counts a connection from `peer`, or `None` past the limit.
     fn admit(self: &Arc<Self>, peer: std::net::IpAddr, d: &Deadlines) -> Option<Counted> {
         let peer = peer.to_canonical();
-        let mut open = self.0.lock().unwrap();
+        let mut open = self.0.locked();
         if open.1 >= d.max_connections.max(1) {
             return None;
         }
@@ -92,7 +93,7 @@ impl Open {
                 key: None,
             });
         }
-        let key = crate::routes::client_addr::limit_key(peer);
+        let key = crate::limits::limit_key(peer);
         let n = open.0.entry(key).or_insert(0);
         if *n >= d.per_client.max(1) {
             return None;

@@ -275,7 +275,7 @@ impl Sides<'_> {
                         "SystemExit",
                         format!(
                             "the student's program ended during the call ({})",
-                            crate::routes::frames::exit_reason(&exit)
+                            crate::services::runs::exit_reason(&exit)
                         ),
                     )
                     .to_string());
@@ -308,7 +308,7 @@ impl Sides<'_> {
                 return Ok(error("TypeError", "arguments are strings"));
             };
             line.push(' ');
-            line.push_str(&crate::runs::shell_quote(arg));
+            line.push_str(&crate::services::runs::shell_quote(arg));
         }
         let mut spec = JobSpec::shell(line);
         spec.timeout_ms = Some(

@@ -2,14 +2,15 @@
 //! bearer-token auth, sandboxes by taskId, exec, files, a socket, and a
 //! stateless one-shot run. Described by `/api/v1/openapi.json`.
 
-use super::frames::RunRequest;
-use super::ws::{self, entries, rfc3339, SocketParams};
+use super::extract::{JsonBody, RawBody, API_BODY_LIMIT};
+use super::frames::{entries, rfc3339};
+use super::ws::{self, SocketParams};
 use super::AppState;
-use crate::error::AppError;
-use crate::runs;
+use crate::error::{AppError, ErrorCode};
 use crate::sandbox::Collected;
+use crate::services::files;
+use crate::services::runs::{self, RunRequest};
 use crate::sessions::{NewSession, OwnerKind, Session, Status};
-use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
 use axum::http::request::Parts;
@@ -17,8 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use replbox_protocol::{FileOp, FileReply, JobSpec};
-use serde::de::DeserializeOwned;
+use replbox_protocol::{FileOp, FileReply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -44,54 +44,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
-}
-
-/// The largest request body (a file write, an exec with its stdin).
-const API_BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-fn body_too_large() -> AppError {
-    AppError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!(
-            "The request body is larger than {} MiB.",
-            API_BODY_LIMIT >> 20
-        ),
-    )
-}
-
-/// A raw body whose errors are ours. A body past the limit is read to its
-/// end (and dropped) before the 413, so the client hears the answer rather
-/// than a reset connection.
-pub struct RawBody(pub Bytes);
-
-/// How much of an oversized body is drained before giving up on it.
-const DRAIN_LIMIT: usize = 1024 * 1024 * 1024;
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
-    type Rejection = AppError;
-
-    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, AppError> {
-        use futures::StreamExt;
-        let mut stream = req.into_body().into_data_stream();
-        let mut buf = bytes::BytesMut::new();
-        let mut seen = 0usize;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| {
-                AppError::bad_request("bad_body", "The request body could not be read.")
-            })?;
-            seen += chunk.len();
-            if seen <= API_BODY_LIMIT {
-                buf.extend_from_slice(&chunk);
-            } else if seen > DRAIN_LIMIT {
-                break;
-            }
-        }
-        if seen > API_BODY_LIMIT {
-            return Err(body_too_large());
-        }
-        Ok(RawBody(buf.freeze()))
-    }
 }
 
 /// A caller holding one of the configured tokens; the value is a
@@ -159,63 +111,6 @@ pub fn load_token_key(data_dir: &std::path::Path) -> std::io::Result<[u8; 32]> {
     Ok(key)
 }
 
-/// A JSON body whose errors are ours: `{"error": {"code": "bad_json", ...}}`.
-/// A body must say it is JSON (`application/json`, or a `+json` type):
-/// anything else is 415, so a form or a `text/plain` post from another
-/// site is never read as one. An empty body without a type is `{}`.
-pub struct JsonBody<T>(pub T);
-
-/// Whether the request's Content-Type is JSON.
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .is_some_and(|t| {
-            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
-        })
-}
-
-fn not_json() -> AppError {
-    AppError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "not_json",
-        "The request body must be JSON, sent with `Content-Type: application/json`.",
-    )
-}
-
-impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
-    type Rejection = AppError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
-        let json = is_json(req.headers());
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                body_too_large()
-            } else {
-                // Stalled past its deadline, or the connection went away.
-                AppError::bad_request(
-                    "body_incomplete",
-                    "The request body did not arrive in full in time; send it again.",
-                )
-            }
-        })?;
-        let bytes = if bytes.is_empty() && !json {
-            Bytes::from_static(b"{}")
-        } else if !json {
-            return Err(not_json());
-        } else if bytes.is_empty() {
-            Bytes::from_static(b"{}")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            AppError::bad_request("bad_json", format!("The request body is not valid: {e}."))
-        })
-    }
-}
-
 fn valid_task_id(id: &str) -> Result<(), AppError> {
     let ok = !id.is_empty()
         && id.len() <= 63
@@ -227,7 +122,7 @@ fn valid_task_id(id: &str) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::bad_request(
-            "bad_task_id",
+            ErrorCode::BadTaskId,
             "A taskId is 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit.",
         ))
     }
@@ -245,6 +140,7 @@ pub(crate) fn find(
 ) -> Result<Arc<Session>, AppError> {
     valid_task_id(task_id)?;
     state
+        .services
         .registry
         .get(&owner_of(task_id))
         .filter(|s| s.kind == OwnerKind::Api && s.token_hash.as_deref() == Some(caller.0.as_str()))
@@ -303,7 +199,7 @@ pub(crate) async fn create_sandbox(
     let ttl = req.ttl_seconds.unwrap_or(3600);
     if !(60..=86400).contains(&ttl) {
         return Err(AppError::bad_request(
-            "bad_ttl",
+            ErrorCode::BadTtl,
             "ttlSeconds must be between 60 and 86400.",
         ));
     }
@@ -313,7 +209,7 @@ pub(crate) async fn create_sandbox(
         Some(image) if state.config.sandbox.allowed_images.contains(&image) => Some(image),
         Some(image) => {
             return Err(AppError::bad_request(
-                "image_not_allowed",
+                ErrorCode::ImageNotAllowed,
                 format!("The image {image:?} is not offered by this server."),
             ))
         }
@@ -324,11 +220,12 @@ pub(crate) async fn create_sandbox(
         .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
     {
         return Err(AppError::bad_request(
-            "bad_env",
+            ErrorCode::BadEnv,
             "Environment variable names may not be empty or hold '='.",
         ));
     }
     let session = state
+        .services
         .registry
         .create(
             &owner_of(&task_id),
@@ -348,7 +245,7 @@ pub(crate) async fn create_sandbox(
         tokio::select! {
             _ = shutdown.cancelled() => {}
             r = s.ensure() => if let Err(e) = r {
-                tracing::warn!(owner = %s.owner, code = e.code, "sandbox did not start");
+                tracing::warn!(owner = %s.owner, error = %e, "sandbox did not start");
             }
         }
     });
@@ -381,7 +278,7 @@ async fn remove(
     Path(task_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let session = find(&state, &caller, &task_id)?;
-    state.registry.remove(&session.owner).await?;
+    state.services.registry.remove(&session.owner).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -409,14 +306,9 @@ pub struct ExecResult {
     pub reason: String,
 }
 
-/// Output the API returns at most per call.
-const API_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
-const API_DEFAULT_TIMEOUT_MS: u64 = 60_000;
-const API_MAX_TIMEOUT_MS: u64 = 15 * 60_000;
-
-fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
+pub(crate) fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
     if let Some(message) = c.spawn_error {
-        return Err(AppError::bad_request("spawn_failed", message));
+        return Err(AppError::bad_request(ErrorCode::SpawnFailed, message));
     }
     let exit = c.exit.ok_or_else(AppError::internal)?;
     Ok(ExecResult {
@@ -427,35 +319,8 @@ fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
         duration_ms: exit.wall_ms,
         timed_out: exit.timed_out,
         truncated: exit.truncated,
-        reason: super::frames::exit_reason(&exit),
+        reason: runs::exit_reason(&exit),
     })
-}
-
-/// Runs a job to its end on a session's sandbox, with its stdin.
-pub(crate) async fn run_to_end(
-    session: &Arc<Session>,
-    mut spec: JobSpec,
-    stdin: Option<String>,
-) -> Result<ExecResult, AppError> {
-    let timeout = spec
-        .timeout_ms
-        .unwrap_or(API_DEFAULT_TIMEOUT_MS)
-        .clamp(1, API_MAX_TIMEOUT_MS);
-    spec.timeout_ms = Some(timeout);
-    spec.output_limit = Some(
-        spec.output_limit
-            .unwrap_or(API_OUTPUT_LIMIT)
-            .min(API_OUTPUT_LIMIT),
-    );
-    spec.pty = None;
-    let handle = session.ensure().await?;
-    session.touch().await;
-    let job = handle.spawn(spec).await?;
-    let collected = job
-        .run_with_stdin(stdin.unwrap_or_default().into_bytes())
-        .await;
-    session.touch().await;
-    exec_result(collected?)
 }
 
 async fn exec(
@@ -473,8 +338,10 @@ async fn exec(
         timeout_ms: req.timeout_ms,
         ..Default::default()
     };
-    let plan = runs::plan(&run, &state.languages, &state.config)?;
-    Ok(Json(run_to_end(&session, plan.spec, req.stdin).await?))
+    let plan = runs::plan(&run, &state.services.languages, &state.config)?;
+    Ok(Json(exec_result(
+        runs::run_to_end(&session, plan.spec, req.stdin).await?,
+    )?))
 }
 
 pub(crate) async fn file(
@@ -482,7 +349,7 @@ pub(crate) async fn file(
     op: FileOp,
     writes: bool,
 ) -> Result<FileReply, AppError> {
-    ws::file_op(session, op, writes).await
+    Ok(files::file_op(session, op, writes).await?)
 }
 
 /// A file operation's answer: a listing as JSON, a file's bytes with its
@@ -533,12 +400,7 @@ async fn read_file(
     Path((task_id, path)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
-    match file(&session, FileOp::Read { path: path.clone() }, false).await {
-        Err(e) if e.code == "is_a_directory" => Ok(file_response(
-            file(&session, FileOp::List { path }, false).await?,
-        )),
-        other => Ok(file_response(other?)),
-    }
+    Ok(file_response(files::read_or_list(&session, path).await?))
 }
 
 async fn write_file(
@@ -632,9 +494,10 @@ pub(crate) async fn run_one_shot(
         timeout_ms: req.timeout_ms,
         ..Default::default()
     };
-    let plan = runs::plan(&run, &state.languages, &state.config)?;
+    let plan = runs::plan(&run, &state.services.languages, &state.config)?;
     let owner = format!("r-{}", uuid::Uuid::new_v4().simple());
     let session = state
+        .services
         .registry
         .create(
             &owner,
@@ -646,12 +509,12 @@ pub(crate) async fn run_one_shot(
         )
         .await?;
     // In its own task, so a client that hangs up still gets it cleaned up.
-    let registry = state.registry.clone();
+    let registry = state.services.registry.clone();
     let task = tokio::spawn(async move {
         let result = async {
             let handle = session.ensure().await?;
             runs::write_files(&handle, plan.files).await?;
-            run_to_end(&session, plan.spec, req.stdin).await
+            exec_result(runs::run_to_end(&session, plan.spec, req.stdin).await?)
         }
         .await;
         let _ = registry.remove(&owner).await;

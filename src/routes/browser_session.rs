@@ -2,7 +2,7 @@
 //! sandbox. Every tab of a browser shares both.
 
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sessions::{NewSession, OwnerKind, Session};
 use axum::http::StatusCode;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub async fn owner(
             retry_after: Some(60),
             ..AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_sessions",
+                ErrorCode::TooManySessions,
                 "Too many new sessions from your address: wait a minute and reload.",
             )
         });
@@ -61,7 +61,7 @@ pub async fn existing_owner(session: &tower_sessions::Session) -> Result<String,
         .ok_or_else(|| {
             AppError::new(
                 StatusCode::UNAUTHORIZED,
-                "no_session",
+                ErrorCode::NoSession,
                 "Open the page first: this socket needs the session cookie it sets.",
             )
         })
@@ -102,10 +102,11 @@ pub async fn take_recovery_code(
 
 /// The browser's sandbox session (created without a container when new).
 pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppError> {
-    state
+    Ok(state
+        .services
         .registry
         .get_or_create(owner, OwnerKind::Browser, NewSession::default())
-        .await
+        .await?)
 }
 
 /// The teacher signed in on this browser, if any.

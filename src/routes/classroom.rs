@@ -5,10 +5,8 @@
 
 use super::client_addr::ClientAddr;
 use super::{browser_session, AppState};
-use crate::classroom::{standings_csv, ClassroomError};
-use crate::error::AppError;
-use crate::exercises::Exercise;
-use crate::sessions::{NewSession, OwnerKind, Session};
+use crate::classroom::standings_csv;
+use crate::error::{AppError, ErrorCode};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,13 +14,6 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
-
-/// What a check reads of a workspace at most.
-const CHECK_MAX_FILES: usize = 500;
-const CHECK_MAX_BYTES: u64 = 16 * 1024 * 1024;
-/// Containers one Check runs at once (a grader and the student's program).
-const GRADING_CONTAINERS: usize = 2;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,133 +39,12 @@ pub fn router() -> Router<AppState> {
         .route("/teacher/checks/{id}", get(check_files))
 }
 
-impl From<ClassroomError> for AppError {
-    fn from(e: ClassroomError) -> Self {
-        match e {
-            ClassroomError::TeacherExists(_) => {
-                AppError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
-            }
-            ClassroomError::BadLogin => {
-                AppError::new(StatusCode::UNAUTHORIZED, "bad_login", e.to_string())
-            }
-            ClassroomError::NoSuchClass => {
-                AppError::new(StatusCode::NOT_FOUND, "no_such_class", e.to_string())
-            }
-            ClassroomError::NameTaken(_) => {
-                AppError::new(StatusCode::CONFLICT, "name_taken", e.to_string())
-            }
-            ClassroomError::Invalid(_) => AppError::bad_request("invalid", e.to_string()),
-            ClassroomError::BadRecoveryCode => {
-                AppError::new(StatusCode::NOT_FOUND, "bad_recovery_code", e.to_string())
-            }
-            ClassroomError::AlreadyJoined => {
-                AppError::new(StatusCode::CONFLICT, "already_joined", e.to_string())
-            }
-            ClassroomError::NoSuchStudent => AppError::not_found(e.to_string()),
-            ClassroomError::Busy => AppError {
-                retry_after: Some(5),
-                ..AppError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
-            },
-            ClassroomError::Store(e) => e.into(),
-        }
-    }
-}
-
-pub(super) fn find_exercise(state: &AppState, id: &str) -> Result<Arc<Exercise>, AppError> {
-    state
-        .exercises
-        .get(id)
-        .cloned()
-        .ok_or_else(|| AppError::not_found(format!("There is no exercise {id:?}.")))
-}
-
-/// The exercises a class sees (its teacher's choice, or every one), in
-/// the order of their ids.
-pub(super) async fn class_exercises(
-    state: &AppState,
-    class_id: &str,
-) -> Result<Vec<Arc<Exercise>>, AppError> {
-    let assigned = state.classroom.assigned(class_id).await?;
-    Ok(state
-        .exercises
-        .values()
-        .filter(|x| assigned.sees(&x.id))
-        .cloned()
-        .collect())
-}
-
-/// An exercise of the student's class, or 404 (`not_assigned` when it
-/// exists but the teacher has not given it to this class).
-pub(super) async fn student_exercise(
-    state: &AppState,
-    student: &crate::classroom::Student,
-    id: &str,
-) -> Result<Arc<Exercise>, AppError> {
-    let x = find_exercise(state, id)?;
-    if !state.classroom.assigned(&student.class_id).await?.sees(id) {
-        return Err(AppError::new(
-            StatusCode::NOT_FOUND,
-            "not_assigned",
-            format!("{:?} is not one of your class's exercises.", x.title),
-        ));
-    }
-    Ok(x)
-}
-
 async fn student(
     state: &AppState,
     session: &tower_sessions::Session,
 ) -> Result<crate::classroom::Student, AppError> {
     let owner = browser_session::existing_owner(session).await?;
-    joined(state, &owner).await
-}
-
-/// The student this browser is, or 403 when it has not joined a class.
-pub(super) async fn joined(
-    state: &AppState,
-    owner: &str,
-) -> Result<crate::classroom::Student, AppError> {
-    state
-        .classroom
-        .student_by_owner(owner)
-        .await?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::FORBIDDEN,
-                "not_joined",
-                "Join a class first, with the code your teacher gave you.",
-            )
-        })
-}
-
-/// The student's own workspace for one exercise (starter files on first use).
-pub async fn exercise_session(
-    state: &AppState,
-    owner: &str,
-    x: &Exercise,
-) -> Result<Arc<Session>, AppError> {
-    let key = format!("{owner}.x.{}", x.id);
-    let fresh = state.registry.get(&key).is_none();
-    let session = state
-        .registry
-        .get_or_create(&key, OwnerKind::Browser, NewSession::default())
-        .await?;
-    if fresh {
-        let handle = session.ensure().await?;
-        if let replbox_protocol::FileReply::Listing(list) = handle
-            .file(replbox_protocol::FileOp::List {
-                path: String::new(),
-            })
-            .await?
-        {
-            if list.is_empty() {
-                for (path, data) in &x.starter {
-                    handle.write_file(path.clone(), data.clone()).await?;
-                }
-            }
-        }
-    }
-    Ok(session)
+    Ok(state.services.joined(&owner).await?)
 }
 
 #[derive(Deserialize)]
@@ -187,52 +57,19 @@ async fn join(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
-    super::api::JsonBody(req): super::api::JsonBody<JoinRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<JoinRequest>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
-    let joined = join_limited(&state, client, &req.code, &req.name, &owner).await?;
+    let joined = state
+        .services
+        .join_limited(&limit_key(client), &req.code, &req.name, &owner)
+        .await?;
     Ok((StatusCode::OK, Json(joined)).into_response())
 }
 
-/// Joins a class, within the limit on wrong codes per client address.
-pub(super) async fn join_limited(
-    state: &AppState,
-    client: std::net::IpAddr,
-    code: &str,
-    name: &str,
-    owner: &str,
-) -> Result<crate::classroom::Joined, AppError> {
-    let key = limit_key(client);
-    state.limits.class_code.check(&key)?;
-    match state.classroom.join(code, name, owner).await {
-        Err(ClassroomError::NoSuchClass) => {
-            state.limits.class_code.spend(&key);
-            Err(ClassroomError::NoSuchClass.into())
-        }
-        other => Ok(other?),
-    }
-}
-
-/// Signs a teacher in, within the limits on wrong passwords per client
-/// address and per teacher name.
-pub(super) async fn sign_in_limited(
-    state: &AppState,
-    client: std::net::IpAddr,
-    name: &str,
-    password: &str,
-) -> Result<String, AppError> {
-    let client_key = limit_key(client);
-    let account_key = name.trim().to_lowercase();
-    state.limits.sign_in_client.check(&client_key)?;
-    state.limits.sign_in_account.check(&account_key)?;
-    match state.classroom.login(name, password).await {
-        Err(ClassroomError::BadLogin) => {
-            state.limits.sign_in_client.spend(&client_key);
-            state.limits.sign_in_account.spend(&account_key);
-            Err(ClassroomError::BadLogin.into())
-        }
-        other => Ok(other?),
-    }
+/// The key a client's wrong guesses are counted under.
+pub(super) fn limit_key(client: std::net::IpAddr) -> String {
+    super::client_addr::limit_key(client).to_string()
 }
 
 /// This browser becomes the student a recovery code names (within the
@@ -243,24 +80,13 @@ pub(super) async fn recover_limited(
     session: &tower_sessions::Session,
     code: &str,
 ) -> Result<crate::classroom::Student, AppError> {
-    let key = limit_key(client);
-    state.limits.recovery.check(&key)?;
     let owner = browser_session::existing_owner(session).await?;
-    match state.classroom.recover(code, &owner).await {
-        Err(ClassroomError::BadRecoveryCode) => {
-            state.limits.recovery.spend(&key);
-            Err(ClassroomError::BadRecoveryCode.into())
-        }
-        Err(e) => Err(e.into()),
-        Ok(student) => {
-            browser_session::become_owner(session, &student.owner).await?;
-            Ok(student)
-        }
-    }
-}
-
-fn limit_key(client: std::net::IpAddr) -> String {
-    super::client_addr::limit_key(client).to_string()
+    let student = state
+        .services
+        .recover_limited(&limit_key(client), code, &owner)
+        .await?;
+    browser_session::become_owner(session, &student.owner).await?;
+    Ok(student)
 }
 
 #[derive(Deserialize)]
@@ -272,7 +98,7 @@ async fn recover(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
-    super::api::JsonBody(req): super::api::JsonBody<RecoverRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<RecoverRequest>,
 ) -> Result<Response, AppError> {
     let student = recover_limited(&state, client, &session, &req.code).await?;
     Ok(Json(student).into_response())
@@ -283,9 +109,11 @@ async fn me(
     session: tower_sessions::Session,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
-    let class = state.classroom.class(&student.class_id).await?;
-    let progress = state.classroom.progress(&student.id).await?;
-    let exercises: Vec<_> = class_exercises(&state, &student.class_id)
+    let class = state.services.classroom.class(&student.class_id).await?;
+    let progress = state.services.classroom.progress(&student.id).await?;
+    let exercises: Vec<_> = state
+        .services
+        .class_exercises(&student.class_id)
         .await?
         .iter()
         .map(|x| {
@@ -310,7 +138,7 @@ async fn exercise(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
-    let x = student_exercise(&state, &student, &id).await?;
+    let x = state.services.student_exercise(&student, &id).await?;
     Ok(Json(json!({"id": x.id, "title": x.title, "language": x.language, "entry": x.entry,
                    "points": x.points(), "prompt": x.prompt,
                    "tests": x.tests.iter().map(|t| json!({"name": t.name, "points": t.points})).collect::<Vec<_>>()}))
@@ -323,52 +151,15 @@ async fn check(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
-    let x = student_exercise(&state, &student, &id).await?;
-    let language = state
-        .languages
-        .get(&x.language)
-        .ok_or_else(AppError::internal)?
-        .clone();
-    // One Check in flight per student, a few per minute.
-    let turn = state.limits.begin_check(&student.id)?;
-    let workspace = exercise_session(&state, &student.owner, &x).await?;
-    let handle = workspace.ensure().await?;
-    workspace.touch().await;
-    let files = super::pages::workspace_files(&handle, CHECK_MAX_FILES, CHECK_MAX_BYTES)
-        .await?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "workspace_too_large",
-                "The workspace is too large to check.",
-            )
-        })?;
-    // The grader's container and the student's, within the same cap as
-    // every sandbox.
-    let room = state.registry.reserve(GRADING_CONTAINERS).await?;
-    // Grading runs in a task of its own that holds the turn and the room:
-    // a client that goes away mid-Check drops this request, not the Check,
-    // so its containers are always removed and counted until they are.
-    let graded = tokio::spawn(async move {
-        let _held = (turn, room);
-        let report =
-            crate::exercises::grade::grade(state.registry.sandboxes(), &x, &language, &files)
-                .await?;
-        let check_id = state
-            .classroom
-            .record_check(&student.id, &x.id, &report, &files)
-            .await?;
-        Ok::<_, AppError>(json!({"checkId": check_id, "report": report}))
-    });
-    let body = graded.await.map_err(|_| AppError::internal())??;
-    Ok(Json(body).into_response())
+    let checked = state.services.check(student, &id).await?;
+    Ok(Json(json!({"checkId": checked.check_id, "report": checked.report})).into_response())
 }
 
 async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> {
     browser_session::teacher_id(session).await?.ok_or_else(|| {
         AppError::new(
             StatusCode::UNAUTHORIZED,
-            "teacher_only",
+            ErrorCode::TeacherOnly,
             "Sign in as a teacher.",
         )
     })
@@ -384,9 +175,12 @@ async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     session: tower_sessions::Session,
-    super::api::JsonBody(req): super::api::JsonBody<LoginRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let id = sign_in_limited(&state, client, &req.name, &req.password).await?;
+    let id = state
+        .services
+        .sign_in_limited(&limit_key(client), &req.name, &req.password)
+        .await?;
     browser_session::sign_in_teacher(&session, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -410,13 +204,16 @@ async fn classes(
 ) -> Result<Response, AppError> {
     let t = teacher(&session).await?;
     let exercises: Vec<_> = state
+        .services
         .exercises
         .values()
         .map(|x| json!({"id": x.id, "title": x.title}))
         .collect();
     let mut classes = Vec::new();
-    for c in state.classroom.classes_of(&t).await? {
-        let seen: Vec<_> = class_exercises(&state, &c.id)
+    for c in state.services.classroom.classes_of(&t).await? {
+        let seen: Vec<_> = state
+            .services
+            .class_exercises(&c.id)
             .await?
             .iter()
             .map(|x| x.id.clone())
@@ -437,32 +234,24 @@ struct ClassRequest {
 async fn create_class(
     State(state): State<AppState>,
     session: tower_sessions::Session,
-    super::api::JsonBody(req): super::api::JsonBody<ClassRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<ClassRequest>,
 ) -> Result<Response, AppError> {
     let t = teacher(&session).await?;
-    let class = state.classroom.create_class(&t, &req.name).await?;
+    let class = state.services.classroom.create_class(&t, &req.name).await?;
     Ok((StatusCode::CREATED, Json(class)).into_response())
 }
 
 /// The teacher's own class, or 404 (never another teacher's).
-pub(super) async fn class_of(
-    state: &AppState,
-    teacher: &str,
-    class: &str,
-) -> Result<crate::classroom::Class, AppError> {
-    match state.classroom.class(class).await? {
-        Some(c) if c.teacher_id == teacher => Ok(c),
-        _ => Err(AppError::not_found("There is no such class of yours.")),
-    }
-}
-
 /// The signed-in teacher's own class (401 without a teacher).
 async fn own_class(
     state: &AppState,
     session: &tower_sessions::Session,
     class: &str,
 ) -> Result<crate::classroom::Class, AppError> {
-    class_of(state, &teacher(session).await?, class).await
+    Ok(state
+        .services
+        .class_of(&teacher(session).await?, class)
+        .await?)
 }
 
 async fn standings(
@@ -471,8 +260,11 @@ async fn standings(
     Path((class, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     own_class(&state, &session, &class).await?;
-    find_exercise(&state, &id)?;
-    Ok(Json(json!({"rows": state.classroom.standings(&class, &id).await?})).into_response())
+    state.services.find_exercise(&id)?;
+    Ok(
+        Json(json!({"rows": state.services.classroom.standings(&class, &id).await?}))
+            .into_response(),
+    )
 }
 
 async fn standings_as_csv(
@@ -481,8 +273,8 @@ async fn standings_as_csv(
     Path((class, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     own_class(&state, &session, &class).await?;
-    find_exercise(&state, &id)?;
-    let rows = state.classroom.standings(&class, &id).await?;
+    state.services.find_exercise(&id)?;
+    let rows = state.services.classroom.standings(&class, &id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -502,6 +294,7 @@ async fn check_files(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (check, student) = state
+        .services
         .classroom
         .check_with_student(&id)
         .await?
@@ -524,10 +317,13 @@ async fn assign(
     State(state): State<AppState>,
     session: tower_sessions::Session,
     Path(class): Path<String>,
-    super::api::JsonBody(req): super::api::JsonBody<AssignRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<AssignRequest>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;
-    choose_exercises(&state, &c.id, &req.exercises).await?;
+    state
+        .services
+        .choose_exercises(&c.id, &req.exercises)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -539,26 +335,11 @@ async fn new_code(
     Path(class): Path<String>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;
-    let code = state.classroom.new_class_code(&c.id).await?;
+    let code = state.services.classroom.new_class_code(&c.id).await?;
     Ok(Json(json!({"code": code})).into_response())
 }
 
 /// Sets a class's exercises after checking that each exists.
-pub(super) async fn choose_exercises(
-    state: &AppState,
-    class_id: &str,
-    exercises: &[String],
-) -> Result<(), AppError> {
-    if let Some(unknown) = exercises.iter().find(|x| !state.exercises.contains_key(*x)) {
-        return Err(AppError::bad_request(
-            "unknown_exercise",
-            format!("There is no exercise {unknown:?}."),
-        ));
-    }
-    state.classroom.assign(class_id, exercises).await?;
-    Ok(())
-}
-
 #[derive(Deserialize)]
 struct RenameRequest {
     name: String,
@@ -569,10 +350,11 @@ async fn rename_student(
     State(state): State<AppState>,
     session: tower_sessions::Session,
     Path((class, student)): Path<(String, String)>,
-    super::api::JsonBody(req): super::api::JsonBody<RenameRequest>,
+    super::extract::JsonBody(req): super::extract::JsonBody<RenameRequest>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;
     let s = state
+        .services
         .classroom
         .rename_student(&c.id, &student, &req.name)
         .await?;
@@ -587,22 +369,6 @@ async fn remove_student(
     Path((class, student)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;
-    forget_student(&state, &c.id, &student).await?;
+    state.services.forget_student(&c.id, &student).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Removes a student and the workspaces of their exercises.
-pub(super) async fn forget_student(
-    state: &AppState,
-    class_id: &str,
-    student: &str,
-) -> Result<(), AppError> {
-    let s = state.classroom.remove_student(class_id, student).await?;
-    for x in state.exercises.keys() {
-        let key = format!("{}.x.{x}", s.owner);
-        if state.registry.get(&key).is_some() {
-            let _ = state.registry.remove(&key).await;
-        }
-    }
-    Ok(())
 }

@@ -6,7 +6,7 @@
 use super::client_addr::ClientAddr;
 use super::pages::{render, ExerciseView, IdePage};
 use super::{assets, browser_session, AppState};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{Redirect, Response};
@@ -80,7 +80,7 @@ async fn list_page(
     error: Option<String>,
     recovery_code: Option<String>,
 ) -> Result<Response, AppError> {
-    let student = state.classroom.student_by_owner(owner).await?;
+    let student = state.services.classroom.student_by_owner(owner).await?;
     let mut page = ListPage {
         css: css(),
         error,
@@ -90,15 +90,18 @@ async fn list_page(
         exercises: Vec::new(),
     };
     if let Some(s) = student {
-        let progress = state.classroom.progress(&s.id).await?;
+        let progress = state.services.classroom.progress(&s.id).await?;
         page.class_name = state
+            .services
             .classroom
             .class(&s.class_id)
             .await?
             .map(|c| c.name)
             .unwrap_or_default();
         page.student = Some(s.display_name);
-        page.exercises = super::classroom::class_exercises(state, &s.class_id)
+        page.exercises = state
+            .services
+            .class_exercises(&s.class_id)
             .await?
             .iter()
             .map(|x| {
@@ -133,7 +136,7 @@ async fn list(
 fn no_cookie() -> AppError {
     AppError::new(
         axum::http::StatusCode::FORBIDDEN,
-        "no_session",
+        ErrorCode::NoSession,
         "Your browser did not send its session: reload the page and try again.",
     )
 }
@@ -153,7 +156,17 @@ async fn join(
     let owner = browser_session::existing_owner(&session)
         .await
         .map_err(|_| no_cookie())?;
-    match super::classroom::join_limited(&state, client, &form.code, &form.name, &owner).await {
+    match state
+        .services
+        .join_limited(
+            &super::classroom::limit_key(client),
+            &form.code,
+            &form.name,
+            &owner,
+        )
+        .await
+        .map_err(AppError::from)
+    {
         Ok(joined) => {
             if let Some(code) = joined.recovery_code {
                 browser_session::show_recovery_code_once(&session, code).await?;
@@ -201,12 +214,12 @@ async fn exercise_page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
-    let Some(student) = state.classroom.student_by_owner(&owner).await? else {
+    let Some(student) = state.services.classroom.student_by_owner(&owner).await? else {
         return Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/exercises",
         )));
     };
-    let x = super::classroom::student_exercise(&state, &student, &id).await?;
+    let x = state.services.student_exercise(&student, &id).await?;
     render(&IdePage::new(Some(ExerciseView {
         id: x.id.clone(),
         prompt_html: crate::exercises::prompt_html(&x.prompt),
@@ -240,7 +253,16 @@ async fn sign_in(
     session: tower_sessions::Session,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
-    match super::classroom::sign_in_limited(&state, client, &form.name, &form.password).await {
+    match state
+        .services
+        .sign_in_limited(
+            &super::classroom::limit_key(client),
+            &form.name,
+            &form.password,
+        )
+        .await
+        .map_err(AppError::from)
+    {
         Ok(id) => {
             browser_session::sign_in_teacher(&session, id).await?;
             Ok(axum::response::IntoResponse::into_response(Redirect::to(
@@ -290,10 +312,11 @@ async fn teacher_home(
         )));
     };
     let mut classes = Vec::new();
-    for c in state.classroom.classes_of(&t).await? {
-        let seen = state.classroom.assigned(&c.id).await?;
+    for c in state.services.classroom.classes_of(&t).await? {
+        let seen = state.services.classroom.assigned(&c.id).await?;
         classes.push(ClassView {
             exercises: state
+                .services
                 .exercises
                 .values()
                 .map(|x| (x.id.clone(), x.title.clone(), seen.sees(&x.id)))
@@ -327,7 +350,7 @@ async fn choose(
         .filter(|(k, _)| k == "exercise")
         .map(|(_, v)| v.into_owned())
         .collect();
-    super::classroom::choose_exercises(&state, &c.id, &chosen).await?;
+    state.services.choose_exercises(&c.id, &chosen).await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher",
     )))
@@ -343,7 +366,7 @@ async fn new_code(
         Ok(c) => c,
         Err(redirect) => return Ok(redirect),
     };
-    state.classroom.new_class_code(&c.id).await?;
+    state.services.classroom.new_class_code(&c.id).await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher",
     )))
@@ -364,7 +387,11 @@ async fn new_class(
             "/teacher/sign-in",
         )));
     };
-    state.classroom.create_class(&t, &form.name).await?;
+    state
+        .services
+        .classroom
+        .create_class(&t, &form.name)
+        .await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher",
     )))
@@ -402,7 +429,7 @@ async fn own_class(
             Redirect::to("/teacher/sign-in"),
         )));
     };
-    super::classroom::class_of(state, &t, class).await.map(Ok)
+    Ok(state.services.class_of(&t, class).await.map(Ok)?)
 }
 
 async fn dashboard(
@@ -414,8 +441,8 @@ async fn dashboard(
         Ok(c) => c,
         Err(redirect) => return Ok(redirect),
     };
-    let x = super::classroom::find_exercise(&state, &id)?;
-    let rows = state.classroom.standings(&class, &id).await?;
+    let x = state.services.find_exercise(&id)?;
+    let rows = state.services.classroom.standings(&class, &id).await?;
     render(&DashboardPage {
         css: css(),
         error: None,
@@ -469,6 +496,7 @@ async fn check_page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (check, student) = state
+        .services
         .classroom
         .check_with_student(&id)
         .await?
@@ -483,6 +511,7 @@ async fn check_page(
         error: None,
         student: student.display_name,
         exercise: state
+            .services
             .exercises
             .get(&check.exercise)
             .map(|x| x.title.clone())
@@ -521,6 +550,7 @@ async fn rename_student(
         Err(redirect) => return Ok(redirect),
     };
     state
+        .services
         .classroom
         .rename_student(&c.id, &student, &form.name)
         .await?;
@@ -543,7 +573,7 @@ async fn remove_student(
         Ok(c) => c,
         Err(redirect) => return Ok(redirect),
     };
-    super::classroom::forget_student(&state, &c.id, &student).await?;
+    state.services.forget_student(&c.id, &student).await?;
     Ok(back_to_dashboard(&c.id, &form.exercise))
 }
 

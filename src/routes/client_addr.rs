@@ -64,17 +64,7 @@ pub fn client_addr(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAd
     client
 }
 
-/// What the new-session limit counts: an IPv4 address, or an IPv6 /64 (one
-/// client is usually given a whole /64 and could pick any address in it).
-pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    }
-}
+pub use crate::limits::limit_key;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 //! holds it already. The page's socket applies the same `Origin` rule.
 
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -45,7 +45,7 @@ pub fn same_origin(config: &crate::config::Config, headers: &HeaderMap) -> bool 
 pub fn refused() -> AppError {
     AppError::new(
         StatusCode::FORBIDDEN,
-        "cross_site",
+        ErrorCode::CrossSite,
         "This request came from another site; replbox only accepts it from its own pages.",
     )
 }

@@ -2,11 +2,11 @@
 //! tagged by `type`, and binary frames for output and terminal bytes.
 //! Documented, with an example of each, in docs/protocol.md.
 
+use crate::services::runs::{exit_reason, RunRequest};
 use crate::sessions::JobKind;
-use replbox_protocol::{ExitStatus, JobId, Stream};
+use replbox_protocol::{DirEntry, EntryKind, ExitStatus, JobId, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Frames a client sends.
 #[derive(Debug, Deserialize)]
@@ -169,34 +169,6 @@ impl SignalName {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RunRequest {
-    #[serde(rename = "ref")]
-    pub reference: Option<Value>,
-    /// A language from the server's table; runs `entry` (or `code`).
-    pub language: Option<String>,
-    /// Files written before the run (path -> UTF-8 text).
-    pub files: Option<BTreeMap<String, String>>,
-    pub entry: Option<String>,
-    /// Source of a one-file program in `language`.
-    pub code: Option<String>,
-    /// A shell command line.
-    pub command: Option<String>,
-    pub argv: Option<Vec<String>>,
-    pub stdin: Option<String>,
-    pub cwd: Option<String>,
-    pub env: Option<BTreeMap<String, String>>,
-    pub pty: Option<PtyRequest>,
-    pub timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct PtyRequest {
-    pub rows: u16,
-    pub cols: u16,
-}
-
 /// Frames the server sends.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
@@ -268,7 +240,7 @@ pub enum ServerFrame {
     },
     #[serde(rename = "error")]
     Error {
-        code: String,
+        code: crate::error::ErrorCode,
         message: String,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
@@ -371,36 +343,28 @@ impl ExitFrame {
     }
 }
 
-/// How a job ended, in words.
-pub fn exit_reason(e: &ExitStatus) -> String {
-    if e.timed_out {
-        return "killed: time limit reached".into();
-    }
-    if e.truncated {
-        return "stopped: too much output".into();
-    }
-    if e.workspace_full && e.code != Some(0) {
-        return "stopped: workspace full".into();
-    }
-    if e.oom_killed && e.code != Some(0) {
-        return "killed: out of memory".into();
-    }
-    if e.pids_limited {
-        return if e.code == Some(0) {
-            "finished, but it hit the limit on processes".into()
-        } else {
-            "stopped: too many processes".into()
-        };
-    }
-    match (e.code, e.signal) {
-        (Some(0), _) => "finished".into(),
-        (Some(c), _) => format!("exited with code {c}"),
-        (_, Some(2)) => "interrupted".into(),
-        (_, Some(9)) => "killed".into(),
-        (_, Some(15)) => "terminated".into(),
-        (_, Some(s)) => format!("ended by signal {s}"),
-        _ => "ended".into(),
-    }
+/// A time as the frames and the API give it.
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A directory listing as the frames and the API give it.
+pub fn entries(list: Vec<DirEntry>) -> Vec<Entry> {
+    list.into_iter()
+        .map(|e| Entry {
+            name: e.name,
+            kind: match e.kind {
+                EntryKind::File => "file",
+                EntryKind::Dir => "dir",
+                EntryKind::Symlink => "symlink",
+                EntryKind::Other => "other",
+            },
+            size: e.size,
+            modified: e.modified,
+        })
+        .collect()
 }
 
 /// Binary output frame: `0x01 | stream (0 stdout, 1 stderr, 2 pty) | job u64 BE

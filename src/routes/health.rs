@@ -30,9 +30,11 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         match *last {
             Some((at, v)) if at.elapsed() < FRESH => v,
             _ => {
-                let ping =
-                    tokio::time::timeout(Duration::from_secs(2), state.registry.sandboxes().ping())
-                        .await;
+                let ping = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    state.services.registry.sandboxes().ping(),
+                )
+                .await;
                 let v = match ping {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(_)) => Err("the container engine is not reachable"),

@@ -5,11 +5,11 @@
 //! with `isError` and our sentence, never a protocol error. docs/mcp.md.
 
 use super::api::{self, ApiCaller, CreateRequest, ExecResult, OneShotRequest};
-use super::frames::RunRequest;
-use super::ws::entries;
+use super::frames::entries;
 use super::AppState;
 use crate::error::AppError;
-use crate::runs;
+use crate::error::ErrorCode;
+use crate::services::runs::{self, RunRequest};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -244,10 +244,9 @@ impl Tools {
                     timeout_ms: a.timeout_ms,
                     ..Default::default()
                 };
-                let plan = runs::plan(&run, &state.languages, &state.config)?;
-                Ok(exec_value(
-                    api::run_to_end(&session, plan.spec, a.stdin).await?,
-                ))
+                let plan = runs::plan(&run, &state.services.languages, &state.config)?;
+                let collected = runs::run_to_end(&session, plan.spec, a.stdin).await?;
+                Ok(exec_value(api::exec_result(collected)?))
             }
             "write_file" => {
                 let a: WriteFile = parse(args)?;
@@ -298,11 +297,11 @@ impl Tools {
             "destroy_sandbox" => {
                 let a: DestroySandbox = parse(args)?;
                 let session = api::find(state, &caller, &a.task_id)?;
-                state.registry.remove(&session.owner).await?;
+                state.services.registry.remove(&session.owner).await?;
                 Ok(json!({"taskId": a.task_id, "destroyed": true}))
             }
             other => Err(AppError::bad_request(
-                "unknown_tool",
+                ErrorCode::UnknownTool,
                 format!(
                     "There is no tool {other:?}: the tools are run_code, create_sandbox, \
                      run_command, write_file, read_file, list_files and destroy_sandbox."
@@ -316,7 +315,7 @@ impl Tools {
 /// can read and correct, not a protocol failure.
 fn parse<T: DeserializeOwned>(args: Value) -> Result<T, AppError> {
     serde_json::from_value(args)
-        .map_err(|e| AppError::bad_request("bad_arguments", format!("Bad arguments: {e}.")))
+        .map_err(|e| AppError::bad_request(ErrorCode::BadArguments, format!("Bad arguments: {e}.")))
 }
 
 /// A run's answer: the API's fields as structured content; the text gives
@@ -437,7 +436,7 @@ impl ServerHandler for Tools {
                 r
             }
             Err(e) => {
-                let body = json!({"error": {"code": e.code, "message": e.message}});
+                let body = json!({"error": {"code": e.code.as_str(), "message": e.message}});
                 let mut r = CallToolResult::error(vec![ContentBlock::text(e.message.clone())]);
                 r.structured_content = Some(body);
                 r

@@ -8,6 +8,7 @@ pub mod classroom;
 mod classroom_pages;
 pub mod client_addr;
 pub mod cross_site;
+pub mod extract;
 pub mod frames;
 pub mod health;
 pub mod jupyter;
@@ -16,11 +17,10 @@ pub mod outbox;
 mod pages;
 pub mod ws;
 
-use crate::config::{Config, Language};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::sessions::Registry;
+use crate::services::Services;
 use axum::Router;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -31,22 +31,16 @@ use tower_sessions_sqlx_store::SqliteStore;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub registry: Registry,
+    /// What the routes ask of replbox: sessions, runs, files, classes.
+    pub services: Services,
     pub metrics: Metrics,
-    pub languages: Arc<BTreeMap<String, Language>>,
     /// Fires on shutdown: sockets close with 1001.
     pub shutdown: CancellationToken,
-    /// Classes, students, teachers and checks.
-    pub classroom: crate::classroom::Classroom,
-    /// The exercises of REPLBOX_EXERCISES_DIR that loaded, by id.
-    pub exercises: Arc<BTreeMap<String, Arc<crate::exercises::Exercise>>>,
     /// New browser sessions per client address.
     pub new_sessions: Arc<NewSessionLimiter>,
     /// Open sockets and background starts, so shutdown can wait for them
     /// (hyper forgets upgraded connections).
     pub sockets: tokio_util::task::TaskTracker,
-    /// Limits per client: wrong codes and passwords, Checks, sockets.
-    pub limits: Arc<crate::limits::Limits>,
     /// The secret in API token fingerprints.
     pub token_key: Arc<[u8; 32]>,
     /// The engine's last answer to `/healthz`, shared for a moment.

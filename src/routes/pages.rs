@@ -3,7 +3,7 @@
 
 use super::client_addr::ClientAddr;
 use super::{assets, browser_session, AppState};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sessions::Session;
 use askama::Template;
 use axum::extract::State;
@@ -11,7 +11,6 @@ use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use replbox_protocol::{EntryKind, FileOp, FileReply};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -67,7 +66,7 @@ async fn notebook(
     let path = replbox_protocol::path::normalize(&path)?;
     if !path.ends_with(".ipynb") {
         return Err(AppError::bad_request(
-            "not_a_notebook",
+            ErrorCode::NotANotebook,
             "Notebooks are .ipynb files.",
         ));
     }
@@ -116,88 +115,6 @@ async fn ide(
     render(&IdePage::new(None))
 }
 
-/// Every file of a workspace with its bytes (files that vanish meanwhile
-/// are left out; one too large for a read is refused by name), or `None`
-/// past the limits. The limit
-/// on bytes holds for what is read, not only for what the listing said: a
-/// program may grow its files between the two.
-pub async fn workspace_files(
-    handle: &crate::sandbox::SandboxHandle,
-    max_files: usize,
-    max_bytes: u64,
-) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, AppError> {
-    let Some(paths) = workspace_paths(handle, max_files, max_bytes).await? else {
-        return Ok(None);
-    };
-    let mut files = std::collections::BTreeMap::new();
-    let mut read = 0u64;
-    for path in paths {
-        match handle.read_file(path.clone()).await {
-            Ok(d) => {
-                read += d.len() as u64;
-                if read > max_bytes {
-                    return Ok(None);
-                }
-                files.insert(path, d);
-            }
-            // Never left out unsaid: a Check without it would grade
-            // another program than the student's.
-            Err(crate::sandbox::SandboxError::File(replbox_protocol::FileError::TooLarge {
-                limit,
-            })) => {
-                return Err(AppError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "file_too_large",
-                    format!(
-                        "{path} is larger than {} MiB, too large to zip or check: make it smaller or delete it, then try again.",
-                        limit >> 20
-                    ),
-                ))
-            }
-            // A file that went away meanwhile is simply not there.
-            Err(_) => {}
-        }
-    }
-    Ok(Some(files))
-}
-
-/// Every file of a workspace (paths, sorted), or `None` past the limits.
-async fn workspace_paths(
-    handle: &crate::sandbox::SandboxHandle,
-    max_files: usize,
-    max_bytes: u64,
-) -> Result<Option<Vec<String>>, AppError> {
-    let mut files = Vec::new();
-    let mut dirs = vec![String::new()];
-    let mut total = 0u64;
-    while let Some(dir) = dirs.pop() {
-        let FileReply::Listing(entries) = handle.file(FileOp::List { path: dir.clone() }).await?
-        else {
-            continue;
-        };
-        for e in entries {
-            let path = if dir.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{dir}/{}", e.name)
-            };
-            match e.kind {
-                EntryKind::Dir => dirs.push(path),
-                EntryKind::File => {
-                    total += e.size;
-                    files.push(path);
-                }
-                _ => {}
-            }
-            if files.len() > max_files || total > max_bytes {
-                return Ok(None);
-            }
-        }
-    }
-    files.sort();
-    Ok(Some(files))
-}
-
 /// Files a zip of the workspace may hold, and their total size.
 const ZIP_MAX_FILES: usize = 10_000;
 const ZIP_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -219,7 +136,7 @@ async fn download(
         retry_after: Some(10),
         ..AppError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+            ErrorCode::Busy,
             "Other workspaces are being zipped right now; try again in a few seconds.",
         )
     };
@@ -243,12 +160,12 @@ async fn download(
 
 async fn zip_workspace(sandbox: &Arc<Session>) -> Result<Vec<u8>, AppError> {
     let handle = sandbox.ensure().await?;
-    let files = workspace_files(&handle, ZIP_MAX_FILES, ZIP_MAX_BYTES)
+    let files = crate::services::files::workspace_files(&handle, ZIP_MAX_FILES, ZIP_MAX_BYTES)
         .await?
         .ok_or_else(|| {
             AppError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "workspace_too_large",
+                ErrorCode::WorkspaceTooLarge,
                 "The workspace is too large to download as one zip; use the terminal to pack part of it.",
             )
         })?;

@@ -2,13 +2,13 @@
 //! API's `/api/v1/sandboxes/{taskId}/ws` shares.
 
 use super::frames::{
-    decode_stdin, encode_output, ClientFrame, Encoding, Entry, ExitFrame, JobInfo, LanguageInfo,
-    OutputMode, ServerFrame,
+    decode_stdin, encode_output, entries, rfc3339, ClientFrame, Encoding, ExitFrame, JobInfo,
+    LanguageInfo, OutputMode, ServerFrame,
 };
 use super::outbox::Outbox;
 use super::{browser_session, AppState};
-use crate::error::AppError;
-use crate::runs;
+use crate::error::{AppError, ErrorCode};
+use crate::services::{files, jobs, kernels, runs, shells};
 use crate::sessions::{JobKind, JobRecord, Session, SessionEvent, Status};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -19,9 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
-use replbox_protocol::{
-    DirEntry, EntryKind, FileOp, FileReply, JobId, JobSpec, KernelRequest, PtySize,
-};
+use replbox_protocol::{FileOp, FileReply, JobId, KernelRequest, PtySize};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,13 +57,13 @@ async fn page_socket(
     check_origin(&state, &headers)?;
     let owner = browser_session::existing_owner(&session).await?;
     // At most REPLBOX_SOCKETS_PER_SESSION sockets per browser.
-    let turn = state.limits.open_socket(&owner)?;
+    let turn = state.services.limits.open_socket(&owner)?;
     let sandbox = match &params.exercise {
         None => browser_session::sandbox(&state, &owner).await?,
         Some(id) => {
-            let student = super::classroom::joined(&state, &owner).await?;
-            let x = super::classroom::student_exercise(&state, &student, id).await?;
-            super::classroom::exercise_session(&state, &owner, &x).await?
+            let student = state.services.joined(&owner).await?;
+            let x = state.services.student_exercise(&student, id).await?;
+            state.services.exercise_session(&owner, &x).await?
         }
     };
     Ok(upgrade(state, sandbox, params, ws, Some(turn)))
@@ -75,7 +73,7 @@ async fn page_socket(
 pub fn upgrade_required(_: WebSocketUpgradeRejection) -> AppError {
     AppError::new(
         axum::http::StatusCode::UPGRADE_REQUIRED,
-        "upgrade_required",
+        ErrorCode::UpgradeRequired,
         "This address is a WebSocket: connect with a WebSocket client.",
     )
 }
@@ -87,7 +85,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     } else {
         Err(AppError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "origin_refused",
+            ErrorCode::OriginRefused,
             "This socket only accepts pages served by this server.",
         ))
     }
@@ -191,7 +189,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
         let out = conn.out.clone();
         conn.tasks.spawn(async move {
             if let Err(e) = s.ensure().await {
-                let _ = out.send(error_message(&e, None)).await;
+                let _ = out.send(error_message(e, None)).await;
             }
         });
     }
@@ -212,7 +210,7 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match serde_json::from_str::<ClientFrame>(&text) {
                         Ok(frame) => conn.handle(frame).await,
-                        Err(e) => conn.refuse("bad_frame", format!("That frame is not valid: {e}.")).await,
+                        Err(e) => conn.refuse(ErrorCode::BadFrame, format!("That frame is not valid: {e}.")).await,
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
@@ -222,15 +220,14 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
                     }
                     match decode_stdin(&data) {
                         Some((job, bytes)) => conn.stdin(job, bytes.to_vec()).await,
-                        None => conn.refuse("bad_frame", "A binary frame must be 0x02, a job id (8 bytes) and the input.").await,
+                        None => conn.refuse(ErrorCode::BadFrame, "A binary frame must be 0x02, a job id (8 bytes) and the input.").await,
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    let text = e.to_string();
-                    debug!(error = %text, "socket read failed");
-                    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                    debug!(error = %e, "socket read failed");
+                    if frame_too_large(e) {
                         conn.close(CLOSE_TOO_BIG, "frame too large").await;
                     }
                     break;
@@ -255,6 +252,14 @@ async fn run_socket(socket: WebSocket, state: AppState, sandbox: Arc<Session>, m
     state.metrics.websocket_connections.dec();
 }
 
+/// Whether a read failed on a frame past the transport's cap.
+fn frame_too_large(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
 fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
     let status = sandbox.status();
     let expires_at = (status != Status::Expired).then(|| rfc3339(sandbox.expires_at()));
@@ -274,6 +279,7 @@ fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
             })
             .collect(),
         languages: state
+            .services
             .languages
             .values()
             .map(|l| LanguageInfo {
@@ -286,16 +292,11 @@ fn hello(state: &AppState, sandbox: &Session, mode: OutputMode) -> ServerFrame {
     }
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn error_message(e: &AppError, reference: Option<serde_json::Value>) -> Message {
+fn error_message(e: impl Into<AppError>, reference: Option<serde_json::Value>) -> Message {
+    let e = e.into();
     frame_message(&ServerFrame::Error {
-        code: e.code.to_string(),
-        message: e.message.clone(),
+        code: e.code,
+        message: e.message,
         reference,
     })
 }
@@ -463,8 +464,11 @@ impl Conn {
     /// Sends what the job's buffer holds after `after` (and its end).
     async fn replay(&mut self, job: JobId, after: u64) {
         let Some(record) = self.sandbox.job(job) else {
-            self.refuse("unknown_job", format!("There is no job {job} to replay."))
-                .await;
+            self.refuse(
+                ErrorCode::UnknownJob,
+                format!("There is no job {job} to replay."),
+            )
+            .await;
             return;
         };
         let replay = record.replay(after);
@@ -494,31 +498,22 @@ impl Conn {
     }
 
     /// An error frame about a client's frame that refers to no request.
-    async fn refuse(&self, code: &str, message: impl Into<String>) {
+    async fn refuse(&self, code: ErrorCode, message: impl Into<String>) {
         self.send(ServerFrame::Error {
-            code: code.to_string(),
+            code,
             message: message.into(),
             reference: None,
         })
         .await
     }
 
-    async fn reply_error(&self, e: AppError, reference: Option<serde_json::Value>) {
-        let _ = self.out.send(error_message(&e, reference)).await;
+    async fn reply_error(&self, e: impl Into<AppError>, reference: Option<serde_json::Value>) {
+        let _ = self.out.send(error_message(e, reference)).await;
     }
 
     async fn stdin(&self, job: JobId, data: Vec<u8>) {
-        match self.sandbox.job(job).filter(|j| j.is_running()) {
-            Some(record) => {
-                if let Err(e) = record.control.stdin(data).await {
-                    self.reply_error(e.into(), None).await;
-                }
-                self.sandbox.touch().await;
-            }
-            None => {
-                self.refuse("unknown_job", format!("Job {job} is not running."))
-                    .await
-            }
+        if let Err(e) = jobs::stdin(&self.sandbox, job, data).await {
+            self.reply_error(e, None).await;
         }
     }
 
@@ -526,43 +521,24 @@ impl Conn {
         match frame {
             ClientFrame::Ping { reference } => self.send(ServerFrame::Pong { reference }).await,
             ClientFrame::Stdin { job, data } => self.stdin(job, data.into_bytes()).await,
-            ClientFrame::Eof { job } => {
-                if let Some(r) = self.sandbox.job(job) {
-                    let _ = r.control.close_stdin().await;
-                }
-            }
+            ClientFrame::Eof { job } => jobs::close_stdin(&self.sandbox, job).await,
             ClientFrame::Resize { job, rows, cols } => {
-                if let Some(r) = self.sandbox.job(job) {
-                    let _ = r
-                        .control
-                        .resize(rows.clamp(1, 500), cols.clamp(1, 1000))
-                        .await;
-                }
+                jobs::resize(&self.sandbox, job, rows, cols).await
             }
             ClientFrame::Signal { job, signal } => {
                 let Some(signal) = signal.number() else {
                     return self
                         .reply_error(
                             AppError::bad_request(
-                                "bad_signal",
+                                ErrorCode::BadSignal,
                                 "Use interrupt, terminate, kill, hangup or a signal number.",
                             ),
                             None,
                         )
                         .await;
                 };
-                match self.sandbox.job(job) {
-                    Some(r) => {
-                        let _ = r.control.signal(signal).await;
-                        self.sandbox.touch().await;
-                    }
-                    None => {
-                        self.reply_error(
-                            AppError::not_found(format!("There is no job {job}.")),
-                            None,
-                        )
-                        .await
-                    }
+                if let Err(e) = jobs::signal(&self.sandbox, job, signal).await {
+                    self.reply_error(e, None).await;
                 }
             }
             ClientFrame::Replay { job, after } => self.replay(job, after).await,
@@ -573,7 +549,7 @@ impl Conn {
                     match s.ensure().await {
                         Ok(_) => s.touch().await,
                         Err(e) => {
-                            let _ = out.send(error_message(&e, None)).await;
+                            let _ = out.send(error_message(e, None)).await;
                         }
                     }
                 })
@@ -581,15 +557,16 @@ impl Conn {
             }
             ClientFrame::Run(req) => {
                 let reference = req.reference.clone();
-                let plan = match runs::plan(&req, &self.state.languages, &self.state.config) {
-                    Ok(p) => p,
-                    Err(e) => return self.reply_error(e, reference).await,
-                };
+                let plan =
+                    match runs::plan(&req, &self.state.services.languages, &self.state.config) {
+                        Ok(p) => p,
+                        Err(e) => return self.reply_error(e, reference).await,
+                    };
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
                 self.spawn(async move {
-                    if let Err(e) = start_run(&s, plan, reference.clone()).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                    if let Err(e) = runs::start_run(&s, plan, reference.clone()).await {
+                        let _ = out.send(error_message(e, reference)).await;
                     }
                 })
                 .await;
@@ -607,8 +584,20 @@ impl Conn {
                     cols: cols.unwrap_or(80).clamp(1, 1000),
                 };
                 self.spawn(async move {
-                    if let Err(e) = open_shell(&s, size, new, reference.clone(), &out).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                    match shells::open(&s, size, new, reference.clone()).await {
+                        Ok(shells::Opened::Started(_)) => {}
+                        Ok(shells::Opened::Reattached(shell)) => {
+                            let frame = ServerFrame::Started {
+                                job: shell.id,
+                                reference,
+                                kind: JobKind::Shell,
+                                pid: 0,
+                            };
+                            let _ = out.send(frame_message(&frame)).await;
+                        }
+                        Err(e) => {
+                            let _ = out.send(error_message(e, reference)).await;
+                        }
                     }
                 })
                 .await;
@@ -618,8 +607,8 @@ impl Conn {
                 let out = self.out.clone();
                 let name = name.unwrap_or_else(|| "python3".into());
                 self.spawn(async move {
-                    if let Err(e) = s.start_kernel(&name, reference.clone()).await {
-                        let _ = out.send(error_message(&e, reference)).await;
+                    if let Err(e) = kernels::start(&s, &name, reference.clone()).await {
+                        let _ = out.send(error_message(e, reference)).await;
                     }
                 })
                 .await;
@@ -628,11 +617,9 @@ impl Conn {
                 let s = self.sandbox.clone();
                 let out = self.out.clone();
                 self.spawn(async move {
-                    let result =
-                        async { Ok::<_, AppError>(s.ensure().await?.kernel_specs().await?) }.await;
-                    let msg = match result {
+                    let msg = match kernels::specs(&s).await {
                         Ok(specs) => frame_message(&ServerFrame::KernelSpecs { reference, specs }),
-                        Err(e) => error_message(&e, reference),
+                        Err(e) => error_message(e, reference),
                     };
                     let _ = out.send(msg).await;
                 })
@@ -708,7 +695,7 @@ impl Conn {
                                 return self
                                     .reply_error(
                                         AppError::bad_request(
-                                            "bad_base64",
+                                            ErrorCode::BadBase64,
                                             "The data is not valid base64.",
                                         ),
                                         reference,
@@ -751,27 +738,8 @@ impl Conn {
     }
 
     async fn kernel(&self, kernel: JobId, request: KernelRequest) {
-        match self
-            .sandbox
-            .job(kernel)
-            .filter(|j| j.kind == JobKind::Kernel && j.is_running())
-        {
-            Some(job) => {
-                let executes = matches!(request, KernelRequest::Execute { .. });
-                if let Err(e) = job.control.kernel(request).await {
-                    self.reply_error(e.into(), None).await;
-                }
-                if executes {
-                    self.sandbox.touch().await;
-                }
-            }
-            None => {
-                self.refuse(
-                    "unknown_kernel",
-                    format!("Kernel {kernel} is not running: start one."),
-                )
-                .await
-            }
+        if let Err(e) = kernels::request(&self.sandbox, kernel, request).await {
+            self.reply_error(e, None).await;
         }
     }
 
@@ -785,48 +753,21 @@ impl Conn {
         let s = self.sandbox.clone();
         let out = self.out.clone();
         self.spawn(async move {
-            let frame = match file_op(&s, op, writes).await {
+            let frame = match files::file_op(&s, op, writes).await {
                 Ok(reply) => file_frame(reference, path, reply),
-                Err(e) => ServerFrame::Error {
-                    code: e.code.to_string(),
-                    message: e.message,
-                    reference,
-                },
+                Err(e) => {
+                    let e = AppError::from(e);
+                    ServerFrame::Error {
+                        code: e.code,
+                        message: e.message,
+                        reference,
+                    }
+                }
             };
             let _ = out.send(frame_message(&frame)).await;
         })
         .await;
     }
-}
-
-/// Runs a file operation on the session's sandbox (starting it if needed).
-pub async fn file_op(
-    sandbox: &Arc<Session>,
-    op: FileOp,
-    writes: bool,
-) -> Result<FileReply, AppError> {
-    // Paths are checked here too, so a bad one is refused without a sandbox.
-    match &op {
-        FileOp::Read { path }
-        | FileOp::List { path }
-        | FileOp::Mkdir { path }
-        | FileOp::Delete { path } => {
-            replbox_protocol::path::normalize(path)?;
-        }
-        FileOp::Write { path, .. } => {
-            replbox_protocol::path::normalize(path)?;
-        }
-        FileOp::Rename { from, to } => {
-            replbox_protocol::path::normalize(from)?;
-            replbox_protocol::path::normalize(to)?;
-        }
-    }
-    let handle = sandbox.ensure().await?;
-    let reply = handle.file(op).await?;
-    if writes {
-        sandbox.touch().await;
-    }
-    Ok(reply)
 }
 
 fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileReply) -> ServerFrame {
@@ -852,66 +793,4 @@ fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileRep
         entries,
         version,
     }
-}
-
-pub fn entries(list: Vec<DirEntry>) -> Vec<Entry> {
-    list.into_iter()
-        .map(|e| Entry {
-            name: e.name,
-            kind: match e.kind {
-                EntryKind::File => "file",
-                EntryKind::Dir => "dir",
-                EntryKind::Symlink => "symlink",
-                EntryKind::Other => "other",
-            },
-            size: e.size,
-            modified: e.modified,
-        })
-        .collect()
-}
-
-/// Writes a run's files, starts it, and feeds its stdin.
-pub async fn start_run(
-    sandbox: &Arc<Session>,
-    plan: runs::RunPlan,
-    reference: Option<serde_json::Value>,
-) -> Result<Arc<JobRecord>, AppError> {
-    if !plan.files.is_empty() {
-        let handle = sandbox.ensure().await?;
-        runs::write_files(&handle, plan.files).await?;
-    }
-    let record = sandbox.run(plan.spec, JobKind::Run, reference).await?;
-    if let Some(stdin) = plan.stdin {
-        record.control.stdin(stdin).await?;
-        record.control.close_stdin().await?;
-    }
-    Ok(record)
-}
-
-async fn open_shell(
-    sandbox: &Arc<Session>,
-    size: PtySize,
-    new: bool,
-    reference: Option<serde_json::Value>,
-    out: &Outbox,
-) -> Result<(), AppError> {
-    if !new {
-        if let Some(shell) = sandbox.shell() {
-            // Re-attach: resize it to this tab and say which job it is; the
-            // tab asks for a replay of its scrollback.
-            let _ = shell.control.resize(size.rows, size.cols).await;
-            let frame = ServerFrame::Started {
-                job: shell.id,
-                reference,
-                kind: JobKind::Shell,
-                pid: 0,
-            };
-            let _ = out.send(frame_message(&frame)).await;
-            return Ok(());
-        }
-    }
-    let mut spec = JobSpec::argv(["/bin/bash", "-l"]);
-    spec.pty = Some(size);
-    sandbox.run(spec, JobKind::Shell, reference).await?;
-    Ok(())
 }

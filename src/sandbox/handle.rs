@@ -3,6 +3,7 @@
 //! that routes them to the job or file request they belong to.
 
 use super::SandboxError;
+use crate::sync::Lock;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use replbox_protocol::{
@@ -141,7 +142,7 @@ impl SandboxHandle {
     async fn handshake(&self) -> Result<(), SandboxError> {
         let nonce: u64 = rand::random();
         let (hello_tx, mut hello_rx) = oneshot::channel();
-        *self.conn.routes.hello.lock().unwrap() = Some((nonce, hello_tx));
+        *self.conn.routes.hello.locked() = Some((nonce, hello_tx));
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         // Repeat the hello: a previous server may have left a partial frame
         // in the agent's buffer, which it drops after a short stall.
@@ -213,9 +214,9 @@ impl SandboxHandle {
     async fn start_job(&self, start: impl FnOnce(JobId) -> ToAgent) -> Result<Job, SandboxError> {
         let id = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = mpsc::channel(JOB_EVENTS);
-        self.conn.routes.jobs.lock().unwrap().insert(id, events_tx);
+        self.conn.routes.jobs.locked().insert(id, events_tx);
         if let Err(e) = self.send(start(id)).await {
-            self.conn.routes.jobs.lock().unwrap().remove(&id);
+            self.conn.routes.jobs.locked().remove(&id);
             return Err(e);
         }
         Ok(Job {
@@ -232,14 +233,14 @@ impl SandboxHandle {
     pub async fn file(&self, op: FileOp) -> Result<FileReply, SandboxError> {
         let req = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.conn.routes.files.lock().unwrap().insert(req, tx);
+        self.conn.routes.files.locked().insert(req, tx);
         self.send(ToAgent::File { req, op }).await?;
         match tokio::time::timeout(FILE_TIMEOUT, rx).await {
             Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(e))) => Err(SandboxError::File(e)),
             Ok(Err(_)) => Err(SandboxError::AgentGone),
             Err(_) => {
-                self.conn.routes.files.lock().unwrap().remove(&req);
+                self.conn.routes.files.locked().remove(&req);
                 Err(SandboxError::AgentUnresponsive)
             }
         }
@@ -271,7 +272,7 @@ impl SandboxHandle {
     ) -> Result<Vec<replbox_protocol::KernelSpecInfo>, SandboxError> {
         let req = self.conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.conn.routes.specs.lock().unwrap().insert(req, tx);
+        self.conn.routes.specs.locked().insert(req, tx);
         self.send(ToAgent::KernelSpecs { req }).await?;
         tokio::time::timeout(FILE_TIMEOUT, rx)
             .await
@@ -282,7 +283,7 @@ impl SandboxHandle {
     /// The ids of jobs the agent is still running.
     pub async fn running_jobs(&self) -> Result<Vec<JobId>, SandboxError> {
         let (tx, rx) = oneshot::channel();
-        *self.conn.routes.running.lock().unwrap() = Some(tx);
+        *self.conn.routes.running.locked() = Some(tx);
         self.send(ToAgent::ListJobs).await?;
         tokio::time::timeout(FILE_TIMEOUT, rx)
             .await
@@ -505,8 +506,8 @@ async fn read_frames(
     }
     let _ = alive.send(false);
     // Dropping the senders tells every waiting job and request.
-    routes.jobs.lock().unwrap().clear();
-    routes.files.lock().unwrap().clear();
+    routes.jobs.locked().clear();
+    routes.files.locked().clear();
 }
 
 /// A frame from the agent, its output data already sliced out.
@@ -533,7 +534,7 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
             nonce,
             agent,
         } => {
-            let mut hello = routes.hello.lock().unwrap();
+            let mut hello = routes.hello.locked();
             if hello.as_ref().is_some_and(|(n, _)| *n == nonce) {
                 if let Some((_, tx)) = hello.take() {
                     let _ = tx.send((version, agent));
@@ -553,13 +554,13 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
         FromAgent::Exit { id, exit } => (id, JobEvent::Exit(exit), true),
         FromAgent::SpawnFailed { id, message } => (id, JobEvent::SpawnFailed(message), true),
         FromAgent::File { req, result } => {
-            if let Some(tx) = routes.files.lock().unwrap().remove(&req) {
+            if let Some(tx) = routes.files.locked().remove(&req) {
                 let _ = tx.send(result);
             }
             return true;
         }
         FromAgent::Jobs { running } => {
-            if let Some(tx) = routes.running.lock().unwrap().take() {
+            if let Some(tx) = routes.running.locked().take() {
                 let _ = tx.send(running);
             }
             return true;
@@ -569,7 +570,7 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
             return true;
         }
         FromAgent::KernelSpecs { req, specs } => {
-            if let Some(tx) = routes.specs.lock().unwrap().remove(&req) {
+            if let Some(tx) = routes.specs.locked().remove(&req) {
                 let _ = tx.send(specs);
             }
             return true;
@@ -587,14 +588,14 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
 /// Hands an event to its job; `last` ends the job's route.
 async fn deliver(routes: &Routes, id: JobId, event: JobEvent, last: bool) -> bool {
     let tx = {
-        let jobs = routes.jobs.lock().unwrap();
+        let jobs = routes.jobs.locked();
         jobs.get(&id).cloned()
     };
     if let Some(tx) = tx {
         // Waiting here slows the agent down when a reader is slow: output
         // is never buffered without bound.
         if tx.send(event).await.is_err() || last {
-            routes.jobs.lock().unwrap().remove(&id);
+            routes.jobs.locked().remove(&id);
         }
     }
     true

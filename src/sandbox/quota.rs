@@ -10,6 +10,7 @@
 //! a mount (a few milliseconds). Needs root and e2fsprogs; without them (a
 //! developer's box) workspaces are plain volumes, and the log says so.
 
+use crate::sync::Lock;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -197,7 +198,7 @@ impl QuotaFs {
             return Ok(dir);
         }
         if !image.exists() {
-            let _admitting = self.creating.lock().unwrap();
+            let _admitting = self.creating.locked();
             // Each workspace counts at its quota, so the images together can
             // never outgrow the budget; and the disk keeps room for one more.
             let quota = self.limit_mb << 20;
@@ -223,7 +224,7 @@ impl QuotaFs {
     }
 
     fn take_spare(&self) -> Option<PathBuf> {
-        let _guard = self.spares.lock().unwrap();
+        let _guard = self.spares.locked();
         let spare = std::fs::read_dir(self.root.join("spare"))
             .ok()?
             .filter_map(|e| e.ok())
@@ -236,7 +237,7 @@ impl QuotaFs {
 
     /// Formats images ahead of need, up to a few.
     pub fn fill_spares(&self) {
-        let _guard = self.spares.lock().unwrap();
+        let _guard = self.spares.locked();
         let count = std::fs::read_dir(self.root.join("spare"))
             .map(|d| {
                 d.filter_map(|e| e.ok())

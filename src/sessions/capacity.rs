@@ -3,26 +3,14 @@
 //! and a sandbox idle for longer than the grace period is expired early to
 //! make room (its files kept, as with any expiry).
 
+use super::SessionError;
 use super::{OwnerKind, Session, SessionEvent};
-use crate::error::AppError;
-use axum::http::StatusCode;
+use crate::sync::Lock;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::info;
-
-/// 503 `capacity_full`: no room now.
-pub fn full() -> AppError {
-    AppError {
-        retry_after: Some(10),
-        ..AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "capacity_full",
-            "Every sandbox is in use right now; try again in a few seconds.",
-        )
-    }
-}
 
 #[derive(Default)]
 struct Inner {
@@ -56,7 +44,7 @@ pub struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.capacity.inner.lock().unwrap().reserved -= 1;
+        self.capacity.inner.locked().reserved -= 1;
         self.capacity.changed();
     }
 }
@@ -82,7 +70,7 @@ impl Capacity {
 
     /// Room for one more sandbox for `session`, waiting in line if it is a
     /// browser's.
-    pub async fn acquire(&self, session: &Arc<Session>) -> Result<Slot<'_>, AppError> {
+    pub async fn acquire(&self, session: &Arc<Session>) -> Result<Slot<'_>, SessionError> {
         let mut told = 0usize;
         // Whoever stops waiting (a closed tab) leaves the line.
         let _in_line = InLine {
@@ -95,7 +83,7 @@ impl Capacity {
             notified.as_mut().enable();
             let live = session.shared.live() - usize::from(session.has_container());
             let position = {
-                let mut inner = self.inner.lock().unwrap();
+                let mut inner = self.inner.locked();
                 let queued_at = inner.queue.iter().position(|o| *o == session.owner);
                 let first = queued_at.map_or(inner.queue.is_empty(), |p| p == 0);
                 if live + inner.reserved < self.max && first {
@@ -116,13 +104,11 @@ impl Capacity {
                     None => 0,
                 }
             };
-            if live + self.inner.lock().unwrap().reserved >= self.max
-                && self.evict_one(session).await
-            {
+            if live + self.inner.locked().reserved >= self.max && self.evict_one(session).await {
                 continue;
             }
             if position == 0 {
-                return Err(full());
+                return Err(SessionError::CapacityFull);
             }
             if position != told {
                 told = position;
@@ -134,13 +120,13 @@ impl Capacity {
 
     /// Sandboxes being started or short-lived containers (a Check's) held.
     pub fn reserved(&self) -> usize {
-        self.inner.lock().unwrap().reserved
+        self.inner.locked().reserved
     }
 
     /// Room for `n` containers at once, taken now when there is some and no
     /// browser waits in line (a Check never jumps the line).
     pub fn try_reserve(&self, live: usize, n: usize) -> bool {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.locked();
         if inner.queue.is_empty() && live + inner.reserved + n <= self.max {
             inner.reserved += n;
             true
@@ -151,7 +137,7 @@ impl Capacity {
 
     /// Gives back what `try_reserve` took.
     pub fn release(&self, n: usize) {
-        self.inner.lock().unwrap().reserved -= n;
+        self.inner.locked().reserved -= n;
         self.changed();
     }
 
@@ -181,7 +167,7 @@ impl Capacity {
 
     /// Leaves the queue (a session that went away while waiting).
     fn leave(&self, owner: &str) {
-        self.inner.lock().unwrap().queue.retain(|o| o != owner);
+        self.inner.locked().queue.retain(|o| o != owner);
         self.changed();
     }
 }

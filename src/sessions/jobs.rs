@@ -6,6 +6,7 @@
 use super::{SessionEvent, SessionHub};
 use crate::metrics::Metrics;
 use crate::sandbox::{Job, JobControl, JobEvent};
+use crate::sync::Lock;
 use bytes::Bytes;
 use replbox_protocol::{ExitStatus, JobId, Stream};
 use serde::Serialize;
@@ -86,19 +87,19 @@ impl JobRecord {
     }
 
     pub fn is_running(&self) -> bool {
-        !self.buf.lock().unwrap().ended
+        !self.buf.locked().ended
     }
 
     pub fn last_seq(&self) -> u64 {
-        self.buf.lock().unwrap().next_seq - 1
+        self.buf.locked().next_seq - 1
     }
 
     pub fn exit(&self) -> Option<ExitStatus> {
-        self.buf.lock().unwrap().exit.clone()
+        self.buf.locked().exit.clone()
     }
 
     fn push(&self, stream: Stream, data: Bytes) -> u64 {
-        let mut b = self.buf.lock().unwrap();
+        let mut b = self.buf.locked();
         let seq = b.next_seq;
         b.next_seq += 1;
         b.bytes += data.len();
@@ -112,7 +113,7 @@ impl JobRecord {
     }
 
     fn end(&self, exit: Option<ExitStatus>, failed: Option<String>) {
-        let mut b = self.buf.lock().unwrap();
+        let mut b = self.buf.locked();
         b.exit = exit;
         b.failed = failed;
         b.ended = true;
@@ -120,7 +121,7 @@ impl JobRecord {
 
     /// Output after `after` that the buffer still holds.
     pub fn replay(&self, after: u64) -> Replay {
-        let b = self.buf.lock().unwrap();
+        let b = self.buf.locked();
         let chunks: Vec<Chunk> = b.chunks.iter().filter(|c| c.seq > after).cloned().collect();
         Replay {
             first_seq: chunks.first().map(|c| c.seq).unwrap_or(b.next_seq),

@@ -6,18 +6,20 @@
 //! buffers, and a hub that fans its events out to every socket watching it.
 
 mod capacity;
+mod error;
 mod jobs;
 pub mod pool;
 pub mod reaper;
 pub mod store;
 
+pub use error::SessionError;
 pub use jobs::{Chunk, JobKind, JobRecord, Replay};
 pub use store::{SandboxRow, Store};
 
 use crate::config::Config;
-use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::sandbox::{CreateSpec, SandboxError, SandboxHandle, Sandboxes};
+use crate::sync::Lock;
 use bytes::Bytes;
 use replbox_protocol::{ExitStatus, JobId, JobSpec, Stream};
 use serde::Serialize;
@@ -190,7 +192,7 @@ struct Shared {
 
 impl Shared {
     fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().unwrap().values().cloned().collect()
+        self.sessions.locked().values().cloned().collect()
     }
 
     /// Containers in use: sessions' and the pool's.
@@ -243,7 +245,7 @@ pub struct Session {
 
 impl Session {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     pub fn status(&self) -> Status {
@@ -353,7 +355,7 @@ impl Session {
     }
 
     /// The live sandbox, creating or re-attaching to a container as needed.
-    pub async fn ensure(self: &Arc<Self>) -> Result<SandboxHandle, AppError> {
+    pub async fn ensure(self: &Arc<Self>) -> Result<SandboxHandle, SessionError> {
         if let Some(h) = self.live_handle() {
             return Ok(h);
         }
@@ -362,7 +364,7 @@ impl Session {
             return Ok(h);
         }
         if self.lock().removed {
-            return Err(AppError::not_found("The sandbox was deleted."));
+            return Err(SessionError::Deleted);
         }
         let running = self.container_running().await;
         let _slot = if !running {
@@ -529,7 +531,7 @@ impl Session {
         spec: JobSpec,
         kind: JobKind,
         reference: Option<serde_json::Value>,
-    ) -> Result<Arc<JobRecord>, AppError> {
+    ) -> Result<Arc<JobRecord>, SessionError> {
         let handle = self.ensure().await?;
         let job = handle.spawn(spec).await?;
         self.track(job, kind, reference).await
@@ -540,7 +542,7 @@ impl Session {
         self: &Arc<Self>,
         name: &str,
         reference: Option<serde_json::Value>,
-    ) -> Result<Arc<JobRecord>, AppError> {
+    ) -> Result<Arc<JobRecord>, SessionError> {
         self.start_kernel_in(name, "", reference).await
     }
 
@@ -551,7 +553,7 @@ impl Session {
         name: &str,
         cwd: &str,
         reference: Option<serde_json::Value>,
-    ) -> Result<Arc<JobRecord>, AppError> {
+    ) -> Result<Arc<JobRecord>, SessionError> {
         let handle = self.ensure().await?;
         let job = handle.kernel_start(name, cwd).await?;
         self.track(job, JobKind::Kernel, reference).await
@@ -563,7 +565,7 @@ impl Session {
         job: crate::sandbox::Job,
         kind: JobKind,
         reference: Option<serde_json::Value>,
-    ) -> Result<Arc<JobRecord>, AppError> {
+    ) -> Result<Arc<JobRecord>, SessionError> {
         let record = JobRecord::new(
             job.id,
             kind,
@@ -770,7 +772,7 @@ impl Registry {
     }
 
     pub fn get(&self, owner: &str) -> Option<Arc<Session>> {
-        self.shared.sessions.lock().unwrap().get(owner).cloned()
+        self.shared.sessions.locked().get(owner).cloned()
     }
 
     /// The owner's session, made (without a container yet) when missing.
@@ -779,7 +781,7 @@ impl Registry {
         owner: &str,
         kind: OwnerKind,
         opts: NewSession,
-    ) -> Result<Arc<Session>, AppError> {
+    ) -> Result<Arc<Session>, SessionError> {
         if let Some(s) = self.get(owner) {
             return Ok(s);
         }
@@ -794,7 +796,7 @@ impl Registry {
         owner: &str,
         kind: OwnerKind,
         opts: NewSession,
-    ) -> Result<Arc<Session>, AppError> {
+    ) -> Result<Arc<Session>, SessionError> {
         let t = now();
         let row = SandboxRow {
             owner: owner.to_string(),
@@ -813,26 +815,12 @@ impl Registry {
             workspace_volume: None,
         };
         let session = {
-            let mut sessions = self.shared.sessions.lock().unwrap();
-            if self.shared.removing.lock().unwrap().contains(owner) {
-                return Err(AppError {
-                    retry_after: Some(1),
-                    ..AppError::new(
-                        axum::http::StatusCode::CONFLICT,
-                        "being_removed",
-                        format!(
-                            "The sandbox {:?} is being removed; try again in a moment.",
-                            owner_display(owner)
-                        ),
-                    )
-                });
+            let mut sessions = self.shared.sessions.locked();
+            if self.shared.removing.locked().contains(owner) {
+                return Err(SessionError::BeingRemoved(owner.to_string()));
             }
             if sessions.contains_key(owner) {
-                return Err(AppError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "already_exists",
-                    format!("A sandbox named {:?} already exists.", owner_display(owner)),
-                ));
+                return Err(SessionError::AlreadyExists(owner.to_string()));
             }
             let s = self.session_from_row(&row);
             sessions.insert(owner.to_string(), s.clone());
@@ -844,11 +832,11 @@ impl Registry {
     }
 
     /// Deletes a session: its container, its volume and its record.
-    pub async fn remove(&self, owner: &str) -> Result<(), AppError> {
+    pub async fn remove(&self, owner: &str) -> Result<(), SessionError> {
         let session = {
-            let mut sessions = self.shared.sessions.lock().unwrap();
+            let mut sessions = self.shared.sessions.locked();
             let Some(session) = sessions.remove(owner) else {
-                return Err(AppError::not_found("No such sandbox."));
+                return Err(SessionError::NoSuchSandbox);
             };
             self.shared
                 .removing
@@ -892,10 +880,10 @@ impl Registry {
     /// containers) within the same cap as sandboxes, expiring an idle
     /// sandbox past the grace period if that makes room; otherwise 503
     /// `capacity_full` with Retry-After. Held until dropped.
-    pub async fn reserve(&self, n: usize) -> Result<Reserved, AppError> {
+    pub async fn reserve(&self, n: usize) -> Result<Reserved, SessionError> {
         let capacity = &self.shared.capacity;
         if n > capacity.max() {
-            return Err(capacity::full());
+            return Err(SessionError::CapacityFull);
         }
         loop {
             if capacity.try_reserve(self.shared.live(), n) {
@@ -905,7 +893,7 @@ impl Registry {
                 });
             }
             if !capacity.evict_idle(self.all(), None).await {
-                return Err(capacity::full());
+                return Err(SessionError::CapacityFull);
             }
         }
     }
@@ -1025,7 +1013,7 @@ struct Removing {
 
 impl Drop for Removing {
     fn drop(&mut self) {
-        self.shared.removing.lock().unwrap().remove(&self.owner);
+        self.shared.removing.locked().remove(&self.owner);
     }
 }
 

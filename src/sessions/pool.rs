@@ -6,6 +6,7 @@
 //! claimed twice.
 
 use crate::sandbox::{CreateSpec, SandboxHandle, Sandboxes};
+use crate::sync::Lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ impl WarmPool {
 
     /// A warm container, if one is ready.
     pub fn claim(&self) -> Option<Warm> {
-        let mut ready = self.ready.lock().unwrap();
+        let mut ready = self.ready.locked();
         while let Some(w) = ready.pop_front() {
             self.size.fetch_sub(1, Ordering::Relaxed);
             if w.handle.is_alive() {
@@ -61,7 +62,7 @@ impl WarmPool {
 
     /// Takes every ready container out of the pool (at shutdown).
     pub fn drain(&self) -> Vec<Warm> {
-        let drained: Vec<Warm> = self.ready.lock().unwrap().drain(..).collect();
+        let drained: Vec<Warm> = self.ready.locked().drain(..).collect();
         self.size.fetch_sub(drained.len(), Ordering::Relaxed);
         drained
     }
@@ -82,7 +83,7 @@ impl WarmPool {
                 }
                 loop {
                     // Drop containers that died while waiting.
-                    pool.ready.lock().unwrap().retain(|w| {
+                    pool.ready.locked().retain(|w| {
                         let alive = w.handle.is_alive();
                         if !alive {
                             pool.size.fetch_sub(1, Ordering::Relaxed);
@@ -93,7 +94,7 @@ impl WarmPool {
                     while pool.size() < pool.target && room() && !cancel.is_cancelled() {
                         pool.size.fetch_add(1, Ordering::Relaxed);
                         match start_one(&sandboxes).await {
-                            Ok(w) => pool.ready.lock().unwrap().push_back(w),
+                            Ok(w) => pool.ready.locked().push_back(w),
                             Err(e) => {
                                 pool.size.fetch_sub(1, Ordering::Relaxed);
                                 warn!(error = %e, "cannot start a warm container");

@@ -358,25 +358,5 @@ pub enum FileError {
     Io(String),
 }
 
-impl FileError {
-    /// A stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FileError::OutsideWorkspace(_) => "path_outside_workspace",
-            FileError::InvalidPath(_) => "invalid_path",
-            FileError::NotFound(_) => "not_found",
-            FileError::AlreadyExists(_) => "already_exists",
-            FileError::IsADirectory(_) => "is_a_directory",
-            FileError::NotADirectory(_) => "not_a_directory",
-            FileError::TooLarge { .. } => "file_too_large",
-            FileError::NoSpace => "workspace_full",
-            FileError::PermissionDenied(_) => "permission_denied",
-            FileError::NotEmpty(_) => "directory_not_empty",
-            FileError::Changed(_) => "file_changed",
-            FileError::Io(_) => "file_error",
-        }
-    }
-}
-
 /// The maximum file size read or written in one frame.
 pub const MAX_FILE_LEN: u64 = 8 * 1024 * 1024;

@@ -4,7 +4,7 @@
 //! execution state, keeps a busy kernel's sandbox alive, and fans the
 //! kernel's messages out to the kernel's sockets in Jupyter's wire shape.
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sessions::{AbortOnDrop, JobRecord, Session, SessionEvent};
 use axum::http::StatusCode;
 use replbox_protocol::{JobId, KernelRequest, KernelSpecInfo};
@@ -138,7 +138,7 @@ impl Kernel {
     pub async fn send(&self, socket: u64, channel: &str, message: &Value) -> Result<(), AppError> {
         if !matches!(channel, "shell" | "control" | "stdin") {
             return Err(AppError::bad_request(
-                "bad_channel",
+                ErrorCode::BadFrame,
                 format!("There is no channel {channel:?}: use shell, control or stdin."),
             ));
         }
@@ -146,7 +146,7 @@ impl Kernel {
             .as_str()
             .ok_or_else(|| {
                 AppError::bad_request(
-                    "bad_message",
+                    ErrorCode::BadFrame,
                     "A Jupyter message needs a header with msg_id, msg_type and session.",
                 )
             })?
@@ -260,7 +260,7 @@ impl Gateway {
         if self.list(caller).len() >= MAX_KERNELS_PER_CALLER {
             return Err(AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_kernels",
+                ErrorCode::CapacityFull,
                 format!(
                     "A token may run at most {MAX_KERNELS_PER_CALLER} kernels: delete one first."
                 ),
@@ -338,7 +338,11 @@ fn with_iso_date(mut header: Value) -> Value {
 }
 
 fn no_kernel(id: &str) -> AppError {
-    AppError::not_found(format!("There is no kernel {id:?}."))
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownKernel,
+        format!("There is no kernel {id:?}."),
+    )
 }
 
 /// Starts a kernel job and waits for its first answer.
@@ -348,18 +352,18 @@ async fn start_job(
     cwd: &str,
 ) -> Result<Arc<JobRecord>, AppError> {
     let mut events = session.hub.subscribe();
-    let job = session.start_kernel_in(name, cwd, None).await?;
+    let job = crate::services::kernels::start_in(session, name, cwd).await?;
     let ready = async {
         loop {
             match events.recv().await {
                 Ok(SessionEvent::KernelReady { job: j, .. }) if j == job.id => return Ok(()),
                 Ok(SessionEvent::Failed { job: j, message }) if j == job.id => {
-                    return Err(AppError::bad_request("kernel_failed", message))
+                    return Err(AppError::bad_request(ErrorCode::SpawnFailed, message))
                 }
                 Ok(SessionEvent::Exit { job: j, .. }) if j == job.id => {
                     return Err(AppError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "kernel_failed",
+                        ErrorCode::SpawnFailed,
                         format!("The kernel {name:?} exited as it started."),
                     ))
                 }
@@ -370,7 +374,7 @@ async fn start_job(
                     // Missed events: the record says whether it still runs.
                     if !job.is_running() {
                         return Err(AppError::bad_request(
-                            "kernel_failed",
+                            ErrorCode::SpawnFailed,
                             format!("The kernel {name:?} did not start."),
                         ));
                     }
@@ -386,7 +390,7 @@ async fn start_job(
             let _ = job.control.kernel(KernelRequest::Shutdown).await;
             Err(AppError::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "kernel_timeout",
+                ErrorCode::SandboxUnresponsive,
                 format!("The kernel {name:?} did not answer within {READY_TIMEOUT:?}."),
             ))
         }

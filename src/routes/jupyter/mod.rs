@@ -10,9 +10,10 @@ mod wire;
 
 pub use kernels::Gateway;
 
-use super::api::{self, ApiCaller, CreateRequest, JsonBody};
+use super::api::{self, ApiCaller, CreateRequest};
+use super::extract::JsonBody;
 use super::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::sessions::Session;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -60,7 +61,7 @@ impl FromRequestParts<AppState> for GatewayCaller {
         let unauthorized = || {
             AppError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "A valid API token is required: send `Authorization: token <token>` \
                  (Jupyter's `--GatewayClient.auth_token`) or `Authorization: Bearer <token>`.",
             )
@@ -115,7 +116,7 @@ async fn sandbox(
         Ok(s) => return Ok(s),
         Err(e) if e.status != StatusCode::NOT_FOUND => {
             return Err(AppError::bad_request(
-                "bad_kernel_username",
+                ErrorCode::BadTaskId,
                 format!(
                     "KERNEL_USERNAME {task_id:?} cannot name a sandbox: {}",
                     e.message
@@ -131,13 +132,13 @@ async fn sandbox(
     match api::create_sandbox(state, api_caller.clone(), req).await {
         Ok(_) => {}
         // Created meanwhile by another request of the same caller: fine.
-        Err(e) if e.code == "already_exists" => {}
+        Err(e) if e.code == ErrorCode::AlreadyExists => {}
         Err(e) => return Err(e),
     }
     api::find(state, &api_caller, task_id).map_err(|_| {
         AppError::new(
             StatusCode::FORBIDDEN,
-            "sandbox_taken",
+            ErrorCode::NameTaken,
             format!(
                 "The sandbox {task_id:?} belongs to someone else: pick another KERNEL_USERNAME."
             ),
@@ -180,8 +181,7 @@ async fn specs_of(
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| default_task_id(caller));
     let session = sandbox(state, caller, &task_id).await?;
-    let handle = session.ensure().await?;
-    let specs = handle.kernel_specs().await?;
+    let specs = crate::services::kernels::specs(&session).await?;
     state
         .jupyter
         .cache_specs(session.image.clone(), specs.clone());
@@ -336,8 +336,9 @@ async fn channels(
 ) -> Result<Response, AppError> {
     let kernel = state.jupyter.get(&caller.0, &id)?;
     let ws = ws.map_err(|_| {
-        AppError::bad_request(
-            "not_a_websocket",
+        AppError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::UpgradeRequired,
             "The channels endpoint speaks WebSocket only.",
         )
     })?;
@@ -391,7 +392,7 @@ async fn relay(
                     Some(Ok(_)) => continue,
                 };
                 if let Err(e) = kernel.send(me, &channel, &message).await {
-                    tracing::debug!(code = e.code, "a client message was not sent");
+                    tracing::debug!(code = %e.code, "a client message was not sent");
                     if e.status != StatusCode::BAD_REQUEST {
                         break;
                     }
