@@ -41,6 +41,14 @@ def gateway_start(base, token):
     return connect(ws_url, additional_headers={"Authorization": f"token {token}"}, max_size=None)
 
 
+class NoGateway:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
 GW_SESSION = uuid.uuid4().hex
 
 
@@ -112,23 +120,26 @@ def direct_cell(kc):
     return (time.perf_counter() - t) * 1000
 
 
+def cells_alternating(ws, kernel, kc, gw):
+    ours, direct, through = [], [], []
+    for i in range(cells + WARM):
+        o = ours_cell(ws, kernel, f"b{i}")
+        g = gateway_cell(gw, f"g{i}") if gw else None
+        d = direct_cell(kc)
+        if i >= WARM:
+            ours.append(o)
+            direct.append(d)
+            if g is not None:
+                through.append(g)
+    return ours, direct, through
+
+
 km, kc = start_new_kernel(kernel_name="python3")
 try:
     with connect(url, additional_headers={"Cookie": cookie}, max_size=None) as ws:
         kernel = ours_start(ws)
-        gw = gateway_start(*gateway) if gateway else None
-        ours, direct, through = [], [], []
-        for i in range(cells + WARM):
-            o = ours_cell(ws, kernel, f"b{i}")
-            g = gateway_cell(gw, f"g{i}") if gw else None
-            d = direct_cell(kc)
-            if i >= WARM:
-                ours.append(o)
-                direct.append(d)
-                if g is not None:
-                    through.append(g)
-        if gw:
-            gw.close()
+        with (gateway_start(*gateway) if gateway else NoGateway()) as gw:
+            ours, direct, through = cells_alternating(ws, kernel, kc, gw)
     figures = {
         "cell_roundtrip_p50_ms": round(statistics.median(ours), 3),
         "ipykernel_direct_p50_ms": round(statistics.median(direct), 3),
