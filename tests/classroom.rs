@@ -45,6 +45,14 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_replbox"))
+            .args(["teacher", "add", "Mr Babbage"])
+            .env("REPLBOX_DATA_DIR", dir.path())
+            .env("REPLBOX_TEACHER_PASSWORD", "difference-engine")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+
         let server = TestServer::start(config.clone()).await;
         let teacher = Browser::new();
         teacher.visit(&server).await;
@@ -55,7 +63,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             json!({"name": "Ms Lovelace", "password": "wrong-password"}),
         )
         .await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(common::refusal(r).await, (401, "bad_login".into()));
         let r = post(
             &teacher,
             &server,
@@ -82,7 +90,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             json!({"code": "NOPE00", "name": "Ada"}),
         )
         .await;
-        assert_eq!(r.status(), 404);
+        assert_eq!(common::refusal(r).await, (404, "no_such_class".into()));
         let r = post(
             &ada,
             &server,
@@ -203,6 +211,89 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             assert_eq!(get(&ada, &server, p).await.status(), 401, "{p}");
         }
 
+        // Another teacher sees nothing of this class: it is not in their
+        // list, and each route that names it, its students or its checks
+        // answers as for a class that does not exist, and changes nothing.
+        let babbage = Browser::new();
+        babbage.visit(&server).await;
+        let r = post(
+            &babbage,
+            &server,
+            "/teacher/login",
+            json!({"name": "Mr Babbage", "password": "difference-engine"}),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        let theirs: Value = get(&babbage, &server, "/teacher/classes")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(theirs["classes"], json!([]), "{theirs}");
+        let ada_id = first["studentId"].as_str().unwrap().to_string();
+        let class_base = format!("/teacher/classes/{class_id}");
+        let reads = [
+            path.clone(),
+            format!("{path}/csv"),
+            format!("/teacher/checks/{check_id}"),
+            format!("{class_base}/python-hello"),
+            format!("/teacher/check/{check_id}"),
+        ];
+        for p in &reads {
+            let r = get(&babbage, &server, p).await;
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert_eq!(status, 404, "{p}: {body}");
+            assert!(
+                !body.contains("Ada") && !body.contains(FIXED),
+                "{p}: {body}"
+            );
+        }
+        let writes = [
+            babbage
+                .client
+                .put(server.url(&format!("{class_base}/exercises")))
+                .json(&json!({"exercises": ["bash-count"]})),
+            babbage
+                .client
+                .post(server.url(&format!("{class_base}/code")))
+                .json(&json!({})),
+            babbage
+                .client
+                .put(server.url(&format!("{class_base}/students/{ada_id}")))
+                .json(&json!({"name": "Mallory"})),
+            babbage
+                .client
+                .delete(server.url(&format!("{class_base}/students/{ada_id}"))),
+        ];
+        for w in writes {
+            let r = w
+                .header("origin", format!("http://{}", server.addr))
+                .send()
+                .await
+                .unwrap();
+            let url = r.url().to_string();
+            let status = r.status();
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(
+                (status.as_u16(), &e["error"]["code"]),
+                (404, &json!("not_found")),
+                "{url}: {e}"
+            );
+        }
+        // All as it was: Ada, her score, the code, the exercises.
+        let rows: Value = get(&teacher, &server, &path).await.json().await.unwrap();
+        assert_eq!(rows["rows"][0]["displayName"], "Ada");
+        assert_eq!(rows["rows"][0]["bestScore"], 10);
+        let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();
+        assert_eq!(me["exercises"].as_array().unwrap().len(), 4);
+        let classes: Value = get(&teacher, &server, "/teacher/classes")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(classes["classes"][0]["code"], code.as_str(), "{classes}");
+
         // A restart keeps classes, students and results.
         drop((ws, bws));
         server.stop().await;
@@ -234,7 +325,7 @@ async fn a_class_from_joining_to_the_teachers_csv() {
         let r = choose(json!(["python-hello", "no-such-exercise"]))
             .await
             .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(common::refusal(r).await, (400, "unknown_exercise".into()));
         let r = choose(json!(["python-hello", "bash-count"])).await.unwrap();
         assert_eq!(r.status(), 204);
         let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();
@@ -305,11 +396,8 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             .send()
             .await
             .unwrap();
-        assert!(
-            r.status().is_success() || r.status().is_redirection(),
-            "{}",
-            r.status()
-        );
+        // Back on the teacher's page (the redirect followed).
+        assert_eq!((r.status().as_u16(), r.url().path()), (200, "/teacher"));
         let me: Value = get(&ada, &server, "/class/me").await.json().await.unwrap();
         assert_eq!(me["exercises"].as_array().unwrap().len(), 2);
         assert_eq!(me["exercises"][0]["id"], "go-fizzbuzz");

@@ -55,15 +55,35 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         let mut ws = browser.socket(&server, "").await;
         let (again, _) = ws.run(json!({"command": "cat /etc/hostname"})).await;
         assert_eq!(again, host, "the same browser reaches the same sandbox");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
-        assert_eq!(
-            late, "finished\n",
-            "the run went on while the server was down"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await; // a reaper pass
-        let containers = sb.list().await.unwrap();
-        assert_eq!(containers.len(), 1, "nothing orphaned: {containers:?}");
+        // The run goes on while the server is down: its file appears.
+        let t = Instant::now();
+        loop {
+            let (late, _) = ws.run(json!({"command": "cat late.txt 2>/dev/null"})).await;
+            if late == "finished\n" {
+                break;
+            }
+            assert_eq!(late, "", "late.txt");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the run did not finish while the server was down"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Nothing orphaned: one container and one volume, the browser's
+        // (start-up's removal of orphans may still be going: wait for it).
+        let t = Instant::now();
+        loop {
+            let containers = sb.list().await.unwrap();
+            if containers.len() == 1 {
+                assert!(containers[0].id.starts_with(host.trim()), "{containers:?}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "orphaned: {containers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(sb.list_volumes().await.unwrap().len(), 1);
 
         // --- The engine stops and starts again under the running server.
@@ -74,6 +94,14 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
+        let api_host: Value = json_of(
+            server
+                .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
+                .json(&json!({"command": "cat /etc/hostname; echo kept > kept.txt"})),
+        )
+        .await;
+        let api_host = api_host["stdout"].as_str().unwrap().to_string();
+        assert_eq!(api_host.len(), 13, "{api_host:?}");
         // Only this engine's dockerd (another may serve others beside it):
         // the one its pid file names, as scripts/ensure-docker.sh starts it.
         let pidfile = std::env::var("REPLBOX_DOCKERD_PIDFILE")
@@ -99,10 +127,19 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         while std::path::Path::new(&format!("/proc/{dockerd}")).exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "dockerd {dockerd} did not exit"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let health = reqwest::get(server.url("/healthz")).await.unwrap();
         assert_eq!(health.status(), 503);
+        let v: Value = health.json().await.unwrap();
+        assert!(
+            v["reason"].as_str().unwrap().contains("not reachable"),
+            "/healthz says why: {v}"
+        );
         let r = server
             .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
             .json(&json!({"command": "echo hi"}))
@@ -137,15 +174,44 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
         // Without a restart of the server: the browser's files are there in
         // a new container, and the API sandbox runs again.
         let mut ws = browser.socket(&server, "").await;
-        let (late, _) = ws.run(json!({"command": "cat late.txt"})).await;
+        let (out, _) = ws
+            .run(json!({"command": "cat /etc/hostname late.txt"}))
+            .await;
+        let (new_host, late) = out.split_once('\n').unwrap();
         assert_eq!(late, "finished\n");
+        assert_ne!(
+            format!("{new_host}\n"),
+            host,
+            "the browser's sandbox is a new container"
+        );
         let r: Value = json_of(
             server
                 .api(reqwest::Method::POST, "/api/v1/sandboxes/survivor/exec")
-                .json(&json!({"command": "echo back"})),
+                .json(&json!({"command": "cat /etc/hostname kept.txt"})),
         )
         .await;
-        assert_eq!(r["stdout"], "back\n", "{r}");
+        let out = r["stdout"].as_str().unwrap_or_else(|| panic!("{r}"));
+        let (new_api_host, kept) = out.split_once('\n').unwrap();
+        assert_eq!(kept, "kept\n", "{r}");
+        assert_ne!(
+            format!("{new_api_host}\n"),
+            api_host,
+            "the API sandbox is a new container"
+        );
+        // Both new containers run.
+        let running: Vec<_> = sb
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.running)
+            .collect();
+        for h in [new_host, new_api_host] {
+            assert!(
+                running.iter().any(|c| c.id.starts_with(h)),
+                "{h} in {running:?}"
+            );
+        }
 
         signal(&child, 15);
         child.wait().unwrap();

@@ -83,6 +83,10 @@ async fn checks_grade_honestly() {
         let pytest = pytest_result(&report);
         assert_eq!(pytest.reason, "a hidden test failed (exited with code 1)");
         assert_eq!(
+            pytest.expected, None,
+            "by default a command test shows no expected value"
+        );
+        assert_eq!(
             pytest.got.as_deref(),
             Some("test_greet: AssertionError\ntest_greet_other_names: AssertionError")
         );
@@ -352,6 +356,58 @@ def test_prints(capsys):
             t.got.as_deref(),
             Some("exercise error: the student's module 'statistics' has the name of a module Python already has; rename it"),
         );
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// Both containers of a Check have the limits every sandbox has, read from
+/// inside each: the student's (through what its program printed, the io
+/// test's `got`) and the grader's (through a command test's output).
+#[tokio::test(flavor = "multi_thread")]
+async fn both_grading_containers_have_the_usual_limits() {
+    within(300, async {
+        let config = sandbox_config();
+        let sb = engine(config.clone()).await;
+        // cgroup v2 or v1, whichever the host has.
+        const PROBE: &str = "id -u; cd /sys/fs/cgroup; cat memory.max 2>/dev/null || cat memory/memory.limit_in_bytes; \
+            cat pids.max 2>/dev/null || cat pids/pids.max; \
+            cat cpu.max 2>/dev/null || echo $(cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us); \
+            ulimit -n; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '; \
+            ls /sys/class/net; touch /usr/x 2>&1 | sed 's/^.*: //'";
+        let limits = |uid: u32| {
+            format!(
+                "{uid}\n{}\n{}\n{} 100000\n{}\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nNoNewPrivs: 1\nSeccomp: 2\nlo\nRead-only file system\n",
+                config.memory_mb * 1024 * 1024,
+                config.pids_limit,
+                (config.cpus * 100_000.0) as u64,
+                config.nofile,
+            )
+        };
+        let mut x = exercise("python-hello");
+        let t = x
+            .tests
+            .iter_mut()
+            .find(|t| t.kind == TestKind::Command)
+            .unwrap();
+        t.show = Show::Output;
+        t.command = Some(format!("{PROBE}; exit 1"));
+        let main = format!(
+            "import subprocess\nprint(subprocess.run(['bash', '-c', {PROBE:?}], capture_output=True, text=True).stdout, end='')\n"
+        );
+        let report = check(&sb, &x, &with_main(&x, &main)).await;
+        let student = report
+            .tests
+            .iter()
+            .find(|t| t.name == "greets Ada")
+            .expect("the first io test");
+        assert_eq!(student.got.as_deref(), Some(limits(1000).as_str()), "{report:#?}");
+        assert_eq!(
+            pytest_result(&report).got.as_deref(),
+            Some(limits(1001).as_str()),
+            "{report:#?}"
+        );
+        assert!(sb.list().await.unwrap().is_empty(), "grading containers are removed");
         cleanup(&sb).await;
     })
     .await

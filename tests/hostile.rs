@@ -3,7 +3,8 @@
 //! its socket) keeps running jobs from before it starts until after it
 //! ends. The server stays up, the bystander's runs that overlapped the
 //! attack (at least 10) keep a median within 3 times the quiet one, the
-//! victim gets a clear message and works again within 2 seconds.
+//! victim gets a clear message and works again within 2 seconds. While the
+//! victim's workspace is full, the bystander writes to its own.
 
 mod common;
 
@@ -223,8 +224,13 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                     (t0, t1, results)
                 }
             });
+            // While the victim fills its workspace, the bystander also
+            // writes to its own between its timed runs: ENOSPC is the
+            // victim's alone.
+            let writes_too = attack.name == "filling the workspace";
             let bystander = async {
                 let mut runs = Vec::new();
+                let mut writes = Vec::new();
                 while !done.load(std::sync::atomic::Ordering::SeqCst) {
                     let t = Instant::now();
                     let (_, exit) = ws.run(json!({"argv": ["true"]})).await;
@@ -233,11 +239,23 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                     if runs.len() == 1 {
                         started.notify_one();
                     }
+                    if writes_too {
+                        let t = Instant::now();
+                        let (out, exit) = ws
+                            .run(json!({"command": "head -c 1048576 /dev/zero > mine.bin && stat -c %s mine.bin"}))
+                            .await;
+                        assert_eq!((out.as_str(), &exit["code"]), ("1048576\n", &json!(0)), "the bystander's write: {exit}");
+                        writes.push((t, Instant::now()));
+                    }
                 }
-                runs
+                (runs, writes)
             };
-            let (hostile, runs) = tokio::join!(hostile, bystander);
+            let (hostile, (runs, writes)) = tokio::join!(hostile, bystander);
             let (t0, t1, results) = hostile.unwrap();
+            if writes_too {
+                let overlapped = writes.iter().filter(|(s, e)| *s < t1 && *e > t0).count();
+                assert!(overlapped >= 3, "only {overlapped} of the bystander's writes overlapped the filling");
+            }
             let mut overlapped: Vec<f64> = runs
                 .iter()
                 .filter(|(s, e)| *s < t1 && *e > t0)
@@ -274,8 +292,19 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
             let health = reqwest::get(server.url("/healthz")).await.unwrap();
             assert_eq!(health.status(), 200, "the server stays up");
         }
+        // The victim's workspace is still full (the last attack left its
+        // file; what the kernel had kept in hand is filled now): its writes
+        // fail, the bystander's 64 MiB land whole.
+        let full = exec(&server, json!({"command": "head -c 67108864 /dev/zero > more.bin; df -B1 --output=avail /workspace | tail -1"})).await;
+        assert!(full["stderr"].as_str().unwrap().contains("No space left on device"), "{}", short(&full));
+        let avail: u64 = full["stdout"].as_str().unwrap().trim().parse().unwrap();
+        assert!(avail < 1 << 20, "the victim's workspace has {avail} bytes free");
+        let (out, exit) = ws
+            .run(json!({"command": "head -c 67108864 /dev/zero > big.bin && stat -c %s big.bin"}))
+            .await;
+        assert_eq!((out.as_str(), &exit["code"]), ("67108864\n", &json!(0)), "the bystander writes while the victim is full");
         // The quota is the configured one, and freeing space works.
-        let df = exec(&server, json!({"command": "rm fill; df -BM --output=size /workspace | tail -1"})).await;
+        let df = exec(&server, json!({"command": "rm fill more.bin; df -BM --output=size /workspace | tail -1"})).await;
         let size_mb: u64 = df["stdout"].as_str().unwrap().trim().trim_end_matches('M').parse().unwrap();
         assert!((900..=1024).contains(&size_mb), "workspace size {size_mb} MiB");
         let again = exec(&server, json!({"command": "echo fine > after.txt && cat after.txt"})).await;

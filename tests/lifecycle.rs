@@ -65,7 +65,8 @@ async fn a_busy_sandbox_still_ends_at_its_maximum_lifetime() {
         let mut ws = browser.socket(&server, "").await;
         ws.send(json!({"type": "run", "command": "sleep 60"})).await;
         let expiry = ws.until("expiry").await;
-        assert!(expiry["expiresInSecs"].as_i64().unwrap() <= 4, "{expiry}");
+        let left = expiry["expiresInSecs"].as_u64().unwrap();
+        assert!(left <= 4, "{expiry}");
         let t0 = std::time::Instant::now();
         loop {
             if let Got::Closed(code) = ws.recv().await {
@@ -73,7 +74,15 @@ async fn a_busy_sandbox_still_ends_at_its_maximum_lifetime() {
                 break;
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(12));
+        // When the expiry frame said, busy as it is: a second's rounding
+        // before, the reaper's pass (200 ms here) and 2 s of margin for the
+        // removal on a loaded machine after.
+        let took = t0.elapsed();
+        assert!(
+            took + Duration::from_secs(1) >= Duration::from_secs(left)
+                && took < Duration::from_secs(left) + Duration::from_millis(2200),
+            "closed after {took:?}, {left} s announced"
+        );
         assert!(sb.list().await.unwrap().is_empty());
         server.stop().await;
         cleanup(&sb).await;

@@ -117,8 +117,29 @@ async fn notebook_cells_run_in_a_kernel_over_the_socket() {
         assert!(found["data"]["text/plain"].as_str().unwrap().contains("Return the number of items"), "{found}");
 
         // An interrupt ends a busy loop within a second; the kernel lives on.
-        ws.send(json!({"type": "kernel.execute", "kernel": k, "msgId": "f", "code": "while True: pass"})).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Its stdout and stderr come as they are written, each by its name,
+        // before the cell ends (this one never ends by itself).
+        ws.send(json!({"type": "kernel.execute", "kernel": k, "msgId": "f",
+            "code": "import sys\nprint('to stdout', flush=True)\nprint('to stderr', file=sys.stderr, flush=True)\nwhile True: pass"}))
+            .await;
+        let mut streams = Vec::new();
+        while streams.len() < 2 {
+            let v = ws.json().await;
+            if v["type"] == "kernel.message" && v["parentMsgId"] == "f" {
+                match v["msgType"].as_str().unwrap() {
+                    "stream" => streams.push((
+                        v["content"]["name"].as_str().unwrap().to_string(),
+                        v["content"]["text"].as_str().unwrap().to_string(),
+                    )),
+                    "execute_input" | "status" => {}
+                    other => panic!("{other} before the interrupt: {v}"),
+                }
+            }
+        }
+        assert_eq!(
+            streams,
+            [("stdout".to_string(), "to stdout\n".to_string()), ("stderr".to_string(), "to stderr\n".to_string())]
+        );
         let t = Instant::now();
         ws.send(json!({"type": "kernel.interrupt", "kernel": k})).await;
         loop {

@@ -188,7 +188,10 @@ function renderPrompt(cell) {
 }
 
 function renderMarkdown(cell) {
-  cell.rendered.innerHTML = DOMPurify.sanitize(marked.parse(source(cell)));
+  // DOMPurify removes scripts, handlers and javascript: URLs; <style> and
+  // forms it keeps by default, and a notebook's Markdown has no need to
+  // restyle the page or post anywhere.
+  cell.rendered.innerHTML = DOMPurify.sanitize(marked.parse(source(cell)), { FORBID_TAGS: ["style", "form"] });
   cell.rendered.hidden = false;
   cell.editorBox.hidden = true;
 }

@@ -103,7 +103,11 @@ try {
     step("the terminal lists the files of the tree");
     await page.click("#tab-terminal");
     await page.waitForSelector("#terminal .xterm-rows");
-    await page.waitForTimeout(300);
+    // The shell is attached once its prompt shows, and keys go to it once
+    // the terminal has the focus.
+    await waitTerminal("$");
+    await page.click("#terminal");
+    await page.waitForFunction(() => document.activeElement?.closest("#terminal") != null);
     await page.keyboard.type("ls\n");
     await waitTerminal("hello.go");
     await page.keyboard.type("echo marker-$((6*7))\n");
@@ -125,10 +129,10 @@ try {
     step("Stop ends a busy loop within a second");
     await page.click("#tab-output");
     await openFromTree("main.py");
-    await setEditor("while True:\n    pass\n");
+    await setEditor('print("looping", flush=True)\nwhile True:\n    pass\n');
     await page.click("#run");
     await page.waitForFunction(() => !document.querySelector("#stop").disabled);
-    await page.waitForTimeout(500);
+    await waitOutput("looping"); // the loop runs now
     const t0 = Date.now();
     await page.click("#stop");
     await page.waitForFunction(() => document.querySelector("#stop").disabled, null, { timeout: 5000 });
@@ -185,6 +189,27 @@ try {
     await page.keyboard.insertText("# after reload\n");
     await tabSaved(page);
     await runAndWait("from the other tab");
+
+    step("on the next conflict, Keep mine saves this tab's copy over the other");
+    const third = await context.newPage();
+    await third.goto(base);
+    await third.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    await third.click('#tree [data-path="main.py"]');
+    await third.waitForFunction(() => document.querySelector(".cm-content").textContent.includes("# after reload"));
+    await third.click(".cm-content");
+    await third.keyboard.press("Control+a");
+    await third.keyboard.insertText("print('theirs')\n");
+    await tabSaved(third);
+    await third.close();
+    await page.click(".cm-content");
+    await page.keyboard.press("Control+a");
+    await page.keyboard.insertText("print('mine ' + 'kept')\n");
+    await page.waitForSelector("#conflict", { state: "visible" });
+    await page.click("#conflict-keep");
+    await page.waitForSelector("#conflict", { state: "hidden" });
+    await tabSaved(page);
+    await runAndWait("mine kept");
+    if ((await output()).includes("theirs")) throw new Error(`the other tab's copy ran: ${await output()}`);
 
     step("a file deleted elsewhere: Reload closes its tab and says so");
     await page.click("#tab-terminal");

@@ -62,14 +62,32 @@ pub async fn cleanup(sandboxes: &Sandboxes) {
     for v in sandboxes.list_volumes().await.unwrap_or_default() {
         let _ = sandboxes.remove_volume(&v.name).await;
     }
-    sandboxes
-        .remove_orphan_workspaces(&Default::default())
-        .await;
-    // A workspace being made when the server stopped finishes a moment later.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    sandboxes
-        .remove_orphan_workspaces(&Default::default())
-        .await;
+    // A workspace being made when the server stopped finishes a moment
+    // later: removed until none of this test's is left on disk.
+    let root = sandboxes.config().workspace_root.clone();
+    let prefix = format!("{}-", sandboxes.config().name_prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        sandboxes
+            .remove_orphan_workspaces(&Default::default())
+            .await;
+        let left: Vec<String> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workspaces left in {}: {left:?}",
+            root.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every async test runs under a timeout.
@@ -391,4 +409,71 @@ pub fn signal(child: &std::process::Child, sig: i32) {
 /// Sends a request and reads its JSON body, whatever the status.
 pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
     req.send().await.unwrap().json().await.unwrap()
+}
+
+/// An IPv4 socket address as /proc/net/tcp writes it.
+fn proc_net_addr(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            format!("{d:02X}{c:02X}{b:02X}{a:02X}:{:04X}", v4.port())
+        }
+        SocketAddr::V6(_) => panic!("an IPv6 connection in a test: {a}"),
+    }
+}
+
+/// Whether the server has closed its end of the connection from `client`
+/// to `server` (the server is in this network namespace): its socket has
+/// left ESTABLISHED (a FIN sent, queued behind data the client has not
+/// read) or is gone (a reset). Seen in /proc/net/tcp, without reading.
+pub fn server_closed(client: SocketAddr, server: SocketAddr) -> bool {
+    let (local, remote) = (proc_net_addr(server), proc_net_addr(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let state = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+            .then(|| f[3].to_string())
+    });
+    // 01: ESTABLISHED.
+    state.as_deref() != Some("01")
+}
+
+/// Waits (polling every 100 ms, `secs` at most) until the server has
+/// closed this connection on its own, the client reading nothing meanwhile.
+pub async fn wait_server_closed(tcp: &TcpStream, secs: u64, what: &str) {
+    let (client, server) = (tcp.local_addr().unwrap(), tcp.peer_addr().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !server_closed(client, server) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the server did not close it within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The TCP connection under a plain (not TLS) WebSocket.
+pub fn ws_tcp(ws: &Ws) -> &TcpStream {
+    match ws.ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp,
+        _ => panic!("a TLS socket in a test"),
+    }
+}
+
+/// A refused request: its status and its error's code (every error has the
+/// body `{"error": {"code", "message"}}`).
+pub async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let v: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("a {status} without a JSON body: {e}"));
+    let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    (status, code.to_string())
 }
