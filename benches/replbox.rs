@@ -498,7 +498,13 @@ async fn main() {
     let (url, cookie) = socket_url(&server.addr, "json").await;
     let cells = Command::new("python3")
         .arg(root().join("benches/cells.py"))
-        .args([url, cookie, CELLS.to_string()])
+        .args([
+            url,
+            cookie,
+            CELLS.to_string(),
+            format!("http://{}", server.addr),
+            "bench".to_string(),
+        ])
         .output()
         .expect("python3 (make bench installs jupyter_client and websockets)");
     let line = String::from_utf8_lossy(&cells.stdout);
@@ -511,6 +517,13 @@ async fn main() {
             out.insert(
                 "cell_ratio".into(),
                 json!(((ours / direct) * 100.0).round() / 100.0),
+            );
+            // The same cell through the Jupyter gateway, alternated with ours.
+            let gateway = v["gateway_cell_p50_ms"].as_f64().unwrap_or(f64::NAN);
+            out.insert("gateway_cell_p50_ms".into(), json!(gateway));
+            out.insert(
+                "gateway_vs_socket_cell_ratio".into(),
+                json!(((gateway / ours) * 100.0).round() / 100.0),
             );
         }
         Err(_) => failures.push(format!(
@@ -581,13 +594,20 @@ async fn idle_load_and_page(
     let own_after = own_rss_kb();
     // The bench's own sockets are not the sandboxes' cost.
     let own_growth = own_after.saturating_sub(own_before);
-    out.insert("system_used_idle_before_mb".into(), json!(host_before / 1024));
+    out.insert(
+        "system_used_idle_before_mb".into(),
+        json!(host_before / 1024),
+    );
     out.insert("system_used_idle_after_mb".into(), json!(host_after / 1024));
-    out.insert("bench_client_rss_growth_mb".into(), json!(own_growth / 1024));
+    out.insert(
+        "bench_client_rss_growth_mb".into(),
+        json!(own_growth / 1024),
+    );
     out.insert(
         "system_mem_per_idle_sandbox_mb".into(),
         json!(
-            ((host_after as f64 - host_before as f64 - own_growth as f64) / 1024.0
+            ((host_after as f64 - host_before as f64 - own_growth as f64)
+                / 1024.0
                 / idle.len() as f64
                 * 100.0)
                 .round()
@@ -599,9 +619,7 @@ async fn idle_load_and_page(
     out.insert("server_rss_idle_after_kb".into(), json!(rss_after));
     out.insert(
         "server_rss_per_session_kb".into(),
-        json!(
-            ((rss_after as f64 - rss_before as f64) / idle.len() as f64 * 10.0).round() / 10.0
-        ),
+        json!(((rss_after as f64 - rss_before as f64) / idle.len() as f64 * 10.0).round() / 10.0),
     );
     let mut with_idle = Vec::new();
     for _ in 0..RUNS {
@@ -686,7 +704,10 @@ async fn idle_load_and_page(
     if ready.len() == PAGE_VISITS {
         out.insert("page_js_kb_gzip".into(), json!(js_kb));
         out.insert("page_ready_ms".into(), json!(pct(&mut ready, 0.5).round()));
-        out.insert("page_ready_max_ms".into(), json!(pct(&mut ready, 1.0).round()));
+        out.insert(
+            "page_ready_max_ms".into(),
+            json!(pct(&mut ready, 1.0).round()),
+        );
     }
     server.stop();
     remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
@@ -834,6 +855,8 @@ const KEYS: &[(&str, Target)] = &[
     ("cell_roundtrip_p50_ms", Target::None),
     ("ipykernel_direct_p50_ms", Target::None),
     ("cell_ratio", Target::AtMost(1.5)),
+    ("gateway_cell_p50_ms", Target::None),
+    ("gateway_vs_socket_cell_ratio", Target::AtMost(1.2)),
     ("idle_sandboxes", Target::None),
     ("server_rss_idle_before_kb", Target::None),
     ("server_rss_idle_after_kb", Target::None),

@@ -130,6 +130,7 @@ pub async fn serve(
         new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
         sockets: tokio_util::task::TaskTracker::new(),
         health: Arc::default(),
+        jupyter: Arc::default(),
         token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),
     };
     // Expired cookie sessions are deleted hourly (the store keeps them

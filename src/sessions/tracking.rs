@@ -25,8 +25,19 @@ impl Session {
         name: &str,
         reference: Option<serde_json::Value>,
     ) -> Result<Arc<JobRecord>, SessionError> {
+        self.start_kernel_in(name, "", reference).await
+    }
+
+    /// Starts a kernel with its working directory `cwd` (relative to
+    /// /workspace).
+    pub async fn start_kernel_in(
+        self: &Arc<Self>,
+        name: &str,
+        cwd: &str,
+        reference: Option<serde_json::Value>,
+    ) -> Result<Arc<JobRecord>, SessionError> {
         let handle = self.ensure().await?;
-        let job = handle.kernel_start(name).await?;
+        let job = handle.kernel_start(name, cwd).await?;
         self.track(job, JobKind::Kernel, reference).await
     }
 

@@ -213,10 +213,11 @@ async fn handle(
             table.control(id, jobs::Control::Resize(rows, cols)).await
         }
         ToAgent::Signal { id, signal } => table.signal(id, signal),
-        ToAgent::KernelStart { id, name } => kernels.start(
+        ToAgent::KernelStart { id, name, cwd } => kernels.start(
             table.clone(),
             id,
             name,
+            cwd,
             workspace.to_path_buf(),
             out.clone(),
         ),

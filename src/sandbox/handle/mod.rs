@@ -194,9 +194,11 @@ impl SandboxHandle {
 
     /// Starts a Jupyter kernel (by kernelspec name) as a job; its events
     /// are `KernelReady`, then `KernelMessage`s, and its exit.
-    pub async fn kernel_start(&self, name: &str) -> Result<Job, SandboxError> {
-        let name = name.to_string();
-        self.start_job(|id| ToAgent::KernelStart { id, name }).await
+    /// `cwd` is relative to /workspace (empty: /workspace).
+    pub async fn kernel_start(&self, name: &str, cwd: &str) -> Result<Job, SandboxError> {
+        let (name, cwd) = (name.to_string(), cwd.to_string());
+        self.start_job(|id| ToAgent::KernelStart { id, name, cwd })
+            .await
     }
 
     /// Routes a new job id's events to a [`Job`], then sends the frame that
