@@ -18,14 +18,19 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info_span, Instrument};
 
-/// Messages a kernel's sockets may fall behind by before they miss some.
-const FANOUT: usize = 1024;
+/// Messages a kernel's sockets may fall behind by before they miss some
+/// (the ring holds at most this many messages, each at most MAX_MESSAGE).
+const FANOUT: usize = 64;
+/// The largest kernel message the gateway relays, as the agent's JSON; a
+/// larger one reaches the client as a short stream message saying so (the
+/// page's own socket has its frame limit for the same reason).
+const MAX_MESSAGE: usize = 2 << 20;
 /// How long a kernel may take to answer its first kernel_info.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a busy kernel counts as activity of its sandbox.
 const BUSY_TOUCH: Duration = Duration::from_secs(5);
-/// Kernels one token may have at once.
-pub const MAX_KERNELS_PER_CALLER: usize = 32;
+/// Kernels one token may have at once (starting ones included).
+pub const MAX_KERNELS_PER_CALLER: usize = 8;
 
 /// A message from the kernel, as the sockets send it on.
 #[derive(Debug, Clone)]
@@ -197,6 +202,9 @@ impl Kernel {
 #[derive(Default)]
 pub struct Gateway {
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
+    /// Kernels being started, by caller: counted against the cap before
+    /// the (slow) start, so simultaneous starts cannot pass it.
+    starting: Mutex<HashMap<String, usize>>,
     /// Kernelspecs by image (`None`: the server's default image).
     specs: Mutex<HashMap<Option<String>, Vec<KernelSpecInfo>>>,
 }
@@ -257,15 +265,25 @@ impl Gateway {
         name: &str,
         cwd: &str,
     ) -> Result<Arc<Kernel>, AppError> {
-        if self.list(caller).len() >= MAX_KERNELS_PER_CALLER {
-            return Err(AppError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::CapacityFull,
-                format!(
-                    "A token may run at most {MAX_KERNELS_PER_CALLER} kernels: delete one first."
-                ),
-            ));
-        }
+        let running = self.list(caller).len();
+        let _slot = {
+            let mut starting = self.starting.lock().unwrap();
+            let n = starting.entry(caller.to_string()).or_default();
+            if running + *n >= MAX_KERNELS_PER_CALLER {
+                return Err(AppError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::CapacityFull,
+                    format!(
+                        "A token may run at most {MAX_KERNELS_PER_CALLER} kernels: delete one first."
+                    ),
+                ));
+            }
+            *n += 1;
+            Starting {
+                gateway: self.clone(),
+                caller: caller.to_string(),
+            }
+        };
         let job = start_job(&session, name, cwd).await?;
         let kernel = Arc::new(Kernel {
             id: uuid::Uuid::new_v4().to_string(),
@@ -457,8 +475,30 @@ async fn monitor(gateway: std::sync::Weak<Gateway>, kernel: std::sync::Weak<Kern
     }
 }
 
-/// The agent's JSON of a kernel message in Jupyter's wire shape.
+/// A start in progress, counted against its caller's cap until dropped.
+struct Starting {
+    gateway: Arc<Gateway>,
+    caller: String,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        let mut starting = self.gateway.starting.lock().unwrap();
+        if let Some(n) = starting.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                starting.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// The agent's JSON of a kernel message in Jupyter's wire shape. One over
+/// MAX_MESSAGE is replaced by a stream message on iopub that says so.
 fn to_wire(channel: &str, message: &str) -> Option<Outgoing> {
+    if message.len() > MAX_MESSAGE {
+        return too_large(channel, message);
+    }
     let m: Value = serde_json::from_str(message).ok()?;
     let header = m.get("header")?.clone();
     let parent = match m.get("parent_header") {
@@ -513,4 +553,45 @@ mod tests {
         assert_eq!(out.message["parent_header"], serde_json::json!({}));
         assert!(out.parent_session.is_none());
     }
+}
+
+/// What a client gets instead of a message too large to relay: a stream
+/// message on iopub with the same parent, so its cell shows why.
+fn too_large(channel: &str, message: &str) -> Option<Outgoing> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        parent_header: Value,
+        #[serde(default)]
+        header: Value,
+    }
+    // Only the two small headers are parsed; the content is skipped.
+    let head: Head = serde_json::from_str(message).ok()?;
+    let parent = match head.parent_header {
+        Value::Object(p) => Value::Object(p),
+        _ => Value::Object(Default::default()),
+    };
+    let parent_session = parent["session"].as_str().map(String::from);
+    let text = format!(
+        "[replbox: a {} message of {} bytes is larger than the gateway relays ({} bytes); it was not sent]\n",
+        head.header["msg_type"].as_str().unwrap_or("kernel"),
+        message.len(),
+        MAX_MESSAGE
+    );
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let header = serde_json::json!({
+        "msg_id": msg_id, "msg_type": "stream", "username": "replbox",
+        "session": head.header["session"], "date": chrono::Utc::now().to_rfc3339(),
+        "version": "5.3",
+    });
+    let _ = channel;
+    Some(Outgoing {
+        channel: Arc::from("iopub"),
+        parent_session,
+        message: Arc::new(serde_json::json!({
+            "channel": "iopub", "msg_id": msg_id, "msg_type": "stream",
+            "header": header, "parent_header": parent, "metadata": {},
+            "content": {"name": "stderr", "text": text}, "buffers": [],
+        })),
+    })
 }

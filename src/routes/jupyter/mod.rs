@@ -347,7 +347,12 @@ async fn channels(
     let shutdown = state.shutdown.clone();
     let tracker = state.sockets.clone();
     let span = info_span!("jupyter_socket", owner = %kernel.session.owner, kernel = %kernel.id);
-    Ok(ws.max_message_size(64 << 20).on_upgrade(move |socket| {
+    // A client's message at most what the agent takes in one frame.
+    let cap = state.config.max_frame_bytes.max(64 * 1024);
+    Ok(ws
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| {
         tracker.track_future(
             async move {
                 let me = kernel.connect();
