@@ -37,12 +37,17 @@ static/node_modules/.package-lock.json: static/package-lock.json
 # Python packages the tests and the bench use on the host (PyPI): nbformat
 # validates saved notebooks; jupyter_client + ipykernel are the baseline of
 # the notebook benchmark, websockets its client of our socket; mcp is the
-# official MCP SDK that tests /mcp.
-PY_PACKAGES := nbformat jupyter_client ipykernel websockets mcp
+# official MCP SDK that tests /mcp; jupyter_server (in gateway mode) and
+# nbclient are the stock Jupyter clients that test /jupyter; schemathesis
+# (4.x) fuzzes the REST API against its OpenAPI document (tests/fuzz.rs).
+PY_PACKAGES := nbformat jupyter_client ipykernel websockets mcp jupyter_server nbclient
 pydeps:
-	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets, mcp" 2>/dev/null || { \
+	@python3 -c "import nbformat, jupyter_client, ipykernel, websockets, mcp, jupyter_server, nbclient" 2>/dev/null || { \
 	  echo "==> pip: $(PY_PACKAGES)"; \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES); }
+	@python3 -c "import schemathesis, sys; sys.exit(not schemathesis.__version__.startswith('4.'))" 2>/dev/null || { \
+	  echo "==> pip: schemathesis 4.x"; \
+	  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'; }
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

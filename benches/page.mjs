@@ -30,6 +30,10 @@ for (let i = 0; i < Number(visits); i++) {
   await context.close();
 }
 await browser.close();
+if (jsBytes === 0 || times.length !== Number(visits)) {
+  console.error(`page.mjs: ${times.length} visits measured, ${jsBytes} bytes of script seen`);
+  process.exit(1);
+}
 times.sort((a, b) => a - b);
 console.log(JSON.stringify({
   page_js_kb_gzip: Math.round(jsBytes / 102.4) / 10,

@@ -57,8 +57,13 @@ pub async fn serve(
         e => e.into(),
     })?;
     let metrics = metrics::Metrics::default();
-    let registry =
-        Registry::open(config.clone(), sandboxes, store.clone(), metrics.clone()).await?;
+    let registry = Registry::open(
+        config.clone(),
+        Arc::new(sandboxes),
+        store.clone(),
+        metrics.clone(),
+    )
+    .await?;
     if let Err(e) = registry.recover().await {
         // The engine may come back later; /healthz says so meanwhile.
         tracing::warn!(error = %e, "start-up recovery skipped: engine unavailable");
@@ -125,6 +130,7 @@ pub async fn serve(
         new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
         sockets: tokio_util::task::TaskTracker::new(),
         health: Arc::default(),
+        jupyter: Arc::default(),
         token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),
     };
     // Expired cookie sessions are deleted hourly (the store keeps them

@@ -95,7 +95,7 @@ async fn a_kernel_keeps_state_renders_and_can_be_interrupted() {
             })
             .await
             .unwrap();
-        let mut k = h.kernel_start("python3").await.unwrap();
+        let mut k = h.kernel_start("python3", "").await.unwrap();
         loop {
             match k.next().await.unwrap() {
                 JobEvent::KernelReady { language } => {

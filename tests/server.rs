@@ -365,15 +365,26 @@ async fn the_api_creates_runs_and_deletes_sandboxes() {
             .unwrap();
         assert_eq!(common::refusal(r).await, (401, "unauthorized".into()));
 
-        // The one-shot run leaves nothing behind.
+        // The one-shot run leaves nothing behind (removed right after the
+        // answer: waited for, within 30 s).
         let sb = server.sandboxes().await;
         let r: Value = json_of(server.api(Method::POST, "/api/v1/run")
             .json(&json!({"language": "javascript", "code": "let s = require('fs').readFileSync(0, 'utf8'); console.log(s.trim().toUpperCase())", "stdin": "shout"}))).await;
         assert_eq!(r["stdout"], "SHOUT\n", "{r}");
-        let left = sb.list().await.unwrap();
-        assert!(left.iter().all(|c| !c.session.starts_with("r-")), "{left:?}");
-        let vols = sb.list_volumes().await.unwrap();
-        assert!(vols.iter().all(|v| !v.session.starts_with("r-")), "{vols:?}");
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let left = sb.list().await.unwrap();
+                let vols = sb.list_volumes().await.unwrap();
+                if left.iter().all(|c| !c.session.starts_with("r-"))
+                    && vols.iter().all(|v| !v.session.starts_with("r-"))
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the one-shot run's container and volume are removed");
 
         let r = server.api(Method::DELETE, "/api/v1/sandboxes/task-1").send().await.unwrap();
         assert_eq!(r.status(), 204);

@@ -11,7 +11,7 @@ macro_rules! codes {
         }
 
         impl ErrorCode {
-            /// Every code, in the order of the docs' table.
+            /// Every code.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
@@ -34,11 +34,14 @@ codes! {
     BadFrame = "bad_frame",
     BadJson = "bad_json",
     BadLogin = "bad_login",
+    BadQuery = "bad_query",
     BadRecoveryCode = "bad_recovery_code",
     BadRun = "bad_run",
     BadSignal = "bad_signal",
     BadTaskId = "bad_task_id",
+    BadTimeout = "bad_timeout",
     BadTtl = "bad_ttl",
+    BadWait = "bad_wait",
     BeingRemoved = "being_removed",
     BodyIncomplete = "body_incomplete",
     BodyTooLarge = "body_too_large",
@@ -60,6 +63,7 @@ codes! {
     Invalid = "invalid",
     InvalidPath = "invalid_path",
     IsADirectory = "is_a_directory",
+    MethodNotAllowed = "method_not_allowed",
     MissingEntry = "missing_entry",
     NameTaken = "name_taken",
     NoSession = "no_session",

@@ -11,7 +11,7 @@
 use super::harness::{self, Sides};
 use super::{Compare, Exercise, Show, TestKind, TestSpec};
 use crate::config::Language;
-use crate::sandbox::{CreateSpec, SandboxError, SandboxHandle, Sandboxes};
+use crate::sandbox::{Backend, CreateSpec, SandboxError, SandboxHandle};
 use crate::services::runs::shell_quote;
 use replbox_protocol::ExitStatus;
 use replbox_protocol::JobSpec;
@@ -76,7 +76,7 @@ pub fn matches(compare: Compare, expected: &str, got: &str) -> bool {
 /// Grades `files` (the student's workspace: path -> bytes) against the
 /// exercise, in containers made for this check and removed after it.
 pub async fn grade(
-    sandboxes: &Sandboxes,
+    sandboxes: &dyn Backend,
     exercise: &Exercise,
     language: &Language,
     files: &BTreeMap<String, Vec<u8>>,
@@ -130,7 +130,7 @@ pub async fn grade(
 }
 
 async fn run_checks(
-    sandboxes: &Sandboxes,
+    sandboxes: &dyn Backend,
     student: &SandboxHandle,
     grader: Option<&SandboxHandle>,
     exercise: &Exercise,

@@ -1,11 +1,17 @@
 //! The browser's cookie session names its owner key; the key names its
 //! sandbox. Every tab of a browser shares both.
+//!
+//! "Session" alone means `sessions::Session` (an owner's sandbox over
+//! time); the cookie's is a [`BrowserSession`].
 
 use super::AppState;
 use crate::error::{AppError, ErrorCode};
 use crate::sessions::{NewSession, OwnerKind, Session};
 use axum::http::StatusCode;
 use std::sync::Arc;
+
+/// The browser's cookie session (tower-sessions).
+pub type BrowserSession = tower_sessions::Session;
 
 const OWNER_KEY: &str = "owner";
 /// The signed-in teacher's id, when a teacher signed in on this browser.
@@ -20,7 +26,7 @@ fn session_error(e: tower_sessions::session::Error) -> AppError {
 /// `REPLBOX_NEW_SESSIONS_PER_MINUTE` new ones per client address).
 pub async fn owner(
     state: &AppState,
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
     client: std::net::IpAddr,
 ) -> Result<String, AppError> {
     if let Some(owner) = session
@@ -53,7 +59,7 @@ pub async fn owner(
 }
 
 /// The owner key of a browser that has visited the page before.
-pub async fn existing_owner(session: &tower_sessions::Session) -> Result<String, AppError> {
+pub async fn existing_owner(session: &BrowserSession) -> Result<String, AppError> {
     session
         .get::<String>(OWNER_KEY)
         .await
@@ -69,7 +75,7 @@ pub async fn existing_owner(session: &tower_sessions::Session) -> Result<String,
 
 /// This browser takes another owner key (a student's, by recovery code),
 /// with a new session id.
-pub async fn become_owner(session: &tower_sessions::Session, owner: &str) -> Result<(), AppError> {
+pub async fn become_owner(session: &BrowserSession, owner: &str) -> Result<(), AppError> {
     session.cycle_id().await.map_err(session_error)?;
     session
         .insert(OWNER_KEY, owner.to_string())
@@ -81,7 +87,7 @@ pub async fn become_owner(session: &tower_sessions::Session, owner: &str) -> Res
 const RECOVERY_KEY: &str = "recovery_code";
 
 pub async fn show_recovery_code_once(
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
     code: String,
 ) -> Result<(), AppError> {
     session
@@ -91,9 +97,7 @@ pub async fn show_recovery_code_once(
 }
 
 /// The recovery code to show now, forgotten as it is read.
-pub async fn take_recovery_code(
-    session: &tower_sessions::Session,
-) -> Result<Option<String>, AppError> {
+pub async fn take_recovery_code(session: &BrowserSession) -> Result<Option<String>, AppError> {
     session
         .remove::<String>(RECOVERY_KEY)
         .await
@@ -110,7 +114,7 @@ pub async fn sandbox(state: &AppState, owner: &str) -> Result<Arc<Session>, AppE
 }
 
 /// The teacher signed in on this browser, if any.
-pub async fn teacher_id(session: &tower_sessions::Session) -> Result<Option<String>, AppError> {
+pub async fn teacher_id(session: &BrowserSession) -> Result<Option<String>, AppError> {
     session
         .get::<String>(TEACHER_KEY)
         .await
@@ -118,15 +122,12 @@ pub async fn teacher_id(session: &tower_sessions::Session) -> Result<Option<Stri
 }
 
 /// Signs a teacher in, with a new session id (privileges change).
-pub async fn sign_in_teacher(
-    session: &tower_sessions::Session,
-    id: String,
-) -> Result<(), AppError> {
+pub async fn sign_in_teacher(session: &BrowserSession, id: String) -> Result<(), AppError> {
     session.cycle_id().await.map_err(session_error)?;
     session.insert(TEACHER_KEY, id).await.map_err(session_error)
 }
 
-pub async fn sign_out_teacher(session: &tower_sessions::Session) -> Result<(), AppError> {
+pub async fn sign_out_teacher(session: &BrowserSession) -> Result<(), AppError> {
     session
         .remove::<String>(TEACHER_KEY)
         .await

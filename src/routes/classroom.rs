@@ -3,6 +3,7 @@
 //! read the results. A student's session never reaches a teacher's routes,
 //! nor another student's files.
 
+use super::browser_session::BrowserSession;
 use super::client_addr::ClientAddr;
 use super::{browser_session, AppState};
 use crate::classroom::standings_csv;
@@ -41,7 +42,7 @@ pub fn router() -> Router<AppState> {
 
 async fn student(
     state: &AppState,
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
 ) -> Result<crate::classroom::Student, AppError> {
     let owner = browser_session::existing_owner(session).await?;
     Ok(state.services.joined(&owner).await?)
@@ -56,7 +57,7 @@ struct JoinRequest {
 async fn join(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     super::extract::JsonBody(req): super::extract::JsonBody<JoinRequest>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
@@ -77,7 +78,7 @@ pub(super) fn limit_key(client: std::net::IpAddr) -> String {
 pub(super) async fn recover_limited(
     state: &AppState,
     client: std::net::IpAddr,
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
     code: &str,
 ) -> Result<crate::classroom::Student, AppError> {
     let owner = browser_session::existing_owner(session).await?;
@@ -97,17 +98,14 @@ struct RecoverRequest {
 async fn recover(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     super::extract::JsonBody(req): super::extract::JsonBody<RecoverRequest>,
 ) -> Result<Response, AppError> {
     let student = recover_limited(&state, client, &session, &req.code).await?;
     Ok(Json(student).into_response())
 }
 
-async fn me(
-    State(state): State<AppState>,
-    session: tower_sessions::Session,
-) -> Result<Response, AppError> {
+async fn me(State(state): State<AppState>, session: BrowserSession) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
     let class = state.services.classroom.class(&student.class_id).await?;
     let progress = state.services.classroom.progress(&student.id).await?;
@@ -134,7 +132,7 @@ async fn me(
 
 async fn exercise(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
@@ -147,7 +145,7 @@ async fn exercise(
 
 async fn check(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let student = student(&state, &session).await?;
@@ -155,7 +153,7 @@ async fn check(
     Ok(Json(json!({"checkId": checked.check_id, "report": checked.report})).into_response())
 }
 
-async fn teacher(session: &tower_sessions::Session) -> Result<String, AppError> {
+async fn teacher(session: &BrowserSession) -> Result<String, AppError> {
     browser_session::teacher_id(session).await?.ok_or_else(|| {
         AppError::new(
             StatusCode::UNAUTHORIZED,
@@ -174,7 +172,7 @@ struct LoginRequest {
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     super::extract::JsonBody(req): super::extract::JsonBody<LoginRequest>,
 ) -> Result<Response, AppError> {
     let id = state
@@ -185,7 +183,7 @@ async fn login(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn logout(session: tower_sessions::Session) -> Result<Response, AppError> {
+async fn logout(session: BrowserSession) -> Result<Response, AppError> {
     browser_session::sign_out_teacher(&session).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -200,7 +198,7 @@ struct ClassWithExercises {
 
 async fn classes(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
 ) -> Result<Response, AppError> {
     let t = teacher(&session).await?;
     let exercises: Vec<_> = state
@@ -233,7 +231,7 @@ struct ClassRequest {
 
 async fn create_class(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     super::extract::JsonBody(req): super::extract::JsonBody<ClassRequest>,
 ) -> Result<Response, AppError> {
     let t = teacher(&session).await?;
@@ -245,7 +243,7 @@ async fn create_class(
 /// The signed-in teacher's own class (401 without a teacher).
 async fn own_class(
     state: &AppState,
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
     class: &str,
 ) -> Result<crate::classroom::Class, AppError> {
     Ok(state
@@ -256,7 +254,7 @@ async fn own_class(
 
 async fn standings(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     own_class(&state, &session, &class).await?;
@@ -269,7 +267,7 @@ async fn standings(
 
 async fn standings_as_csv(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     own_class(&state, &session, &class).await?;
@@ -290,7 +288,7 @@ async fn standings_as_csv(
 
 async fn check_files(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (check, student) = state
@@ -315,7 +313,7 @@ struct AssignRequest {
 /// The teacher chooses the exercises a class sees.
 async fn assign(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(class): Path<String>,
     super::extract::JsonBody(req): super::extract::JsonBody<AssignRequest>,
 ) -> Result<Response, AppError> {
@@ -331,7 +329,7 @@ async fn assign(
 /// (a leaked code, or a removed student who kept it).
 async fn new_code(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(class): Path<String>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;
@@ -348,7 +346,7 @@ struct RenameRequest {
 /// The teacher renames a student of their class.
 async fn rename_student(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, student)): Path<(String, String)>,
     super::extract::JsonBody(req): super::extract::JsonBody<RenameRequest>,
 ) -> Result<Response, AppError> {
@@ -365,7 +363,7 @@ async fn rename_student(
 /// exercise workspaces.
 async fn remove_student(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, student)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let c = own_class(&state, &session, &class).await?;

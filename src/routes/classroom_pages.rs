@@ -3,6 +3,7 @@
 //! teacher's sign-in, classes, dashboard and read-only view of a check.
 //! Forms post urlencoded; SameSite=Lax cookies keep other sites' forms out.
 
+use super::browser_session::BrowserSession;
 use super::client_addr::ClientAddr;
 use super::pages::{render, ExerciseView, IdePage};
 use super::{assets, browser_session, AppState};
@@ -123,7 +124,7 @@ async fn list_page(
 async fn list(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
 ) -> Result<Response, AppError> {
     let owner = browser_session::owner(&state, &session, client).await?;
     let recovery = browser_session::take_recovery_code(&session).await?;
@@ -150,7 +151,7 @@ struct JoinForm {
 async fn join(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Form(form): Form<JoinForm>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session)
@@ -191,7 +192,7 @@ struct RecoverForm {
 async fn recover(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Form(form): Form<RecoverForm>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session)
@@ -210,7 +211,7 @@ async fn recover(
 
 async fn exercise_page(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
@@ -250,7 +251,7 @@ struct SignInForm {
 async fn sign_in(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, AppError> {
     match state
@@ -279,7 +280,7 @@ async fn sign_in(
     }
 }
 
-async fn sign_out(session: tower_sessions::Session) -> Result<Response, AppError> {
+async fn sign_out(session: BrowserSession) -> Result<Response, AppError> {
     browser_session::sign_out_teacher(&session).await?;
     Ok(axum::response::IntoResponse::into_response(Redirect::to(
         "/teacher/sign-in",
@@ -304,7 +305,7 @@ struct ClassView {
 
 async fn teacher_home(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
 ) -> Result<Response, AppError> {
     let Some(t) = browser_session::teacher_id(&session).await? else {
         return Ok(axum::response::IntoResponse::into_response(Redirect::to(
@@ -338,7 +339,7 @@ async fn teacher_home(
 /// axum's `Form` (serde_urlencoded) cannot take.
 async fn choose(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(class): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
@@ -359,7 +360,7 @@ async fn choose(
 /// A new code for the class (the form beside its code), then the class list.
 async fn new_code(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(class): Path<String>,
 ) -> Result<Response, AppError> {
     let c = match own_class(&state, &session, &class).await? {
@@ -379,7 +380,7 @@ struct ClassForm {
 
 async fn new_class(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Form(form): Form<ClassForm>,
 ) -> Result<Response, AppError> {
     let Some(t) = browser_session::teacher_id(&session).await? else {
@@ -421,7 +422,7 @@ struct DashboardPage {
 /// The signed-in teacher's class, or what to answer instead.
 async fn own_class(
     state: &AppState,
-    session: &tower_sessions::Session,
+    session: &BrowserSession,
     class: &str,
 ) -> Result<Result<crate::classroom::Class, Response>, AppError> {
     let Some(t) = browser_session::teacher_id(session).await? else {
@@ -434,7 +435,7 @@ async fn own_class(
 
 async fn dashboard(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let c = match own_class(&state, &session, &class).await? {
@@ -492,7 +493,7 @@ struct CheckPage {
 
 async fn check_page(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (check, student) = state
@@ -541,7 +542,7 @@ struct RenameForm {
 /// The teacher's form renames a student.
 async fn rename_student(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, student)): Path<(String, String)>,
     Form(form): Form<RenameForm>,
 ) -> Result<Response, AppError> {
@@ -565,7 +566,7 @@ struct RemoveForm {
 /// The teacher's form removes a student.
 async fn remove_student(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     Path((class, student)): Path<(String, String)>,
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, AppError> {

@@ -241,7 +241,7 @@ impl Tools {
                 let session = api::find(state, &caller, &a.task_id)?;
                 let run = RunRequest {
                     command: Some(a.command),
-                    timeout_ms: a.timeout_ms,
+                    timeout_ms: super::api_rules::timeout_ms(a.timeout_ms)?,
                     ..Default::default()
                 };
                 let plan = runs::plan(&run, &state.services.languages, &state.config)?;

@@ -2,6 +2,7 @@
 //! the shared state and the layers (cookie sessions, tracing).
 
 pub mod api;
+mod api_rules;
 pub mod assets;
 mod browser_session;
 pub mod classroom;
@@ -11,6 +12,7 @@ pub mod cross_site;
 pub mod extract;
 pub mod frames;
 pub mod health;
+pub mod jupyter;
 pub mod mcp;
 pub mod outbox;
 mod pages;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub token_key: Arc<[u8; 32]>,
     /// The engine's last answer to `/healthz`, shared for a moment.
     pub health: Arc<health::Cached>,
+    /// The kernels started through the Jupyter gateway (`/jupyter`).
+    pub jupyter: Arc<jupyter::Gateway>,
 }
 
 pub type NewSessionLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
@@ -75,6 +79,7 @@ pub fn router(state: AppState, session_store: SqliteStore) -> Router {
         .merge(browser)
         .merge(api::router())
         .merge(mcp::router(state.clone()))
+        .merge(jupyter::router())
         .merge(health::router())
         .merge(assets::router().layer(tower_http::compression::CompressionLayer::new()))
         .layer(

@@ -1,6 +1,7 @@
 //! The pages a browser opens (askama templates), and the workspace as a zip.
 //! Visiting a page gives the browser its session.
 
+use super::browser_session::BrowserSession;
 use super::client_addr::ClientAddr;
 use super::{assets, browser_session, AppState};
 use crate::error::{AppError, ErrorCode};
@@ -59,7 +60,7 @@ struct NotebookPage {
 async fn notebook(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> Result<Response, AppError> {
     browser_session::owner(&state, &session, client).await?;
@@ -109,7 +110,7 @@ pub fn page(html: String) -> Response {
 async fn ide(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    session: tower_sessions::Session,
+    session: BrowserSession,
 ) -> Result<Response, AppError> {
     browser_session::owner(&state, &session, client).await?;
     render(&IdePage::new(None))
@@ -128,7 +129,7 @@ const ZIP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn download(
     State(state): State<AppState>,
-    session: tower_sessions::Session,
+    session: BrowserSession,
 ) -> Result<Response, AppError> {
     let owner = browser_session::existing_owner(&session).await?;
     let sandbox = browser_session::sandbox(&state, &owner).await?;

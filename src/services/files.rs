@@ -14,20 +14,20 @@ pub async fn file_op(
     op: FileOp,
     writes: bool,
 ) -> Result<FileReply, ServiceError> {
-    // Paths are checked here too, so a bad one is refused without a sandbox.
-    match &op {
+    // Paths are checked here too, so a bad one is refused without a
+    // sandbox; the agent is sent them relative to /workspace.
+    let mut op = op;
+    match &mut op {
         FileOp::Read { path }
         | FileOp::List { path }
         | FileOp::Mkdir { path }
-        | FileOp::Delete { path } => {
-            replbox_protocol::path::normalize(path)?;
-        }
-        FileOp::Write { path, .. } => {
-            replbox_protocol::path::normalize(path)?;
+        | FileOp::Delete { path }
+        | FileOp::Write { path, .. } => {
+            *path = replbox_protocol::path::normalize(path)?;
         }
         FileOp::Rename { from, to } => {
-            replbox_protocol::path::normalize(from)?;
-            replbox_protocol::path::normalize(to)?;
+            *from = replbox_protocol::path::normalize(from)?;
+            *to = replbox_protocol::path::normalize(to)?;
         }
     }
     let handle = sandbox.ensure().await?;

@@ -15,6 +15,16 @@ pub async fn start(
     Ok(sandbox.start_kernel(name, reference).await?)
 }
 
+/// Starts a kernel working in `cwd` (relative to /workspace): the Jupyter
+/// gateway's kernels.
+pub async fn start_in(
+    sandbox: &Arc<Session>,
+    name: &str,
+    cwd: &str,
+) -> Result<Arc<JobRecord>, ServiceError> {
+    Ok(sandbox.start_kernel_in(name, cwd, None).await?)
+}
+
 /// The kernels the sandbox's image offers.
 pub async fn specs(sandbox: &Arc<Session>) -> Result<Vec<KernelSpecInfo>, ServiceError> {
     Ok(sandbox.ensure().await?.kernel_specs().await?)

@@ -152,8 +152,7 @@ pub fn plan(
 ) -> Result<RunPlan, ServiceError> {
     let mut files: Vec<(String, String)> = Vec::new();
     for (p, text) in req.files.iter().flatten() {
-        path::normalize(p)?;
-        files.push((p.clone(), text.clone()));
+        files.push((path::normalize(p)?, text.clone()));
     }
     let command = match (&req.language, &req.command, &req.argv) {
         (Some(lang), None, None) => {
@@ -166,16 +165,18 @@ pub fn plan(
             let entry = match (&req.entry, &req.code) {
                 (Some(entry), _) => entry.clone(),
                 (None, Some(_)) => format!("main.{}", language.extension),
+                // The first file of the language, or `main.EXT` (which a
+                // workspace may hold already; if not, the program says so).
                 (None, None) => files
                     .iter()
                     .map(|(p, _)| p.clone())
                     .find(|p| p.ends_with(&format!(".{}", language.extension)))
-                    .ok_or(ServiceError::MissingEntry(
-                        "Say which file to run: give `entry`, `code` or `files`.",
-                    ))?,
+                    .unwrap_or_else(|| format!("main.{}", language.extension)),
             };
+            // `dir/`, `dir/.` and `/workspace` name no file.
+            let named = !matches!(entry.rsplit('/').next(), Some("" | "."));
             let entry = path::normalize(&entry)?;
-            if entry.is_empty() {
+            if entry.is_empty() || !named {
                 return Err(ServiceError::MissingEntry("The entry file has no name."));
             }
             if let Some(code) = &req.code {
@@ -256,5 +257,41 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(code(e), "path_outside_workspace");
+        let e = plan(&req(r#"{"command":"ls","cwd":"/etc"}"#), &langs, &config).unwrap_err();
+        assert_eq!(code(e), "path_outside_workspace");
+        let e = plan(
+            &req(r#"{"language":"python","entry":"/workspace/"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap_err();
+        assert_eq!(code(e), "missing_entry");
+    }
+
+    #[test]
+    fn absolute_paths_in_the_workspace_are_accepted() {
+        let config = Config::default();
+        let langs = config.language_table().unwrap();
+        let p = plan(
+            &req(r#"{"command":"ls","cwd":"/workspace"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.spec.cwd, "");
+        let p = plan(
+            &req(r#"{"language":"python","files":{"/workspace/src/a.py":"1"},"entry":"/workspace/src/a.py"}"#),
+            &langs,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.files, [("src/a.py".to_string(), "1".to_string())]);
+        assert_eq!(
+            p.spec.command,
+            Command::Shell("python3 -u 'src/a.py'".into())
+        );
+        // A language alone runs main.EXT.
+        let p = plan(&req(r#"{"language":"go"}"#), &langs, &config).unwrap();
+        assert!(matches!(p.spec.command, Command::Shell(s) if s.ends_with("'main.go'")));
     }
 }

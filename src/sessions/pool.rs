@@ -5,7 +5,7 @@
 //! any sandbox, so after a restart the unclaimed ones are removed, never
 //! claimed twice.
 
-use crate::sandbox::{CreateSpec, SandboxHandle, Sandboxes};
+use crate::sandbox::{Backend, CreateSpec, SandboxHandle};
 use crate::sync::Lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,7 +71,7 @@ impl WarmPool {
     /// more container; runs until `cancel`.
     pub fn spawn_refill(
         self: &Arc<Self>,
-        sandboxes: Sandboxes,
+        sandboxes: Arc<dyn Backend>,
         room: impl Fn() -> bool + Send + Sync + 'static,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
@@ -93,7 +93,7 @@ impl WarmPool {
                     let mut failed = false;
                     while pool.size() < pool.target && room() && !cancel.is_cancelled() {
                         pool.size.fetch_add(1, Ordering::Relaxed);
-                        match start_one(&sandboxes).await {
+                        match start_one(sandboxes.as_ref()).await {
                             Ok(w) => pool.ready.locked().push_back(w),
                             Err(e) => {
                                 pool.size.fetch_sub(1, Ordering::Relaxed);
@@ -120,7 +120,7 @@ impl WarmPool {
     }
 }
 
-async fn start_one(sandboxes: &Sandboxes) -> Result<Warm, crate::sandbox::SandboxError> {
+async fn start_one(sandboxes: &dyn Backend) -> Result<Warm, crate::sandbox::SandboxError> {
     let id = format!("pool-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let volume = sandboxes.volume_name(&id);
     let handle = sandboxes

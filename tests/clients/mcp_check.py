@@ -114,6 +114,7 @@ async def main():
         assert r.structured_content["timedOut"] is True, r.structured_content
         await fails(s, "run_code", {"language": "cobol", "code": "x"}, "unknown_language")
         await fails(s, "run_code", {"language": "python"}, "bad_arguments")
+        await fails(s, "run_code", {"language": "python", "code": "1", "timeoutMs": 0}, "bad_timeout")
         await fails(s, "run_code", {"language": "python", "code": "1", "extra": 1}, "bad_arguments")
 
         # 4. A sandbox that keeps state.
@@ -125,6 +126,12 @@ async def main():
         r = await ok(s, "read_file", {"taskId": "mcp-work", "path": "src/hello.py"})
         assert text(r) == "print('hi from a file')\n", text(r)
         assert r.structured_content["encoding"] == "utf-8"
+        # An absolute path inside /workspace means what it says.
+        r = await ok(s, "read_file", {"taskId": "mcp-work", "path": "/workspace/src/hello.py"})
+        assert text(r) == "print('hi from a file')\n", text(r)
+        await ok(s, "write_file", {"taskId": "mcp-work", "path": "/workspace/abs.txt", "content": "abs"})
+        r = await ok(s, "list_files", {"taskId": "mcp-work", "path": "/workspace"})
+        assert "abs.txt" in [e["name"] for e in r.structured_content["entries"]], r.structured_content
         r = await ok(s, "list_files", {"taskId": "mcp-work"})
         names = {e["name"]: e["kind"] for e in r.structured_content["entries"]}
         assert names.get("src") == "dir", names
@@ -148,7 +155,7 @@ async def main():
         assert len(r.structured_content["stdout"]) < 100_000
 
         # 5. Paths outside the workspace, and errors as tool results.
-        for path in ["../etc/passwd", "/etc/passwd", "a/../../x"]:
+        for path in ["../etc/passwd", "/etc/passwd", "a/../../x", "/workspace/../etc/passwd", "/workspaces/x"]:
             await fails(s, "read_file", {"taskId": "mcp-work", "path": path}, "path_outside_workspace")
             await fails(s, "write_file", {"taskId": "mcp-work", "path": path, "content": "x"},
                         "path_outside_workspace")
@@ -156,6 +163,7 @@ async def main():
         await fails(s, "run_command", {"taskId": "no-such-task", "command": "true"}, "not_found")
         await fails(s, "create_sandbox", {"taskId": "bad id!"}, "bad_task_id")
         await fails(s, "run_command", {"taskId": "mcp-work"}, "bad_arguments")
+        await fails(s, "run_command", {"taskId": "mcp-work", "command": "true", "timeoutMs": 0}, "bad_timeout")
         await fails(s, "no_such_tool", {}, "unknown_tool")
 
         # 6. Another token does not see this token's sandbox.

@@ -31,6 +31,13 @@ const STALL_RESET: Duration = Duration::from_millis(250);
 pub type Outbox = mpsc::Sender<FromAgent>;
 
 fn main() {
+    // `replbox-agent claim-workspace UID GID`: run by the server (as the
+    // container's root, in an image of the user's own) to give the
+    // workspace root to the sandbox user, whatever the image made of it.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("claim-workspace") {
+        std::process::exit(claim_workspace(&args[2..]));
+    }
     // Jobs run as our user, so without this they could open /proc/1/fd/0
     // and /proc/1/fd/1 (the server's frame stream) to read its requests or
     // forge frames, and ptrace us. Not dumpable, our /proc entries belong
@@ -48,6 +55,25 @@ fn main() {
         .build()
         .expect("agent: cannot start the runtime");
     runtime.block_on(run());
+}
+
+/// Gives /workspace (itself, not what is in it) to `UID GID`. Exit 0 when
+/// it is theirs now, 1 (with a reason on stderr) when not.
+fn claim_workspace(args: &[String]) -> i32 {
+    let ids: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let [uid, gid] = ids[..] else {
+        eprintln!("usage: replbox-agent claim-workspace UID GID");
+        return 1;
+    };
+    let workspace = std::env::var("REPLBOX_WORKSPACE").unwrap_or_else(|_| "/workspace".to_string());
+    // lchown: a symbolic link planted as the root is never followed.
+    match std::os::unix::fs::lchown(&workspace, Some(uid), Some(gid)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("agent: cannot give {workspace} to {uid}:{gid}: {e}");
+            1
+        }
+    }
 }
 
 async fn run() {
@@ -187,10 +213,11 @@ async fn handle(
             table.control(id, jobs::Control::Resize(rows, cols)).await
         }
         ToAgent::Signal { id, signal } => table.signal(id, signal),
-        ToAgent::KernelStart { id, name } => kernels.start(
+        ToAgent::KernelStart { id, name, cwd } => kernels.start(
             table.clone(),
             id,
             name,
+            cwd,
             workspace.to_path_buf(),
             out.clone(),
         ),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 pub use codec::{output_header, split_output, FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Identifies a job within one agent connection; chosen by the server.
 pub type JobId = u64;
@@ -63,10 +63,12 @@ pub enum ToAgent {
     /// Asks which jobs are still running (after a re-attach).
     ListJobs,
     /// Starts a Jupyter kernel (a kernelspec's name, e.g. `python3`) as job
-    /// `id`: its process's exit is that job's exit.
+    /// `id`: its process's exit is that job's exit. `cwd` is its working
+    /// directory, relative to /workspace (empty: /workspace).
     KernelStart {
         id: JobId,
         name: String,
+        cwd: String,
     },
     /// A request to a running kernel.
     Kernel {
@@ -108,6 +110,15 @@ pub enum KernelRequest {
     },
     /// SIGINT to the kernel's process group (ipykernel's interrupt mode).
     Interrupt,
+    /// A client's own Jupyter message (JSON: header, parent_header,
+    /// metadata, content), sent as is on `channel` (`shell`, `control` or
+    /// `stdin`) from sockets of the client's session (`header.session`), so
+    /// its msg_id, session and metadata reach the kernel unchanged and the
+    /// kernel's replies (and input requests) come back tagged with them.
+    Message {
+        channel: String,
+        message: String,
+    },
     Shutdown,
 }
 
@@ -160,8 +171,8 @@ pub enum FromAgent {
         id: JobId,
         language: String,
     },
-    /// A message from the kernel: its channel (`iopub`, `shell`, `control`)
-    /// and the whole Jupyter message as JSON.
+    /// A message from the kernel: its channel (`iopub`, `shell`, `control`,
+    /// `stdin`) and the whole Jupyter message as JSON.
     KernelMessage {
         id: JobId,
         channel: String,

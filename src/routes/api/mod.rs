@@ -2,22 +2,30 @@
 //! bearer-token auth, sandboxes by taskId, exec, files, a socket, and a
 //! stateless one-shot run. Described by `/api/v1/openapi.json`.
 
+use super::api_rules::{self, ApiQuery};
 use super::extract::{JsonBody, RawBody, API_BODY_LIMIT};
 use super::frames::{entries, rfc3339};
 use super::ws::{self, SocketParams};
 use super::AppState;
+
+mod auth;
+mod files;
+
 use crate::error::{AppError, ErrorCode};
 use crate::sandbox::Collected;
-use crate::services::files;
+use crate::services::files as file_service;
 use crate::services::runs::{self, RunRequest};
 use crate::sessions::{NewSession, OwnerKind, Session, Status};
+pub use auth::{load_token_key, token_fingerprint, ApiCaller};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub(crate) use files::file;
+use files::{delete_file, list_root, read_file, write_file};
 use replbox_protocol::{FileOp, FileReply};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,7 +36,7 @@ use subtle::ConstantTimeEq;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(api_rules::openapi))
         .route("/api/v1/run", post(run_once))
         .route("/api/v1/sandboxes", post(create))
         .route("/api/v1/sandboxes/{task_id}", get(status).delete(remove))
@@ -43,72 +51,11 @@ pub fn router() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/api/v1/sandboxes/{task_id}/ws", get(socket))
+        // Our JSON errors for a wrong method (with Allow) and for an
+        // unknown route, not the framework's empty answers.
+        .method_not_allowed_fallback(api_rules::wrong_method)
+        .route("/api/{*rest}", axum::routing::any(api_rules::no_route))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
-}
-
-/// A caller holding one of the configured tokens; the value is a
-/// fingerprint of the token that owns what it creates.
-#[derive(Clone)]
-pub struct ApiCaller(pub(crate) String);
-
-impl FromRequestParts<AppState> for ApiCaller {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(AppError::unauthorized)?
-            .trim();
-        // Every token is compared, in constant time, whatever matches.
-        let mut ok = subtle::Choice::from(0);
-        for token in state.config.api_tokens.iter().filter(|t| !t.is_empty()) {
-            let a = Sha256::digest(token.as_bytes());
-            let b = Sha256::digest(given.as_bytes());
-            ok |= a.ct_eq(&b);
-        }
-        if !bool::from(ok) {
-            return Err(AppError::unauthorized());
-        }
-        Ok(ApiCaller(token_fingerprint(&state.token_key, given)))
-    }
-}
-
-/// The fingerprint that owns what a token creates (kept in the store):
-/// SHA-256 of the server's secret key and the token, so the store alone
-/// does not let anyone test guesses of a token.
-pub fn token_fingerprint(key: &[u8; 32], token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(key);
-    h.update(token.as_bytes());
-    hex::encode(&h.finalize()[..12])
-}
-
-/// The server's secret key for token fingerprints, in the data dir
-/// (`token.key`, made on first start, readable by the owner only).
-pub fn load_token_key(data_dir: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("token.key");
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(key);
-        }
-    }
-    let key: [u8; 32] = rand::random();
-    let tmp = data_dir.join("token.key.new");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&key)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(key)
 }
 
 fn valid_task_id(id: &str) -> Result<(), AppError> {
@@ -215,13 +162,14 @@ pub(crate) async fn create_sandbox(
         }
     };
     let env = req.env_vars.unwrap_or_default();
+    // The engine would take the sandbox but never start it.
     if env
-        .keys()
-        .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
     {
         return Err(AppError::bad_request(
             ErrorCode::BadEnv,
-            "Environment variable names may not be empty or hold '='.",
+            "Environment variable names may not be empty or hold '=' or NUL, nor values NUL.",
         ));
     }
     let session = state
@@ -261,10 +209,11 @@ async fn status(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(task_id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<SandboxInfo>, AppError> {
+    let wait = api_rules::wait_secs(q.wait)?;
     let session = find(&state, &caller, &task_id)?;
-    if let Some(wait) = q.wait.filter(|w| *w > 0.0) {
+    if let Some(wait) = wait.filter(|w| *w > 0.0) {
         session
             .wait_ready(Duration::from_secs_f64(wait.min(120.0)))
             .await;
@@ -307,8 +256,20 @@ pub struct ExecResult {
 }
 
 pub(crate) fn exec_result(c: Collected) -> Result<ExecResult, AppError> {
+    // A program that could not start (no such command, a cwd that is not a
+    // directory) is answered as a shell would: exit 127, the reason on
+    // stderr. The request itself was fine.
     if let Some(message) = c.spawn_error {
-        return Err(AppError::bad_request(ErrorCode::SpawnFailed, message));
+        return Ok(ExecResult {
+            exit_code: Some(127),
+            signal: None,
+            stdout: String::new(),
+            stderr: format!("{message}\n"),
+            duration_ms: 0,
+            timed_out: false,
+            truncated: false,
+            reason: "not started".into(),
+        });
     }
     let exit = c.exit.ok_or_else(AppError::internal)?;
     Ok(ExecResult {
@@ -335,7 +296,7 @@ async fn exec(
         argv: req.argv,
         cwd: req.cwd,
         env: req.env,
-        timeout_ms: req.timeout_ms,
+        timeout_ms: api_rules::timeout_ms(req.timeout_ms)?,
         ..Default::default()
     };
     let plan = runs::plan(&run, &state.services.languages, &state.config)?;
@@ -344,115 +305,11 @@ async fn exec(
     )?))
 }
 
-pub(crate) async fn file(
-    session: &Arc<Session>,
-    op: FileOp,
-    writes: bool,
-) -> Result<FileReply, AppError> {
-    Ok(files::file_op(session, op, writes).await?)
-}
-
-/// A file operation's answer: a listing as JSON, a file's bytes with its
-/// ETag, a write's ETag, or nothing.
-fn file_response(reply: FileReply) -> Response {
-    match reply {
-        FileReply::Listing(list) => {
-            Json(serde_json::json!({ "entries": entries(list) })).into_response()
-        }
-        FileReply::Data { data, version } => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (header::ETAG, format!("\"{version}\"")),
-            ],
-            data,
-        )
-            .into_response(),
-        FileReply::Written { version } => (
-            StatusCode::NO_CONTENT,
-            [(header::ETAG, format!("\"{version}\""))],
-        )
-            .into_response(),
-        FileReply::Done => StatusCode::NO_CONTENT.into_response(),
-    }
-}
-
-async fn list_root(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path(task_id): Path<String>,
-) -> Result<Response, AppError> {
-    let session = find(&state, &caller, &task_id)?;
-    Ok(file_response(
-        file(
-            &session,
-            FileOp::List {
-                path: String::new(),
-            },
-            false,
-        )
-        .await?,
-    ))
-}
-
-async fn read_file(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path((task_id, path)): Path<(String, String)>,
-) -> Result<Response, AppError> {
-    let session = find(&state, &caller, &task_id)?;
-    Ok(file_response(files::read_or_list(&session, path).await?))
-}
-
-async fn write_file(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path((task_id, path)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> Result<Response, AppError> {
-    let session = find(&state, &caller, &task_id)?;
-    // `If-Match` with the ETag of a read or a write: a write over a file
-    // that changed since is refused with 412 (`*` or none: write anyway).
-    let if_version = headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_string()
-        })
-        .filter(|v| v != "*");
-    Ok(file_response(
-        file(
-            &session,
-            FileOp::Write {
-                path,
-                data: body.to_vec(),
-                parents: true,
-                if_version,
-            },
-            true,
-        )
-        .await?,
-    ))
-}
-
-async fn delete_file(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path((task_id, path)): Path<(String, String)>,
-) -> Result<StatusCode, AppError> {
-    let session = find(&state, &caller, &task_id)?;
-    file(&session, FileOp::Delete { path }, true).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 async fn socket(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(task_id): Path<String>,
-    Query(params): Query<SocketParams>,
+    ApiQuery(params): ApiQuery<SocketParams>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let session = find(&state, &caller, &task_id)?;
@@ -491,7 +348,7 @@ pub(crate) async fn run_one_shot(
         code: req.code,
         files: req.files,
         entry: req.entry,
-        timeout_ms: req.timeout_ms,
+        timeout_ms: api_rules::timeout_ms(req.timeout_ms)?,
         ..Default::default()
     };
     let plan = runs::plan(&run, &state.services.languages, &state.config)?;
@@ -509,44 +366,28 @@ pub(crate) async fn run_one_shot(
         )
         .await?;
     // In its own task, so a client that hangs up still gets it cleaned up.
+    // The sandbox is a warm container from the pool when one is ready (a
+    // fresh one otherwise), for this run only: its owner is a name no one
+    // else is told, and once the run ends the session leaves the registry
+    // and its container and volume are removed, right after the answer
+    // (the pool refills on its own). The removal is tracked with the
+    // sockets, so a stopping server waits for it.
     let registry = state.services.registry.clone();
-    let task = tokio::spawn(async move {
+    let removals = state.sockets.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         let result = async {
             let handle = session.ensure().await?;
             runs::write_files(&handle, plan.files).await?;
             exec_result(runs::run_to_end(&session, plan.spec, req.stdin).await?)
         }
         .await;
-        let _ = registry.remove(&owner).await;
-        result
+        let _ = tx.send(result);
+        removals.spawn(async move {
+            if let Err(e) = registry.remove(&owner).await {
+                tracing::warn!(%owner, error = %e, "a one-shot sandbox was not removed");
+            }
+        });
     });
-    task.await.map_err(|_| AppError::internal())?
-}
-
-async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../../docs/openapi.json"),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_fingerprints_are_keyed() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = load_token_key(dir.path()).unwrap();
-        assert_eq!(
-            load_token_key(dir.path()).unwrap(),
-            key,
-            "kept across starts"
-        );
-        let plain = hex::encode(&Sha256::digest(b"s3cret")[..12]);
-        let keyed = token_fingerprint(&key, "s3cret");
-        assert_ne!(keyed, plain);
-        assert_ne!(keyed, token_fingerprint(&[0; 32], "s3cret"));
-        assert_eq!(keyed, token_fingerprint(&key, "s3cret"));
-    }
+    rx.await.map_err(|_| AppError::internal())?
 }

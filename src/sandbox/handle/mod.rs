@@ -1,0 +1,330 @@
+//! A live connection to one sandbox's agent over the container's attached
+//! stdio: frames out through a writer task, frames in through a reader task
+//! (`pumps.rs`) that routes them to the job (`job.rs`) or the request
+//! (`pending.rs`) they belong to.
+
+mod job;
+mod pending;
+mod pumps;
+
+pub use job::{Collected, Job, JobControl, JobEvent};
+
+use super::SandboxError;
+use crate::sync::Lock;
+use futures::Stream;
+use pending::{Pending, Reply, LIST_JOBS};
+use replbox_protocol::{FileOp, FileReply, JobId, JobSpec, ToAgent, PROTOCOL_VERSION};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+const JOB_EVENTS: usize = 64;
+const OUTBOX: usize = 256;
+const HELLO_EVERY: Duration = Duration::from_millis(300);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any request waits for its reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the agent's frames go: a job's events by job id, a reply by
+/// request id.
+#[derive(Default)]
+struct Routes {
+    jobs: Mutex<HashMap<JobId, mpsc::Sender<JobEvent>>>,
+    pending: Pending,
+}
+
+struct Conn {
+    container_id: String,
+    tx: mpsc::Sender<ToAgent>,
+    routes: Arc<Routes>,
+    next_id: AtomicU64,
+    alive: watch::Receiver<bool>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A handle on one sandbox's agent; cheap to clone. When the last clone is
+/// dropped the connection's tasks end and the container keeps running.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    conn: Arc<Conn>,
+}
+
+impl std::fmt::Debug for SandboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxHandle")
+            .field("container", &self.conn.container_id)
+            .finish()
+    }
+}
+
+pub(super) type AgentOutput = Pin<
+    Box<dyn Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+impl SandboxHandle {
+    /// Wraps an attached container's stdio and performs the handshake.
+    pub(super) async fn connect(
+        container_id: String,
+        output: AgentOutput,
+        input: Pin<Box<dyn AsyncWrite + Send>>,
+    ) -> Result<Self, SandboxError> {
+        let routes = Arc::new(Routes::default());
+        let cancel = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let (alive_tx, alive) = watch::channel(true);
+        let short = container_id.chars().take(12).collect::<String>();
+
+        tokio::spawn(pumps::write_frames(input, rx, cancel.clone()));
+        tokio::spawn(pumps::read_frames(
+            output,
+            routes.clone(),
+            alive_tx,
+            cancel.clone(),
+            short,
+        ));
+
+        let handle = SandboxHandle {
+            conn: Arc::new(Conn {
+                container_id,
+                tx,
+                routes,
+                // Unique across re-attaches (the agent may still run jobs
+                // of an earlier connection) and exact as a JavaScript number.
+                next_id: AtomicU64::new(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_micros() as u64)
+                        .unwrap_or(1),
+                ),
+                alive,
+                cancel,
+            }),
+        };
+        handle.handshake().await?;
+        Ok(handle)
+    }
+
+    async fn handshake(&self) -> Result<(), SandboxError> {
+        let nonce: u64 = rand::random();
+        let mut reply = self.conn.routes.pending.register(nonce);
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        // Repeat the hello: a previous server may have left a partial frame
+        // in the agent's buffer, which it drops after a short stall.
+        loop {
+            self.send(ToAgent::Hello {
+                version: PROTOCOL_VERSION,
+                nonce,
+            })
+            .await?;
+            match reply.poll_for(HELLO_EVERY).await {
+                Some(Ok(Reply::Hello { version, agent })) => {
+                    if version != PROTOCOL_VERSION {
+                        return Err(SandboxError::AgentVersion {
+                            server: PROTOCOL_VERSION,
+                            agent: version,
+                        });
+                    }
+                    debug!(%agent, "agent handshake done");
+                    return Ok(());
+                }
+                Some(Ok(_)) => return Err(SandboxError::AgentUnresponsive),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(SandboxError::AgentUnresponsive);
+            }
+        }
+    }
+
+    /// Sends a request and waits for its reply (one timeout, and the
+    /// request leaves the table however the wait ends).
+    async fn request(&self, id: u64, frame: ToAgent) -> Result<Reply, SandboxError> {
+        let reply = self.conn.routes.pending.register(id);
+        self.send(frame).await?;
+        reply.wait(REPLY_TIMEOUT).await
+    }
+
+    fn next_id(&self) -> u64 {
+        self.conn.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn container_id(&self) -> &str {
+        &self.conn.container_id
+    }
+
+    /// False once the connection to the agent is lost (container gone).
+    pub fn is_alive(&self) -> bool {
+        *self.conn.alive.borrow()
+    }
+
+    /// Resolves when the connection to the agent is lost.
+    pub async fn closed(&self) {
+        let mut alive = self.conn.alive.clone();
+        let _ = alive.wait_for(|a| !*a).await;
+    }
+
+    pub(super) async fn send(&self, frame: ToAgent) -> Result<(), SandboxError> {
+        if !self.is_alive() {
+            return Err(SandboxError::AgentGone);
+        }
+        self.conn
+            .tx
+            .send(frame)
+            .await
+            .map_err(|_| SandboxError::AgentGone)
+    }
+
+    /// Starts a job; its events arrive on the returned [`Job`].
+    pub async fn spawn(&self, spec: JobSpec) -> Result<Job, SandboxError> {
+        self.start_job(|id| ToAgent::Spawn { id, spec }).await
+    }
+
+    /// Starts a Jupyter kernel (by kernelspec name) as a job; its events
+    /// are `KernelReady`, then `KernelMessage`s, and its exit.
+    /// `cwd` is relative to /workspace (empty: /workspace).
+    pub async fn kernel_start(&self, name: &str, cwd: &str) -> Result<Job, SandboxError> {
+        let (name, cwd) = (name.to_string(), cwd.to_string());
+        self.start_job(|id| ToAgent::KernelStart { id, name, cwd })
+            .await
+    }
+
+    /// Routes a new job id's events to a [`Job`], then sends the frame that
+    /// starts it; the route is dropped again if the frame cannot be sent.
+    async fn start_job(&self, start: impl FnOnce(JobId) -> ToAgent) -> Result<Job, SandboxError> {
+        let id = self.next_id();
+        let (events_tx, events) = mpsc::channel(JOB_EVENTS);
+        self.conn.routes.jobs.locked().insert(id, events_tx);
+        if let Err(e) = self.send(start(id)).await {
+            self.conn.routes.jobs.locked().remove(&id);
+            return Err(e);
+        }
+        Ok(Job {
+            id,
+            events,
+            control: JobControl {
+                id,
+                handle: self.clone(),
+            },
+        })
+    }
+
+    /// A file operation under /workspace.
+    pub async fn file(&self, op: FileOp) -> Result<FileReply, SandboxError> {
+        let req = self.next_id();
+        match self.request(req, ToAgent::File { req, op }).await? {
+            Reply::File(result) => Ok(result?),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
+    }
+
+    /// Writes a file whatever is there (parents made as needed).
+    pub async fn write_file(&self, path: String, data: Vec<u8>) -> Result<(), SandboxError> {
+        self.file(FileOp::Write {
+            path,
+            data,
+            parents: true,
+            if_version: None,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A file's bytes, without its version.
+    pub async fn read_file(&self, path: String) -> Result<Vec<u8>, SandboxError> {
+        match self.file(FileOp::Read { path }).await? {
+            FileReply::Data { data, .. } => Ok(data),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
+    }
+
+    /// The Jupyter kernelspecs the image has.
+    pub async fn kernel_specs(
+        &self,
+    ) -> Result<Vec<replbox_protocol::KernelSpecInfo>, SandboxError> {
+        let req = self.next_id();
+        match self.request(req, ToAgent::KernelSpecs { req }).await? {
+            Reply::KernelSpecs(specs) => Ok(specs),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
+    }
+
+    /// The ids of jobs the agent is still running.
+    pub async fn running_jobs(&self) -> Result<Vec<JobId>, SandboxError> {
+        match self.request(LIST_JOBS, ToAgent::ListJobs).await? {
+            Reply::Jobs(running) => Ok(running),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use replbox_protocol::{codec::encode_frame, FrameCodec, FromAgent};
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
+
+    /// A fake agent that answers the hello with another protocol version.
+    #[tokio::test]
+    async fn a_mismatched_agent_is_a_clear_error() {
+        let (server_side, mut agent_side) = tokio::io::duplex(1 << 16);
+        let (out_tx, out_rx) =
+            mpsc::channel::<Result<bollard::container::LogOutput, bollard::errors::Error>>(4);
+        tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            let mut codec = FrameCodec::<ToAgent>::new();
+            loop {
+                let mut chunk = [0u8; 1024];
+                let n = agent_side.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(Ok(ToAgent::Hello { nonce, .. })) = codec.decode(&mut buf).unwrap() {
+                    let mut reply = BytesMut::new();
+                    encode_frame(
+                        &FromAgent::Hello {
+                            version: PROTOCOL_VERSION + 1,
+                            nonce,
+                            agent: "future".into(),
+                        },
+                        &mut reply,
+                    )
+                    .unwrap();
+                    let _ = out_tx
+                        .send(Ok(bollard::container::LogOutput::StdOut {
+                            message: reply.freeze(),
+                        }))
+                        .await;
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        let output: AgentOutput = Box::pin(tokio_stream_from(out_rx));
+        let err = SandboxHandle::connect("fake".into(), output, Box::pin(server_side))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SandboxError::AgentVersion { agent, .. } if agent == PROTOCOL_VERSION + 1),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("protocol"));
+    }
+
+    fn tokio_stream_from<T: Send + 'static>(
+        mut rx: mpsc::Receiver<T>,
+    ) -> impl Stream<Item = T> + Send {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}
