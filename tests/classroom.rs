@@ -243,9 +243,15 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             let r = get(&babbage, &server, p).await;
             let status = r.status();
             let body = r.text().await.unwrap();
-            assert_eq!(status, 404, "{p}: {body}");
             assert!(
                 !body.contains("Ada") && !body.contains(FIXED),
+                "{p}: {body}"
+            );
+            let e: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|err| panic!("{p}: not a JSON error ({err}): {body}"));
+            assert_eq!(
+                (status.as_u16(), &e["error"]["code"]),
+                (404, &json!("not_found")),
                 "{p}: {body}"
             );
         }
@@ -265,6 +271,17 @@ async fn a_class_from_joining_to_the_teachers_csv() {
             babbage
                 .client
                 .delete(server.url(&format!("{class_base}/students/{ada_id}"))),
+            // The teacher page's HTML forms, posted as that page would.
+            babbage
+                .client
+                .post(server.url(&format!("{class_base}/choose")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("exercise=bash-count"),
+            babbage
+                .client
+                .post(server.url(&format!("{class_base}/new-code")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(""),
         ];
         for w in writes {
             let r = w

@@ -161,7 +161,7 @@ async fn wrong_class_codes_are_limited_per_client_and_codes_are_long() {
                 json!({"code": "AAAAAAAAAAAA", "name": "Mallory"}),
             )
             .await;
-            assert_eq!(r.status(), 404);
+            assert_eq!(common::refusal(r).await, (404, "no_such_class".into()));
         }
         // The fourth guess, even a right one, is refused for a while.
         let r = post_from(
@@ -415,8 +415,8 @@ async fn other_sites_cannot_post_and_a_post_never_replaces_a_session() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 403);
         assert!(r.headers().get("set-cookie").is_none());
+        assert_eq!(common::refusal(r).await, (403, "cross_site".into()));
         // A browser without Sec-Fetch-Site: its Origin decides.
         let r = student
             .client
@@ -438,7 +438,7 @@ async fn other_sites_cannot_post_and_a_post_never_replaces_a_session() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 415);
+        assert_eq!(common::refusal(r).await, (415, "not_json".into()));
         // A form posted without the cookie (SameSite keeps it from another
         // site's form) is refused and sets no new cookie.
         let r = reqwest::Client::new()
@@ -447,8 +447,8 @@ async fn other_sites_cannot_post_and_a_post_never_replaces_a_session() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 403);
         assert!(r.headers().get("set-cookie").is_none());
+        assert_eq!(common::refusal(r).await, (403, "no_session".into()));
         // Nothing of that joined anyone; the student's cookie is the same.
         assert_eq!(student.cookie(&server).unwrap(), cookie);
         let me = student
@@ -457,7 +457,7 @@ async fn other_sites_cannot_post_and_a_post_never_replaces_a_session() {
             .send()
             .await
             .unwrap();
-        assert_eq!(me.status(), 403);
+        assert_eq!(common::refusal(me).await, (403, "not_joined".into()));
 
         // The page itself (same origin) joins, and sees its recovery code
         // once.
@@ -643,7 +643,11 @@ async fn a_student_gets_back_in_with_a_recovery_code_and_the_teacher_renames_and
             json!({"code": code, "name": "Mallory"}),
         )
         .await;
-        assert_eq!(r.status(), 404, "the old code");
+        assert_eq!(
+            common::refusal(r).await,
+            (404, "no_such_class".into()),
+            "the old code"
+        );
         joined_student(&server, &fresh, "Grace").await;
         let r = laptop
             .client
@@ -1016,7 +1020,36 @@ async fn a_task_id_made_again_during_its_removal_never_gets_the_old_files() {
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(r.status(), 404, "round {round}: the old files came back");
+                    assert_eq!(
+                        common::refusal(r).await,
+                        (404, "not_found".into()),
+                        "round {round}: the old file came back"
+                    );
+                    // The sandbox is there (a 404 for a missing one would
+                    // also read "no secret.txt") and its workspace is empty.
+                    let status = server
+                        .api(reqwest::Method::GET, "/api/v1/sandboxes/again")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        status.status(),
+                        200,
+                        "round {round}: the new sandbox is missing"
+                    );
+                    let list: Value = server
+                        .api(reqwest::Method::GET, "/api/v1/sandboxes/again/files")
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        list["entries"],
+                        json!([]),
+                        "round {round}: the old files came back"
+                    );
                 }
                 // Refused while the old one goes (or before its removal
                 // began).
@@ -1405,8 +1438,24 @@ async fn one_cap_of_four(per_client: usize, max_connections: usize) {
             let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
             String::from_utf8_lossy(&got).to_string()
         };
-        // The fifth is closed unanswered.
-        assert_eq!(ask().await, "");
+        // The fifth is closed unanswered: the read ends at EOF, with no
+        // byte, well inside the timeout (a hang would also read nothing).
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let _ = tcp
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got))
+            .await
+            .expect("the fifth connection hung instead of being closed");
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&got), "");
         // One fewer held: a request is answered again.
         held.pop();
         let mut answered = false;
@@ -1633,7 +1682,11 @@ async fn short_class_codes_from_before_are_lengthened_at_start() {
             json!({"code": "ABCDEF", "name": "Ada"}),
         )
         .await;
-        assert_eq!(r.status(), 404, "the old code");
+        assert_eq!(
+            common::refusal(r).await,
+            (404, "no_such_class".into()),
+            "the old code"
+        );
         joined_student(&server, &code, "Ada").await;
         server.stop().await;
     })

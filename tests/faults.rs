@@ -147,6 +147,16 @@ async fn the_server_and_the_engine_can_fail_and_nothing_is_lost() {
             .await
             .unwrap();
         assert_eq!(r.status(), 503);
+        // README: 503 `engine_unavailable` with `Retry-After` (whole seconds).
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .expect("a 503 engine_unavailable without Retry-After")
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        assert!(retry > 0, "Retry-After: {retry}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "engine_unavailable", "{v}");
         assert!(r_clear(&v));

@@ -76,16 +76,13 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
         let attacks = [
             Attack {
                 name: "fork bomb",
-                body: json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 2", "timeoutMs": 5000}),
-                // Exactly the two sentences the pids limit gives (the job's
-                // own `sleep` may or may not get a process of its own).
+                // The job ends with `exit 1` whatever its `sleep` did, so
+                // the outcome is one: a failing job that hit the pids limit.
+                body: json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 2; exit 1", "timeoutMs": 5000}),
                 check: |r| {
-                    matches!(
-                        r["reason"].as_str(),
-                        Some("stopped: too many processes" | "finished, but it hit the limit on processes")
-                    )
-                    .then_some(())
-                    .ok_or_else(|| short(r))
+                    (r["reason"] == "stopped: too many processes" && r["exitCode"] == 1)
+                        .then_some(())
+                        .ok_or_else(|| short(r))
                 },
             },
             Attack {
@@ -145,10 +142,21 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
             },
             Attack {
                 name: "setuid binaries",
-                body: json!({"command": "ls -l /usr/bin/mount >&2; mount -t tmpfs none /tmp; su -c id root </dev/null; grep NoNewPrivs /proc/self/status"}),
+                body: json!({"command": "ls -l /usr/bin/mount >&2; mount -t tmpfs none /tmp; su -c id root </dev/null; echo \"su exited $?\" >&2; grep NoNewPrivs /proc/self/status"}),
                 check: |r| {
+                    // mount refused, su refused (no `uid=0` line on stdout,
+                    // its own refusal on stderr), and no new privileges.
                     let err = r["stderr"].as_str().unwrap();
-                    (err.contains("must be superuser") && r["stdout"].as_str().unwrap().contains("NoNewPrivs:\t1"))
+                    (err.contains("must be superuser")
+                        && err.lines().any(|l| {
+                            // "su: System error" under this seccomp profile,
+                            // "su: Authentication failure" without it.
+                            let l = l.trim_start_matches("Password: ");
+                            l == "su: System error" || l == "su: Authentication failure"
+                        })
+                        && err.contains("su exited 1\n")
+                        && r["stdout"] == "NoNewPrivs:\t1\n"
+                        && r["exitCode"] == 0)
                         .then_some(())
                         .ok_or_else(|| short(r))
                 },

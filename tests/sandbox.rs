@@ -414,10 +414,20 @@ async fn agent_survives_signals_from_its_jobs() {
         .await;
         let (out, _, _) = run(&h, "echo alive; cat /proc/1/comm").await;
         assert_eq!(out, "alive\nagent\n");
-        // Orphans are reaped: no zombies are left.
-        run(&h, "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done").await;
-        // Each orphan ends 100 ms later; reaped, it leaves no entry at all
-        // (a zombie keeps its `sleep` line until PID 1 reaps it).
+        // Orphans are reaped: no zombies are left. Each `sleep` leaves the
+        // job's process group (setsid), so it outlives the job and is
+        // re-parented to PID 1; the job ends once all five are running.
+        run(
+            &h,
+            "for i in 1 2 3 4 5; do (setsid sleep 2 &); done; \
+             while [ \"$(ps -eo comm= | grep -cx sleep)\" -lt 5 ]; do :; done",
+        )
+        .await;
+        // First the orphans are seen, PID 1's children...
+        let (seen, _, _) = run(&h, "ps -eo ppid=,comm= | grep -c '^ *1 sleep$' || true").await;
+        assert_eq!(seen, "5\n", "the orphans were not seen alive");
+        // ...then, each ended, reaped: no entry at all is left (a zombie
+        // keeps its `sleep` line until PID 1 reaps it).
         let t = std::time::Instant::now();
         loop {
             let (left, _, _) = run(&h, "ps -eo stat=,comm= | grep ' sleep$' || true").await;
@@ -425,11 +435,14 @@ async fn agent_survives_signals_from_its_jobs() {
                 break;
             }
             assert!(
-                t.elapsed() < std::time::Duration::from_secs(5),
+                t.elapsed() < std::time::Duration::from_secs(10),
                 "orphans not reaped: {left}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        // And no process at all is left a zombie.
+        let (zombies, _, _) = run(&h, "ps -eo stat=,pid=,comm= | grep '^Z' || true").await;
+        assert_eq!(zombies, "", "zombies left");
         cleanup(&sb).await;
     })
     .await

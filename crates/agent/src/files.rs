@@ -457,15 +457,24 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(matches!(
-            apply(
-                &root,
-                FileOp::Read {
-                    path: "same.txt".into()
-                }
-            ),
-            Ok(FileReply::Data { .. })
-        ));
+        // The file holds one thread's last write, whole (never a mix of two
+        // writes, never an earlier one), and no temporary file is left.
+        let data = match apply(
+            &root,
+            FileOp::Read {
+                path: "same.txt".into(),
+            },
+        ) {
+            Ok(FileReply::Data { data, .. }) => String::from_utf8(data).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let lasts: Vec<String> = (0..8).map(|i| format!("{i}-24")).collect();
+        assert!(lasts.contains(&data), "not a thread's last write: {data:?}");
+        let names: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["same.txt"]);
     }
 
     #[test]

@@ -143,5 +143,22 @@ fn a_frame_that_stops_coming_is_dropped_and_the_next_is_understood() {
     agent.stdin.write_all(&bytes[..bytes.len() / 2]).unwrap();
     agent.stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    agent.hello(2);
+    let bytes = Agent::frame(&ToAgent::Hello {
+        version: PROTOCOL_VERSION,
+        nonce: 2,
+    });
+    agent.stdin.write_all(&bytes).unwrap();
+    agent.stdin.flush().unwrap();
+    // The very next frame is the new server's Hello: nothing came of the
+    // cut frame (no reply to request 8, no error for it).
+    match agent.next() {
+        FromAgent::Hello { nonce, .. } => assert_eq!(nonce, 2),
+        other => panic!("the next frame was not the Hello: {other:?}"),
+    }
+    // The cut write left nothing on disk: neither the file nor a temporary.
+    let names: Vec<_> = std::fs::read_dir(agent.workspace.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.is_empty(), "left in the workspace: {names:?}");
 }
