@@ -779,35 +779,21 @@ async fn oneshot_vs_live(addr: &str, prefix: &str) -> (f64, f64) {
     let (mut oneshot, mut live) = (Vec::new(), Vec::new());
     for i in 0..=ONESHOTS {
         wait_pool_of(prefix, 4).await;
-        let t = Instant::now();
-        let v: Value = http
-            .post(url("/api/v1/run"))
-            .bearer_auth("bench")
-            .json(&json!({"language": "python", "code": "print(6*7)\n"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let d = ms(t.elapsed());
-        assert_eq!(v["stdout"], "42\n", "{v}");
+        let d = timed_42(
+            &http,
+            url("/api/v1/run"),
+            json!({"language": "python", "code": "print(6*7)\n"}),
+        )
+        .await;
         if i > 0 {
             oneshot.push(d);
         }
-        let t = Instant::now();
-        let v: Value = http
-            .post(url("/api/v1/sandboxes/live/exec"))
-            .bearer_auth("bench")
-            .json(&json!({"command": "python3 -u main.py"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let d = ms(t.elapsed());
-        assert_eq!(v["stdout"], "42\n", "{v}");
+        let d = timed_42(
+            &http,
+            url("/api/v1/sandboxes/live/exec"),
+            json!({"command": "python3 -u main.py"}),
+        )
+        .await;
         if i > 0 {
             live.push(d);
         }
@@ -818,6 +804,24 @@ async fn oneshot_vs_live(addr: &str, prefix: &str) -> (f64, f64) {
         .await
         .unwrap();
     (pct(&mut oneshot, 0.5), pct(&mut live, 0.5))
+}
+
+/// A POST whose answer must print 42; its time in ms.
+async fn timed_42(http: &reqwest::Client, url: String, body: Value) -> f64 {
+    let t = Instant::now();
+    let v: Value = http
+        .post(url)
+        .bearer_auth("bench")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = ms(t.elapsed());
+    assert_eq!(v["stdout"], "42\n", "{v}");
+    d
 }
 
 /// A figure's README target.

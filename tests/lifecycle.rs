@@ -136,7 +136,10 @@ async fn every_documented_route_is_served_and_metrics_count() {
             for (method, op) in ops.as_object().unwrap() {
                 // MCP and the Jupyter gateway speak their own protocols,
                 // tested with their own clients (tests/mcp.rs, jupyter.rs).
-                if op["tags"].as_array().is_some_and(|t| t.contains(&json!("front-doors"))) {
+                if op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&json!("front-doors")))
+                {
                     continue;
                 }
                 let url = server.url(&path.replace("{taskId}", "nope").replace("{path}", "a.txt"));

@@ -29,6 +29,8 @@ const MAX_MESSAGE: usize = 2 << 20;
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a busy kernel counts as activity of its sandbox.
 const BUSY_TOUCH: Duration = Duration::from_secs(5);
+/// Kernelspecs kept per caller and image at most.
+const MAX_SPECS: usize = 64;
 /// Kernels one token may have at once (starting ones included).
 pub const MAX_KERNELS_PER_CALLER: usize = 8;
 
@@ -199,24 +201,55 @@ impl Kernel {
 }
 
 /// Every kernel the gateway started, by id.
+/// A caller's fingerprint and an image (`None`: the server's default).
+type SpecsKey = (String, Option<String>);
+
 #[derive(Default)]
 pub struct Gateway {
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     /// Kernels being started, by caller: counted against the cap before
     /// the (slow) start, so simultaneous starts cannot pass it.
     starting: Mutex<HashMap<String, usize>>,
-    /// Kernelspecs by image (`None`: the server's default image).
-    specs: Mutex<HashMap<Option<String>, Vec<KernelSpecInfo>>>,
+    /// Kernelspecs by caller and image (`None`: the server's default
+    /// image). Per caller: the specs come from a sandbox whose user can
+    /// write kernelspecs of their own under $HOME, so one token's answer
+    /// is never shown to another.
+    specs: Mutex<HashMap<SpecsKey, Vec<KernelSpecInfo>>>,
 }
 
 impl Gateway {
-    pub fn cached_specs(&self, image: &Option<String>) -> Option<Vec<KernelSpecInfo>> {
-        self.specs.lock().unwrap().get(image).cloned()
+    pub fn cached_specs(
+        &self,
+        caller: &str,
+        image: &Option<String>,
+    ) -> Option<Vec<KernelSpecInfo>> {
+        self.specs
+            .lock()
+            .unwrap()
+            .get(&(caller.to_string(), image.clone()))
+            .cloned()
     }
 
-    pub fn cache_specs(&self, image: Option<String>, specs: Vec<KernelSpecInfo>) {
+    /// Keeps at most MAX_SPECS specs, each name and display name cut to
+    /// 200 characters: a sandbox's answer is the sandbox user's to shape.
+    pub fn cache_specs(&self, caller: &str, image: Option<String>, mut specs: Vec<KernelSpecInfo>) {
+        specs.truncate(MAX_SPECS);
+        for s in &mut specs {
+            for field in [&mut s.name, &mut s.display_name, &mut s.language] {
+                if field.len() > 200 {
+                    let mut end = 200;
+                    while !field.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    field.truncate(end);
+                }
+            }
+        }
         if !specs.is_empty() {
-            self.specs.lock().unwrap().insert(image, specs);
+            self.specs
+                .lock()
+                .unwrap()
+                .insert((caller.to_string(), image), specs);
         }
     }
 
@@ -523,38 +556,6 @@ fn to_wire(channel: &str, message: &str) -> Option<Outgoing> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_become_iso_dates() {
-        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": 1_700_000_000.5}));
-        assert_eq!(h["date"], "2023-11-14T22:13:20.500000Z");
-        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": "2026-01-01T00:00:00Z"}));
-        assert_eq!(h["date"], "2026-01-01T00:00:00Z");
-        assert!(with_iso_date(serde_json::json!({"msg_id": "a"}))["date"].is_string());
-        // An empty parent header stays empty.
-        assert_eq!(with_iso_date(serde_json::json!({})), serde_json::json!({}));
-        assert_eq!(with_iso_date(Value::Null), Value::Null);
-    }
-
-    #[test]
-    fn agent_json_becomes_wire_json() {
-        let agent = r#"{"header":{"msg_id":"a","username":"u","session":"s1","date":"2026-01-01T00:00:00Z","msg_type":"execute_reply","version":"5.3"},"parent_header":{"msg_id":"p","username":"u","session":"client","date":"2026-01-01T00:00:00Z","msg_type":"execute_request","version":"5.3"},"metadata":{},"content":{"status":"ok","execution_count":1},"channel":null}"#;
-        let out = to_wire("shell", agent).unwrap();
-        assert_eq!(&*out.channel, "shell");
-        assert_eq!(out.parent_session.as_deref(), Some("client"));
-        assert_eq!(out.message["msg_type"], "execute_reply");
-        assert_eq!(out.message["channel"], "shell");
-        assert_eq!(out.message["content"]["execution_count"], 1);
-        let orphan = r#"{"header":{"msg_id":"b","msg_type":"status"},"parent_header":null,"metadata":{},"content":{}}"#;
-        let out = to_wire("iopub", orphan).unwrap();
-        assert_eq!(out.message["parent_header"], serde_json::json!({}));
-        assert!(out.parent_session.is_none());
-    }
-}
-
 /// What a client gets instead of a message too large to relay: a stream
 /// message on iopub with the same parent, so its cell shows why.
 fn too_large(channel: &str, message: &str) -> Option<Outgoing> {
@@ -594,4 +595,36 @@ fn too_large(channel: &str, message: &str) -> Option<Outgoing> {
             "content": {"name": "stderr", "text": text}, "buffers": [],
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_become_iso_dates() {
+        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": 1_700_000_000.5}));
+        assert_eq!(h["date"], "2023-11-14T22:13:20.500000Z");
+        let h = with_iso_date(serde_json::json!({"msg_id": "a", "date": "2026-01-01T00:00:00Z"}));
+        assert_eq!(h["date"], "2026-01-01T00:00:00Z");
+        assert!(with_iso_date(serde_json::json!({"msg_id": "a"}))["date"].is_string());
+        // An empty parent header stays empty.
+        assert_eq!(with_iso_date(serde_json::json!({})), serde_json::json!({}));
+        assert_eq!(with_iso_date(Value::Null), Value::Null);
+    }
+
+    #[test]
+    fn agent_json_becomes_wire_json() {
+        let agent = r#"{"header":{"msg_id":"a","username":"u","session":"s1","date":"2026-01-01T00:00:00Z","msg_type":"execute_reply","version":"5.3"},"parent_header":{"msg_id":"p","username":"u","session":"client","date":"2026-01-01T00:00:00Z","msg_type":"execute_request","version":"5.3"},"metadata":{},"content":{"status":"ok","execution_count":1},"channel":null}"#;
+        let out = to_wire("shell", agent).unwrap();
+        assert_eq!(&*out.channel, "shell");
+        assert_eq!(out.parent_session.as_deref(), Some("client"));
+        assert_eq!(out.message["msg_type"], "execute_reply");
+        assert_eq!(out.message["channel"], "shell");
+        assert_eq!(out.message["content"]["execution_count"], 1);
+        let orphan = r#"{"header":{"msg_id":"b","msg_type":"status"},"parent_header":null,"metadata":{},"content":{}}"#;
+        let out = to_wire("iopub", orphan).unwrap();
+        assert_eq!(out.message["parent_header"], serde_json::json!({}));
+        assert!(out.parent_session.is_none());
+    }
 }

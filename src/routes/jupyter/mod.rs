@@ -173,8 +173,8 @@ async fn specs_of(
     user: Option<String>,
 ) -> Result<Vec<replbox_protocol::KernelSpecInfo>, AppError> {
     // Every kernel of a caller without an image of its own runs the
-    // server's image, whose specs are asked once.
-    if let Some(specs) = state.jupyter.cached_specs(&None) {
+    // server's image, whose specs are asked once per caller.
+    if let Some(specs) = state.jupyter.cached_specs(&caller.0, &None) {
         return Ok(specs);
     }
     let task_id = user
@@ -184,7 +184,7 @@ async fn specs_of(
     let specs = crate::services::kernels::specs(&session).await?;
     state
         .jupyter
-        .cache_specs(session.image.clone(), specs.clone());
+        .cache_specs(&caller.0, session.image.clone(), specs.clone());
     Ok(specs)
 }
 
@@ -353,15 +353,15 @@ async fn channels(
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |socket| {
-        tracker.track_future(
-            async move {
-                let me = kernel.connect();
-                relay(socket, &kernel, me, v1, shutdown).await;
-                kernel.disconnect(me);
-            }
-            .instrument(span),
-        )
-    }))
+            tracker.track_future(
+                async move {
+                    let me = kernel.connect();
+                    relay(socket, &kernel, me, v1, shutdown).await;
+                    kernel.disconnect(me);
+                }
+                .instrument(span),
+            )
+        }))
 }
 
 /// How long a socket may take to accept one message before it is closed.
