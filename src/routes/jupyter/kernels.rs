@@ -459,6 +459,17 @@ async fn monitor(gateway: std::sync::Weak<Gateway>, kernel: std::sync::Weak<Kern
             ev = events.recv() => ev,
             _ = every.tick() => {
                 let Some(k) = kernel.upgrade() else { return };
+                // A kernel whose process or sandbox is gone (an `Expired`
+                // this monitor missed while lagging included) leaves the
+                // list, and touches nothing.
+                if !k.alive() {
+                    if let Some(g) = gateway.upgrade() {
+                        let id = k.id.clone();
+                        drop(k);
+                        tokio::spawn(async move { g.forget(&id) });
+                    }
+                    return;
+                }
                 let busy = k.live.lock().unwrap().execution_state == "busy";
                 if busy {
                     k.session.touch().await;
