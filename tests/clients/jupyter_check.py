@@ -63,8 +63,13 @@ def direct_checks():
     check(status == 200 and "python3" in body["kernelspecs"], "a bearer token lists kernelspecs", body)
     spec = body["kernelspecs"]["python3"]["spec"]
     check(spec["language"] == "python" and spec["display_name"], "the python3 spec", spec)
-    status, _ = http("GET", BASE + "/jupyter/api/kernels/no-such-kernel", TOKEN)
-    check(status == 404, "an unknown kernel is 404")
+    status, body = http("GET", BASE + "/jupyter/api/kernels/no-such-kernel", TOKEN)
+    check(status == 404 and body["error"]["code"] == "unknown_kernel", "an unknown kernel is 404", (status, body))
+    # The framework's own refusals are our JSON errors too.
+    status, body = http("GET", BASE + "/jupyter/api/sessions", TOKEN)
+    check(status == 404 and body["error"]["code"] == "not_found", "an unknown route is a JSON 404", (status, body))
+    status, body = http("PUT", BASE + "/jupyter/api/kernels", TOKEN)
+    check(status == 405 and body["error"]["code"] == "method_not_allowed", "a wrong method is a JSON 405", (status, body))
     # The sandbox the Jupyter Server's kernels will use, and a file in it.
     status, body = http("POST", BASE + "/api/v1/sandboxes", TOKEN, "Bearer", {"taskId": TASK})
     check(status in (201, 409), "the API sandbox exists", (status, body))

@@ -48,6 +48,17 @@ pub fn router() -> Router<AppState> {
         .route("/jupyter/api/kernels/{id}/interrupt", post(interrupt))
         .route("/jupyter/api/kernels/{id}/restart", post(restart))
         .route("/jupyter/api/kernels/{id}/channels", get(channels))
+        // Our JSON errors for a wrong method (with Allow) and an unknown
+        // route, not the framework's empty answers.
+        .method_not_allowed_fallback(super::api_rules::wrong_method)
+        .route("/jupyter/{*rest}", axum::routing::any(no_route))
+}
+
+/// Any path under /jupyter/ that names no route of the gateway.
+async fn no_route() -> AppError {
+    AppError::not_found(
+        "There is no such route in the Jupyter kernel gateway: see docs/jupyter.md.",
+    )
 }
 
 /// An API token sent as Jupyter sends one (`Authorization: token <t>`) or
