@@ -250,14 +250,13 @@ impl Tools {
             }
             "write_file" => {
                 let a: WriteFile = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
                 let op = FileOp::Write {
                     path: a.path.clone(),
                     data: a.content.into_bytes(),
                     parents: true,
                     if_version: None,
                 };
-                match api::file(&session, op, true).await? {
+                match self.file(&caller, &a.task_id, op, true).await? {
                     FileReply::Written { version } => {
                         Ok(json!({"path": a.path, "version": version}))
                     }
@@ -266,11 +265,10 @@ impl Tools {
             }
             "read_file" => {
                 let a: ReadFile = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
                 let op = FileOp::Read {
                     path: a.path.clone(),
                 };
-                match api::file(&session, op, false).await? {
+                match self.file(&caller, &a.task_id, op, false).await? {
                     FileReply::Data { data, version } => Ok(match String::from_utf8(data) {
                         Ok(text) => json!({
                             "path": a.path, "version": version, "encoding": "utf-8", "content": text,
@@ -286,10 +284,9 @@ impl Tools {
             }
             "list_files" => {
                 let a: ListFiles = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
                 let path = a.path.unwrap_or_default();
                 let op = FileOp::List { path: path.clone() };
-                match api::file(&session, op, false).await? {
+                match self.file(&caller, &a.task_id, op, false).await? {
                     FileReply::Listing(list) => Ok(json!({"path": path, "entries": entries(list)})),
                     _ => Err(AppError::internal()),
                 }
@@ -308,6 +305,21 @@ impl Tools {
                 ),
             )),
         }
+    }
+}
+
+impl Tools {
+    /// A file operation on the caller's sandbox `task_id` (another
+    /// token's is `not_found`, as in the REST API).
+    async fn file(
+        &self,
+        caller: &ApiCaller,
+        task_id: &str,
+        op: FileOp,
+        writes: bool,
+    ) -> Result<FileReply, AppError> {
+        let session = api::find(&self.state, caller, task_id)?;
+        api::file(&session, op, writes).await
     }
 }
 
