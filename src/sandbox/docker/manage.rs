@@ -41,7 +41,11 @@ impl Sandboxes {
 
     /// Removes a container (killing it); a missing one is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
-        match self
+        let dir = match self.sockets {
+            Some(_) => self.direct_dir(id).await,
+            None => None,
+        };
+        let removed = match self
             .client()?
             .remove_container(
                 id,
@@ -60,7 +64,11 @@ impl Sandboxes {
                 SandboxError::Conflict => Ok(()),
                 other => Err(other),
             },
+        };
+        if removed.is_ok() {
+            self.remove_direct_dir(id, dir).await;
         }
+        removed
     }
 
     /// Removes a workspace volume by name (and its directory on the quota
