@@ -584,7 +584,8 @@ while time.time() < end:
     try:
         got = s.recv(65536)
     except OSError:
-        got = b'?'
+        # Reset (closed before it was accepted) or silence: nothing either way.
+        got = b''
     open('/workspace/probe.txt', 'w').write('connected, got %d bytes' % len(got))
     break
 ""#,

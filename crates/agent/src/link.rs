@@ -30,8 +30,9 @@ const STALL_RESET: Duration = Duration::from_millis(250);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a read asks room for; allocated on the first read, not before.
 const READ_ROOM: usize = 16 * 1024;
-/// A buffer larger than this (after a large frame) is given back when empty.
-const KEEP_AT_MOST: usize = 256 * 1024;
+/// A buffer larger than this (after a burst) is given back when empty: an
+/// idle agent keeps no burst's room.
+const KEEP_AT_MOST: usize = 64 * 1024;
 
 /// Frames from one byte stream (stdin or the socket).
 pub struct Source {
@@ -234,6 +235,10 @@ impl Writer {
         mut switches: mpsc::Receiver<Switch>,
     ) {
         loop {
+            // Nothing queued: give back a burst's room before waiting.
+            if frames.is_empty() && self.buf.capacity() > KEEP_AT_MOST {
+                self.buf = BytesMut::new();
+            }
             let frame = tokio::select! {
                 biased;
                 Some(switch) = switches.recv() => {
@@ -286,9 +291,7 @@ impl Writer {
         }
         .await;
         buf.clear();
-        if buf.capacity() <= KEEP_AT_MOST {
-            self.buf = buf;
-        }
+        self.buf = buf;
         self.lost(written)
     }
 

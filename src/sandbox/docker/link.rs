@@ -5,7 +5,7 @@
 use super::super::direct::{self, DirectDir};
 use super::*;
 use crate::sync::Lock;
-use bollard::query_parameters::InspectContainerOptions;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 
 impl Sandboxes {
     /// A new container's socket directory; `None` with the attach transport.
@@ -81,5 +81,55 @@ impl Sandboxes {
             self.direct_dirs.locked().remove(id);
             direct::remove_dir(&dir.host);
         }
+    }
+
+    /// Socket directories of ours (`<prefix>-<16 hex>`) that no container
+    /// of ours mounts, older than a minute (one may be for a container
+    /// being made): what a crash, or a container removed behind our back,
+    /// left.
+    pub(super) async fn remove_orphan_direct_dirs(&self) {
+        let Some(root) = self.sockets.clone() else {
+            return;
+        };
+        let Ok(client) = self.client() else { return };
+        let Ok(list) = client
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.managed_filter()),
+                ..Default::default()
+            }))
+            .await
+        else {
+            return;
+        };
+        let held: std::collections::HashSet<std::path::PathBuf> = list
+            .into_iter()
+            .flat_map(|c| c.mounts.unwrap_or_default())
+            .filter(|m| m.destination.as_deref() == Some(direct::CONTAINER_DIR))
+            .filter_map(|m| m.source.map(Into::into))
+            .collect();
+        let prefix = format!("{}-", self.config.name_prefix);
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = name.strip_prefix(&prefix).is_some_and(|rest| {
+                    rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(60));
+                if ours && old && !held.contains(&entry.path()) {
+                    tracing::info!(dir = %name, "removing a socket directory no container holds");
+                    direct::remove_dir(&entry.path());
+                }
+            }
+        })
+        .await;
     }
 }
