@@ -118,7 +118,7 @@ async fn join(
     match state
         .services
         .join_limited(
-            &crate::routes::classroom::limit_key(client),
+            &crate::routes::client_addr::guess_key(client),
             &form.code,
             &form.name,
             &owner,
@@ -156,7 +156,7 @@ async fn recover(
     let owner = browser_session::existing_owner(&session)
         .await
         .map_err(|_| no_cookie())?;
-    match crate::routes::classroom::recover_limited(&state, client, &session, &form.code).await {
+    match browser_session::recover_student(&state, client, &session, &form.code).await {
         Ok(_) => Ok(axum::response::IntoResponse::into_response(Redirect::to(
             "/exercises",
         ))),

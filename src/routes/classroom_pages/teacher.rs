@@ -62,7 +62,7 @@ async fn sign_in(
     match state
         .services
         .sign_in_limited(
-            &crate::routes::classroom::limit_key(client),
+            &crate::routes::client_addr::guess_key(client),
             &form.name,
             &form.password,
         )
