@@ -5,7 +5,7 @@
 //! file, the line and the reason; the others still load.
 //!
 //! `mod.rs` holds what an exercise is; `load.rs` reads and checks the
-//! folders; `grade.rs` runs a Check; `harness.rs` carries a command test's
+//! folders; `grade.rs` runs a Check; `harness/` carries a command test's
 //! requests to the student's code.
 
 pub mod grade;
