@@ -69,7 +69,7 @@ impl Sides<'_> {
                         "SystemExit",
                         format!(
                             "the student's program ended during the call ({})",
-                            crate::services::runs::exit_reason(&exit)
+                            crate::sandbox::exit_reason(&exit)
                         ),
                     )
                     .to_string());
@@ -102,7 +102,7 @@ impl Sides<'_> {
                 return Ok(error("TypeError", "arguments are strings"));
             };
             line.push(' ');
-            line.push_str(&crate::services::runs::shell_quote(arg));
+            line.push_str(&crate::sandbox::shell_quote(arg));
         }
         let mut spec = JobSpec::shell(line);
         spec.timeout_ms = Some(
