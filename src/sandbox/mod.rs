@@ -8,6 +8,8 @@
 
 mod backend;
 mod docker;
+#[cfg(test)]
+pub mod fake;
 mod handle;
 pub mod quota;
 pub mod seccomp;
