@@ -1,6 +1,6 @@
 // An exercise's page: Check and its report, the prompt's code highlighted.
 
-import { $, exercise } from "./store.js";
+import { $, exercise, state } from "./store.js";
 import { save } from "./tabs.js";
 
 export async function check() {
