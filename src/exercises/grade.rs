@@ -11,8 +11,8 @@
 use super::harness::{self, Sides};
 use super::{Compare, Exercise, Show, TestKind, TestSpec};
 use crate::config::Language;
+use crate::sandbox::shell_quote;
 use crate::sandbox::{Backend, CreateSpec, SandboxError, SandboxHandle};
-use crate::services::runs::shell_quote;
 use replbox_protocol::ExitStatus;
 use replbox_protocol::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -251,7 +251,7 @@ async fn command_test(
         duration_ms,
         format!(
             "a hidden test failed ({})",
-            crate::services::runs::exit_reason(&exit)
+            crate::sandbox::exit_reason(&exit)
         ),
     );
     match t.show {
@@ -298,7 +298,7 @@ async fn io_test(
     } else {
         format!(
             "{} and the output differs",
-            crate::services::runs::exit_reason(&exit)
+            crate::sandbox::exit_reason(&exit)
         )
     };
     let stderr = String::from_utf8_lossy(&c.stderr);

@@ -9,13 +9,17 @@
 mod backend;
 mod direct;
 mod docker;
+#[cfg(test)]
+pub mod fake;
 mod handle;
 pub mod quota;
 pub mod seccomp;
+mod wording;
 
 pub use backend::Backend;
 pub use docker::Sandboxes;
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
+pub use wording::{exit_reason, shell_quote};
 
 use replbox_protocol::FileError;
 

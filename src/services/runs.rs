@@ -5,11 +5,14 @@ use super::ServiceError;
 use crate::config::{Config, Language};
 use crate::sandbox::Collected;
 use crate::sessions::{JobKind, JobRecord, Session};
-use replbox_protocol::{path, Command, ExitStatus, JobSpec, PtySize};
+use replbox_protocol::{path, Command, JobSpec, PtySize};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Below the services: grading uses them too.
+pub use crate::sandbox::{exit_reason, shell_quote};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -37,38 +40,6 @@ pub struct RunRequest {
 pub struct PtyRequest {
     pub rows: u16,
     pub cols: u16,
-}
-
-/// How a job ended, in words.
-pub fn exit_reason(e: &ExitStatus) -> String {
-    if e.timed_out {
-        return "killed: time limit reached".into();
-    }
-    if e.truncated {
-        return "stopped: too much output".into();
-    }
-    if e.workspace_full && e.code != Some(0) {
-        return "stopped: workspace full".into();
-    }
-    if e.oom_killed && e.code != Some(0) {
-        return "killed: out of memory".into();
-    }
-    if e.pids_limited {
-        return if e.code == Some(0) {
-            "finished, but it hit the limit on processes".into()
-        } else {
-            "stopped: too many processes".into()
-        };
-    }
-    match (e.code, e.signal) {
-        (Some(0), _) => "finished".into(),
-        (Some(c), _) => format!("exited with code {c}"),
-        (_, Some(2)) => "interrupted".into(),
-        (_, Some(9)) => "killed".into(),
-        (_, Some(15)) => "terminated".into(),
-        (_, Some(s)) => format!("ended by signal {s}"),
-        _ => "ended".into(),
-    }
 }
 
 /// What a run request asks for.
@@ -138,11 +109,6 @@ pub async fn run_to_end(
         .await;
     session.touch().await;
     Ok(collected?)
-}
-
-/// Quotes a string for `/bin/sh`.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 pub fn plan(

@@ -7,6 +7,8 @@
 
 mod capacity;
 mod error;
+#[cfg(test)]
+mod fake_tests;
 mod hub;
 mod jobs;
 mod lifecycle;

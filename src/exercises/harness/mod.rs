@@ -10,14 +10,20 @@
 //! crosses, so nothing the student's code does can reach the process that
 //! decides the verdict, the files it reads, or the server's own reading of
 //! how it ended.
+//!
+//! `mod.rs` runs a command test and answers its requests; `calls.rs` carries
+//! them into the student's container; `files.rs` packs the grader's files.
+
+mod calls;
+mod files;
 
 use super::grade::OUTPUT_LIMIT;
 use super::TestSpec;
 use crate::sandbox::{Job, JobEvent, SandboxError, SandboxHandle};
 use bytes::Bytes;
+pub use files::grader_tar;
 use replbox_protocol::{ExitStatus, JobSpec, Stream as OutStream};
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use serde_json::{json, Value};
 use tokio::time::{timeout_at, Instant};
 
 /// The grader container's user: not the student's (1000), owns nothing.
@@ -35,33 +41,6 @@ const MAX_MESSAGES: usize = 20;
 const MESSAGE_CHARS: usize = 1000;
 /// Time the server gives a test beyond its own limit before it stops waiting.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The harness files, with their modes, under `.replbox/` of the grader's
-/// workspace (beside the hidden tests in `tests/`).
-pub const FILES: [(&str, &str, u32); 5] = [
-    ("wrapper.py", include_str!("harness/wrapper.py"), 0o444),
-    (
-        "lib/replbox_harness.py",
-        include_str!("harness/replbox_harness.py"),
-        0o444,
-    ),
-    (
-        "bin/replbox-run",
-        include_str!("harness/replbox-run"),
-        0o555,
-    ),
-    (
-        "bin/replbox-message",
-        include_str!("harness/replbox-message"),
-        0o555,
-    ),
-    (
-        "lib/README",
-        "replbox's grading harness; see docs/exercises.md\n",
-        0o444,
-    ),
-];
-const WORKER: &str = include_str!("harness/worker.py");
 
 /// How a command test ended, as the grader container saw it.
 #[derive(Debug, Default)]
@@ -216,180 +195,10 @@ impl Sides<'_> {
         // The id first, so the harness finds it without reading the rest.
         Ok(format!("{{\"id\":{id},\"reply\":{reply}}}"))
     }
-
-    /// A call into (or a look at) one of the student's modules, in the
-    /// student's worker process, started on first use and after it ended.
-    async fn call(
-        &self,
-        request: &Map<String, Value>,
-        worker: &mut Option<Worker>,
-        deadline: Instant,
-    ) -> Result<String, SandboxError> {
-        if worker.is_none() {
-            let mut spec = JobSpec::argv(["python3", "-I", "-c", WORKER]);
-            spec.timeout_ms = Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as u64,
-            );
-            spec.output_limit = Some(CHANNEL_LIMIT);
-            let job = self.student.spawn(spec).await?;
-            *worker = Some(Worker {
-                job,
-                buf: Vec::new(),
-            });
-        }
-        let w = worker.as_mut().expect("started above");
-        let line = Value::Object(request.clone()).to_string() + "\n";
-        w.job.control.stdin(line).await?;
-        loop {
-            if let Some(line) = take_line(&mut w.buf) {
-                if is_json_object(&line) {
-                    return Ok(String::from_utf8(line).expect("valid JSON is UTF-8"));
-                }
-                return Ok(
-                    error("ProtocolError", "the student's side answered garbage").to_string(),
-                );
-            }
-            if w.buf.len() > MAX_ANSWER {
-                let _ = w.job.control.signal(9).await;
-                *worker = None;
-                return Ok(error("ValueError", "the answer is over 1 MiB").to_string());
-            }
-            let event = match timeout_at(deadline, w.job.next()).await {
-                Ok(e) => e,
-                Err(_) => {
-                    let _ = w.job.control.signal(9).await;
-                    *worker = None;
-                    return Ok(error("TimeoutError", "the call did not return in time").to_string());
-                }
-            };
-            match event {
-                Some(JobEvent::Output {
-                    stream: OutStream::Stdout,
-                    data,
-                }) => w.buf.extend_from_slice(&data),
-                Some(JobEvent::Exit(exit)) => {
-                    *worker = None;
-                    return Ok(error(
-                        "SystemExit",
-                        format!(
-                            "the student's program ended during the call ({})",
-                            crate::services::runs::exit_reason(&exit)
-                        ),
-                    )
-                    .to_string());
-                }
-                Some(JobEvent::SpawnFailed(m)) => {
-                    *worker = None;
-                    return Ok(error("OSError", m).to_string());
-                }
-                None => return Err(SandboxError::AgentGone),
-                Some(_) => {}
-            }
-        }
-    }
-
-    /// The student's program, run with a stdin and arguments.
-    async fn run_program(
-        &self,
-        request: &Map<String, Value>,
-        deadline: Instant,
-    ) -> Result<Value, SandboxError> {
-        let stdin = request.get("stdin").and_then(Value::as_str).unwrap_or("");
-        let mut line = self.program.clone();
-        for arg in request
-            .get("args")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(arg) = arg.as_str() else {
-                return Ok(error("TypeError", "arguments are strings"));
-            };
-            line.push(' ');
-            line.push_str(&crate::services::runs::shell_quote(arg));
-        }
-        let mut spec = JobSpec::shell(line);
-        spec.timeout_ms = Some(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .max(1) as u64,
-        );
-        spec.output_limit = Some(OUTPUT_LIMIT);
-        let job = self.student.spawn(spec).await?;
-        let control = job.control.clone();
-        let c = match timeout_at(deadline, job.run_with_stdin(stdin.as_bytes().to_vec())).await {
-            Ok(c) => c?,
-            Err(_) => {
-                let _ = control.signal(9).await;
-                return Ok(error("TimeoutError", "the program did not end in time"));
-            }
-        };
-        if let Some(m) = c.spawn_error {
-            return Ok(error("OSError", m));
-        }
-        let Some(exit) = c.exit else {
-            return Ok(error("OSError", "the program did not finish"));
-        };
-        Ok(json!({
-            "ok": true,
-            "stdout": String::from_utf8_lossy(&c.stdout),
-            "stderr": String::from_utf8_lossy(&c.stderr),
-            "exitCode": exit.code,
-            "signal": exit.signal,
-            "timedOut": exit.timed_out,
-            "truncated": exit.truncated,
-        }))
-    }
 }
-
 fn keep(out: &mut Vec<u8>, data: &Bytes) {
     let room = (OUTPUT_LIMIT as usize).saturating_sub(out.len());
     out.extend_from_slice(&data[..data.len().min(room)]);
-}
-
-/// A tar of the hidden tests under `tests/` and the harness under
-/// `.replbox/`, all owned by root and read-only.
-pub fn grader_tar(hidden: &BTreeMap<String, Vec<u8>>) -> std::io::Result<Vec<u8>> {
-    let mut files: BTreeMap<String, (&[u8], u32)> = hidden
-        .iter()
-        .map(|(p, d)| (format!("tests/{p}"), (d.as_slice(), 0o444)))
-        .collect();
-    for (path, text, mode) in FILES {
-        files.insert(format!(".replbox/{path}"), (text.as_bytes(), mode));
-    }
-    let mut dirs = std::collections::BTreeSet::from(["tests".to_string()]);
-    for path in files.keys() {
-        let mut p = std::path::Path::new(path);
-        while let Some(parent) = p.parent() {
-            if parent.as_os_str().is_empty() {
-                break;
-            }
-            dirs.insert(parent.to_string_lossy().into_owned());
-            p = parent;
-        }
-    }
-    let mut tar = tar::Builder::new(Vec::new());
-    let header = |mode: u32, size: u64, kind: tar::EntryType| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_size(size);
-        h
-    };
-    for dir in &dirs {
-        let mut h = header(0o555, 0, tar::EntryType::Directory);
-        tar.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
-    }
-    for (path, (data, mode)) in files {
-        let mut h = header(mode, data.len() as u64, tar::EntryType::Regular);
-        tar.append_data(&mut h, path, data)?;
-    }
-    tar.into_inner()
 }
 
 #[cfg(test)]
@@ -416,25 +225,5 @@ mod tests {
         assert_eq!(take_line(&mut buf), None);
         buf.extend_from_slice(b":2}\n");
         assert_eq!(take_line(&mut buf).unwrap(), b"{\"b\":2}");
-    }
-
-    #[test]
-    fn the_grader_tar_is_root_owned_and_read_only() {
-        let hidden = BTreeMap::from([("sub/t.py".to_string(), b"x".to_vec())]);
-        let tar = grader_tar(&hidden).unwrap();
-        let mut archive = tar::Archive::new(tar.as_slice());
-        let mut names = Vec::new();
-        for entry in archive.entries().unwrap() {
-            let e = entry.unwrap();
-            let h = e.header();
-            assert_eq!(h.uid().unwrap(), 0);
-            assert_eq!(h.mode().unwrap() & 0o222, 0, "{:?}", e.path());
-            names.push(e.path().unwrap().display().to_string());
-        }
-        assert!(names.contains(&"tests/sub/t.py".to_string()), "{names:?}");
-        assert!(
-            names.contains(&".replbox/wrapper.py".to_string()),
-            "{names:?}"
-        );
     }
 }
