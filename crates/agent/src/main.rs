@@ -174,7 +174,15 @@ async fn write_frame(
             buf.clear();
             stdout.write_all(&data).await
         }
-        frame => replbox_protocol::codec::encode_frame(&frame, buf).map_err(std::io::Error::other),
+        frame => match replbox_protocol::codec::encode_frame(&frame, buf) {
+            // One frame over the limit is that request's error, not the
+            // end of the writer (and so of every answer of this sandbox).
+            Err(replbox_protocol::FrameError::TooLarge(size)) => {
+                let frame = kernel::too_large(frame, size);
+                replbox_protocol::codec::encode_frame(&frame, buf).map_err(std::io::Error::other)
+            }
+            other => other.map_err(std::io::Error::other),
+        },
     }
 }
 
