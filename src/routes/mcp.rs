@@ -9,12 +9,12 @@ use super::frames::entries;
 use super::AppState;
 use crate::error::AppError;
 use crate::error::ErrorCode;
+use crate::services::files::{self, Encoding};
 use crate::services::runs::{self, RunRequest};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use base64::Engine as _;
 use replbox_protocol::{FileOp, FileReply};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
@@ -189,13 +189,12 @@ impl Tools {
                     path: a.path.clone(),
                 };
                 match self.file(&caller, &a.task_id, op, false).await? {
-                    FileReply::Data { data, version } => Ok(match String::from_utf8(data) {
-                        Ok(text) => json!({
+                    FileReply::Data { data, version } => Ok(match files::as_text(data) {
+                        (text, Encoding::Utf8) => json!({
                             "path": a.path, "version": version, "encoding": "utf-8", "content": text,
                         }),
-                        Err(e) => json!({
-                            "path": a.path, "version": version, "encoding": "base64",
-                            "content": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                        (text, Encoding::Base64) => json!({
+                            "path": a.path, "version": version, "encoding": "base64", "content": text,
                             "note": "The file is not UTF-8 text: its bytes are given in base64.",
                         }),
                     }),
