@@ -31,6 +31,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 mod args;
+mod errors;
 mod text;
 
 use args::{
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     );
     Router::new()
         .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
