@@ -2,26 +2,29 @@
 //! a Jupyter kernel id that outlives restarts (a restart swaps the job).
 //! A monitor task per kernel reads the sandbox's events, keeps the kernel's
 //! execution state, keeps a busy kernel's sandbox alive, and fans the
-//! kernel's messages out to the kernel's sockets in Jupyter's wire shape.
+//! kernel's messages out to the kernel's sockets in Jupyter's wire shape:
+//! into each socket's outbox, bounded in bytes, never waiting for one; a
+//! socket whose client does not read past its budget is closed.
 
 use crate::error::{AppError, ErrorCode};
+use crate::routes::outbox::{Outbox, TryError};
 use crate::sessions::{AbortOnDrop, JobRecord, Session};
+use axum::extract::ws::Message;
 use axum::http::StatusCode;
+use bytes::Bytes;
 use replbox_protocol::{KernelRequest, KernelSpecInfo};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use super::messages::{with_iso_date, Outgoing};
+use super::messages::{stream_note, with_iso_date, Outgoing};
 use super::monitor::{monitor, start_job};
+use super::wire;
 
-/// Messages a kernel's sockets may fall behind by before they miss some
-/// (the ring holds at most this many messages, each at most MAX_MESSAGE).
-const FANOUT: usize = 64;
 /// Kernelspecs kept per caller and image at most.
 const MAX_SPECS: usize = 64;
 /// Kernels one token may have at once (starting ones included).
@@ -44,6 +47,82 @@ pub(super) struct Live {
     pub(super) last_activity: chrono::DateTime<chrono::Utc>,
 }
 
+/// Where one channels socket's kernel messages go.
+struct SocketTx {
+    outbox: Outbox,
+    v1: bool,
+    overflow: CancellationToken,
+    /// Output not sent to this client since it last had room: how many
+    /// messages, how many bytes, and the parent header of the last one.
+    dropped: Option<(usize, usize, String)>,
+}
+
+impl SocketTx {
+    /// Queues `out` within the socket's byte budget, without waiting.
+    /// Output (iopub but status) may take half the budget: past it, it is
+    /// dropped for this client, which is told so (a stream message in the
+    /// cell) as soon as there is room again. Status messages and replies,
+    /// which clients wait for, may use the rest; a client that lets even
+    /// those fill its budget is not reading, and its socket is closed.
+    fn queue(&mut self, out: &Outgoing, v1: &mut Option<Bytes>) {
+        let output = out.channel == "iopub" && out.msg_type != "status";
+        let room = |tx: &Self, len: usize| {
+            !output || tx.outbox.queued_bytes() + len <= tx.outbox.budget() / 2
+        };
+        if let Some((count, bytes, parent)) = &self.dropped {
+            let text = format!(
+                "[replbox: {count} output messages ({bytes} bytes) were not sent here: \
+                 this client fell behind the kernel]\n"
+            );
+            let Some(note) = stream_note(parent, &Value::Null, &text) else {
+                return;
+            };
+            if !room(self, note.text.len() + out.text.len()) {
+                self.drop_one(out);
+                return;
+            }
+            let frame = self.frame(&note, &mut None);
+            if !self.send(frame) {
+                return;
+            }
+            self.dropped = None;
+        }
+        if !room(self, out.text.len()) {
+            self.drop_one(out);
+            return;
+        }
+        let frame = self.frame(out, v1);
+        self.send(frame);
+    }
+
+    fn frame(&self, out: &Outgoing, v1: &mut Option<Bytes>) -> Message {
+        if self.v1 {
+            Message::Binary(v1.get_or_insert_with(|| wire::to_v1(out).into()).clone())
+        } else {
+            Message::Text(out.text.clone())
+        }
+    }
+
+    /// Whether the frame was queued; a full budget closes the socket.
+    fn send(&self, frame: Message) -> bool {
+        match self.outbox.try_send(frame) {
+            Ok(()) => true,
+            Err(TryError::Closed) => false,
+            Err(TryError::Full) => {
+                tracing::warn!("a Jupyter client fell a whole queue behind: closing its socket");
+                self.overflow.cancel();
+                false
+            }
+        }
+    }
+
+    fn drop_one(&mut self, out: &Outgoing) {
+        let parent = String::from_utf8_lossy(out.part(1)).into_owned();
+        let (count, bytes) = self.dropped.as_ref().map_or((0, 0), |d| (d.0, d.1));
+        self.dropped = Some((count + 1, bytes + out.text.len(), parent));
+    }
+}
+
 pub struct Kernel {
     pub id: String,
     pub name: String,
@@ -52,8 +131,8 @@ pub struct Kernel {
     pub session: Arc<Session>,
     cwd: String,
     pub(super) live: Mutex<Live>,
-    connections: AtomicUsize,
-    pub(super) tx: broadcast::Sender<Outgoing>,
+    /// Its channels sockets' queues, by socket number.
+    sockets: Mutex<HashMap<u64, SocketTx>>,
     /// Client sessions (`header.session`) by the socket that sent them, so
     /// replies go back to the socket that asked.
     claims: Mutex<HashMap<String, u64>>,
@@ -71,7 +150,7 @@ impl Kernel {
                 .last_activity
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             execution_state: live.execution_state.clone(),
-            connections: self.connections.load(Ordering::Relaxed),
+            connections: self.sockets.lock().unwrap().len(),
         }
     }
 
@@ -91,27 +170,44 @@ impl Kernel {
             .is_some_and(|j| j.is_running() && Arc::ptr_eq(&j, &job))
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Outgoing> {
-        self.tx.subscribe()
-    }
-
-    /// A socket's number, for [`Kernel::claim`] and [`Kernel::is_for`];
-    /// counted in the model's `connections` until [`Kernel::disconnect`].
-    pub fn connect(&self) -> u64 {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        self.next_socket.fetch_add(1, Ordering::Relaxed)
+    /// A socket whose kernel messages go to `outbox` (in the v1 framing
+    /// when `v1`); `overflow` is cancelled when its client falls a whole
+    /// budget behind. Its number, for [`Kernel::is_for`]; counted in the
+    /// model's `connections` until [`Kernel::disconnect`].
+    pub fn connect(&self, outbox: Outbox, v1: bool, overflow: CancellationToken) -> u64 {
+        let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        let tx = SocketTx {
+            outbox,
+            v1,
+            overflow,
+            dropped: None,
+        };
+        self.sockets.lock().unwrap().insert(id, tx);
+        id
     }
 
     pub fn disconnect(&self, socket: u64) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.sockets.lock().unwrap().remove(&socket);
         self.claims.lock().unwrap().retain(|_, s| *s != socket);
+    }
+
+    /// Queues a kernel message for every socket it is for, never waiting
+    /// for one (see [`SocketTx::queue`]).
+    pub(super) fn fan_out(&self, out: &Outgoing) {
+        let mut sockets = self.sockets.lock().unwrap();
+        let mut v1: Option<Bytes> = None;
+        for (id, socket) in sockets.iter_mut() {
+            if self.is_for(*id, out) && !socket.overflow.is_cancelled() {
+                socket.queue(out, &mut v1);
+            }
+        }
     }
 
     /// Whether a message for `parent_session` goes to `socket`: iopub goes
     /// to every socket; a reply to the socket whose client asked, or to
     /// every socket when no socket claims that client.
     pub fn is_for(&self, socket: u64, out: &Outgoing) -> bool {
-        if &*out.channel == "iopub" {
+        if out.channel == "iopub" {
             return true;
         }
         match &out.parent_session {
@@ -197,9 +293,32 @@ pub struct Gateway {
     /// write kernelspecs of their own under $HOME, so one token's answer
     /// is never shown to another.
     specs: Mutex<HashMap<SpecsKey, Vec<KernelSpecInfo>>>,
+    /// Channels sockets open, by caller.
+    sockets: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Gateway {
+    /// Room for one more channels socket of `caller`, held until the slot
+    /// is dropped; past `max` a JSON 429 `too_many_sockets`.
+    pub fn socket_slot(&self, caller: &str, max: usize) -> Result<SocketSlot, AppError> {
+        let mut open = self.sockets.lock().unwrap();
+        let n = open.entry(caller.to_string()).or_default();
+        if *n >= max.max(1) {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManySockets,
+                format!(
+                    "A token may hold at most {max} Jupyter channels sockets open: close one first."
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SocketSlot {
+            sockets: self.sockets.clone(),
+            caller: caller.to_string(),
+        })
+    }
+
     pub fn cached_specs(
         &self,
         caller: &str,
@@ -312,8 +431,7 @@ impl Gateway {
                 execution_state: "idle".into(),
                 last_activity: chrono::Utc::now(),
             }),
-            connections: AtomicUsize::new(0),
-            tx: broadcast::channel(FANOUT).0,
+            sockets: Mutex::default(),
             claims: Mutex::default(),
             next_socket: AtomicU64::new(1),
             monitor: Mutex::new(None),
@@ -371,6 +489,24 @@ impl Drop for Starting {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 starting.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// One open channels socket of a caller, counted until dropped.
+pub struct SocketSlot {
+    sockets: Arc<Mutex<HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.caller);
             }
         }
     }
