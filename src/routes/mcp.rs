@@ -4,13 +4,14 @@
 //! limits, because they call the same functions. A failure is a tool result
 //! with `isError` and our sentence, never a protocol error. docs/mcp.md.
 
-use super::api::{self, ApiCaller, CreateRequest, ExecResult, OneShotRequest};
 use super::frames::entries;
+use super::token_auth::ApiCaller;
 use super::AppState;
 use crate::error::AppError;
 use crate::error::ErrorCode;
-use crate::services::files::{self, Encoding};
-use crate::services::runs::{self, RunRequest};
+use crate::services::files::{self, file_op, Encoding};
+use crate::services::runs::RunRequest;
+use crate::services::tasks::{CreateRequest, ExecResult, OneShotRequest, Tenant};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -125,50 +126,49 @@ impl Tools {
     }
 
     async fn call(&self, caller: ApiCaller, name: &str, args: Value) -> Result<Value, AppError> {
-        let state = &self.state;
+        let services = &self.state.services;
+        let tenant = &caller.0;
         match name {
             "run_code" => {
                 let a: RunCode = parse(args)?;
-                let r = api::run_one_shot(
-                    state,
-                    caller,
-                    OneShotRequest {
-                        language: a.language,
-                        code: Some(a.code),
-                        files: None,
-                        entry: None,
-                        stdin: a.stdin,
-                        timeout_ms: a.timeout_ms,
-                    },
-                )
-                .await?;
+                let r = services
+                    .run_one_shot(
+                        tenant,
+                        OneShotRequest {
+                            language: a.language,
+                            code: Some(a.code),
+                            files: None,
+                            entry: None,
+                            stdin: a.stdin,
+                            timeout_ms: a.timeout_ms,
+                        },
+                    )
+                    .await?;
                 Ok(exec_value(r))
             }
             "create_sandbox" => {
                 let a: CreateSandbox = parse(args)?;
-                let info = api::create_sandbox(
-                    state,
-                    caller,
-                    CreateRequest {
-                        task_id: a.task_id,
-                        ttl_seconds: a.ttl_seconds,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                let info = services
+                    .create_task(
+                        tenant,
+                        CreateRequest {
+                            task_id: a.task_id,
+                            ttl_seconds: a.ttl_seconds,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 Ok(serde_json::to_value(info).unwrap_or_default())
             }
             "run_command" => {
                 let a: RunCommand = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
                 let run = RunRequest {
                     command: Some(a.command),
-                    timeout_ms: super::api_rules::timeout_ms(a.timeout_ms)?,
+                    timeout_ms: a.timeout_ms,
                     ..Default::default()
                 };
-                let plan = runs::plan(&run, &state.services.languages, &state.config)?;
-                let collected = runs::run_to_end(&session, plan.spec, a.stdin).await?;
-                Ok(exec_value(api::exec_result(collected)?))
+                let r = services.exec_task(tenant, &a.task_id, run, a.stdin).await?;
+                Ok(exec_value(r))
             }
             "write_file" => {
                 let a: WriteFile = parse(args)?;
@@ -178,7 +178,7 @@ impl Tools {
                     parents: true,
                     if_version: None,
                 };
-                match self.file(&caller, &a.task_id, op, true).await? {
+                match self.file(tenant, &a.task_id, op, true).await? {
                     FileReply::Written { version } => {
                         Ok(json!({"path": a.path, "version": version}))
                     }
@@ -190,7 +190,7 @@ impl Tools {
                 let op = FileOp::Read {
                     path: a.path.clone(),
                 };
-                match self.file(&caller, &a.task_id, op, false).await? {
+                match self.file(tenant, &a.task_id, op, false).await? {
                     FileReply::Data { data, version } => Ok(match files::as_text(data) {
                         (text, Encoding::Utf8) => json!({
                             "path": a.path, "version": version, "encoding": "utf-8", "content": text,
@@ -207,15 +207,14 @@ impl Tools {
                 let a: ListFiles = parse(args)?;
                 let path = a.path.unwrap_or_default();
                 let op = FileOp::List { path: path.clone() };
-                match self.file(&caller, &a.task_id, op, false).await? {
+                match self.file(tenant, &a.task_id, op, false).await? {
                     FileReply::Listing(list) => Ok(json!({"path": path, "entries": entries(list)})),
                     _ => Err(AppError::internal()),
                 }
             }
             "destroy_sandbox" => {
                 let a: DestroySandbox = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
-                state.services.registry.remove(&session.owner).await?;
+                services.remove_task(tenant, &a.task_id).await?;
                 Ok(json!({"taskId": a.task_id, "destroyed": true}))
             }
             other => Err(AppError::bad_request(
@@ -234,13 +233,13 @@ impl Tools {
     /// token's is `not_found`, as in the REST API).
     async fn file(
         &self,
-        caller: &ApiCaller,
+        tenant: &Tenant,
         task_id: &str,
         op: FileOp,
         writes: bool,
     ) -> Result<FileReply, AppError> {
-        let session = api::find(&self.state, caller, task_id)?;
-        api::file(&session, op, writes).await
+        let session = self.state.services.find_task(tenant, task_id)?;
+        Ok(file_op(&session, op, writes).await?)
     }
 }
 

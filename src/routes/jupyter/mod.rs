@@ -14,14 +14,16 @@ mod wire;
 
 pub use kernels::Gateway;
 
-use super::api::{self, ApiCaller, CreateRequest};
 use super::extract::JsonBody;
+use super::token_auth::tenant_of;
 use super::AppState;
 use crate::error::{AppError, ErrorCode};
+use crate::services::tasks::Tenant;
+use crate::services::ServiceError;
 use crate::sessions::Session;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -86,21 +88,10 @@ impl FromRequestParts<AppState> for GatewayCaller {
             .ok_or_else(unauthorized)?
             .trim()
             .to_string();
-        // The API's own check, on the same token as a bearer token.
-        let mut bearer = bearer_parts(&token).ok_or_else(unauthorized)?;
-        let ApiCaller(fingerprint) = ApiCaller::from_request_parts(&mut bearer, state)
-            .await
-            .map_err(|_| unauthorized())?;
+        // The API's own check, on the same token.
+        let Tenant(fingerprint) = tenant_of(state, &token).ok_or_else(unauthorized)?;
         Ok(GatewayCaller(fingerprint))
     }
-}
-
-/// A request head holding only `Authorization: Bearer <token>`.
-fn bearer_parts(token: &str) -> Option<Parts> {
-    let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    parts.headers.insert(header::AUTHORIZATION, value);
-    Some(parts)
 }
 
 async fn version() -> Json<Value> {
@@ -119,39 +110,21 @@ async fn sandbox(
     caller: &GatewayCaller,
     task_id: &str,
 ) -> Result<Arc<Session>, AppError> {
-    let api_caller = ApiCaller(caller.0.clone());
-    match api::find(state, &api_caller, task_id) {
-        Ok(s) => return Ok(s),
-        Err(e) if e.status != StatusCode::NOT_FOUND => {
-            return Err(AppError::bad_request(
+    let tenant = Tenant(caller.0.clone());
+    state
+        .services
+        .find_or_create_task(&tenant, task_id)
+        .await
+        .map_err(|e| match e {
+            ServiceError::BadTaskId => AppError::bad_request(
                 ErrorCode::BadTaskId,
                 format!(
-                    "KERNEL_USERNAME {task_id:?} cannot name a sandbox: {}",
-                    e.message
+                    "KERNEL_USERNAME {task_id:?} cannot name a sandbox: a taskId is 1 to 63 \
+                     letters, digits, '-', '_' or '.', starting with a letter or digit."
                 ),
-            ))
-        }
-        Err(_) => {}
-    }
-    let req = CreateRequest {
-        task_id: Some(task_id.to_string()),
-        ..Default::default()
-    };
-    match api::create_sandbox(state, api_caller.clone(), req).await {
-        Ok(_) => {}
-        // Created meanwhile by another request of the same caller: fine.
-        Err(e) if e.code == ErrorCode::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    api::find(state, &api_caller, task_id).map_err(|_| {
-        AppError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::NameTaken,
-            format!(
-                "The sandbox {task_id:?} belongs to someone else: pick another KERNEL_USERNAME."
             ),
-        )
-    })
+            e => e.into(),
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
