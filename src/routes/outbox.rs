@@ -111,6 +111,14 @@ impl Outbox {
         self.budget
     }
 
+    /// Frames queued now, and the most that may be.
+    pub fn queued_frames(&self) -> (usize, usize) {
+        (
+            self.tx.max_capacity() - self.tx.capacity(),
+            self.tx.max_capacity(),
+        )
+    }
+
     /// Bytes queued now.
     pub fn queued_bytes(&self) -> usize {
         self.budget - self.bytes.available_permits()
@@ -130,6 +138,7 @@ mod tests {
             Err(TryError::Full)
         );
         assert_eq!(out.queued_bytes(), 6);
+        assert_eq!(out.queued_frames(), (1, FRAMES));
         drop(rx.try_recv().unwrap());
         assert_eq!(out.try_send(Message::Text("123456".into())), Ok(()));
         bytes.close();

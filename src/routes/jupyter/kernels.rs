@@ -59,15 +59,21 @@ struct SocketTx {
 
 impl SocketTx {
     /// Queues `out` within the socket's byte budget, without waiting.
-    /// Output (iopub but status) may take half the budget: past it, it is
+    /// Output (iopub but status) may take half the budget (and half the
+    /// queue's frames): past it, it is
     /// dropped for this client, which is told so (a stream message in the
     /// cell) as soon as there is room again. Status messages and replies,
     /// which clients wait for, may use the rest; a client that lets even
     /// those fill its budget is not reading, and its socket is closed.
     fn queue(&mut self, out: &Outgoing, v1: &mut Option<Bytes>) {
         let output = out.channel == "iopub" && out.msg_type != "status";
+        // Output may use half the bytes and half the frames, so replies
+        // and status messages always have the other half.
         let room = |tx: &Self, len: usize| {
-            !output || tx.outbox.queued_bytes() + len <= tx.outbox.budget() / 2
+            let (frames, max_frames) = tx.outbox.queued_frames();
+            !output
+                || (tx.outbox.queued_bytes() + len <= tx.outbox.budget() / 2
+                    && frames + 2 <= max_frames / 2)
         };
         if let Some((count, bytes, parent)) = &self.dropped {
             let text = format!(
