@@ -7,9 +7,8 @@
 //! socket whose client does not read past its budget is closed.
 
 use crate::error::{AppError, ErrorCode};
-use crate::routes::outbox::{Outbox, TryError};
+use crate::routes::outbox::Outbox;
 use crate::sessions::{AbortOnDrop, JobRecord, Session};
-use axum::extract::ws::Message;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use replbox_protocol::{KernelRequest, KernelSpecInfo};
@@ -21,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use super::messages::{stream_note, with_iso_date, Outgoing};
+use super::messages::{with_iso_date, Outgoing};
 use super::monitor::{monitor, start_job};
-use super::wire;
+pub use super::sockets::SocketSlot;
+use super::sockets::SocketTx;
 
 /// Kernelspecs kept per caller and image at most.
 const MAX_SPECS: usize = 64;
@@ -45,88 +45,6 @@ pub(super) struct Live {
     pub(super) restarting: bool,
     pub(super) execution_state: String,
     pub(super) last_activity: chrono::DateTime<chrono::Utc>,
-}
-
-/// Where one channels socket's kernel messages go.
-struct SocketTx {
-    outbox: Outbox,
-    v1: bool,
-    overflow: CancellationToken,
-    /// Output not sent to this client since it last had room: how many
-    /// messages, how many bytes, and the parent header of the last one.
-    dropped: Option<(usize, usize, String)>,
-}
-
-impl SocketTx {
-    /// Queues `out` within the socket's byte budget, without waiting.
-    /// Output (iopub but status) may take half the budget (and half the
-    /// queue's frames): past it, it is
-    /// dropped for this client, which is told so (a stream message in the
-    /// cell) as soon as there is room again. Status messages and replies,
-    /// which clients wait for, may use the rest; a client that lets even
-    /// those fill its budget is not reading, and its socket is closed.
-    fn queue(&mut self, out: &Outgoing, v1: &mut Option<Bytes>) {
-        let output = out.channel == "iopub" && out.msg_type != "status";
-        // Output may use half the bytes and half the frames, so replies
-        // and status messages always have the other half.
-        let room = |tx: &Self, len: usize| {
-            let (frames, max_frames) = tx.outbox.queued_frames();
-            !output
-                || (tx.outbox.queued_bytes() + len <= tx.outbox.budget() / 2
-                    && frames + 2 <= max_frames / 2)
-        };
-        if let Some((count, bytes, parent)) = &self.dropped {
-            let text = format!(
-                "[replbox: {count} output messages ({bytes} bytes) were not sent here: \
-                 this client fell behind the kernel]\n"
-            );
-            let Some(note) = stream_note(parent, &Value::Null, &text) else {
-                return;
-            };
-            if !room(self, note.text.len() + out.text.len()) {
-                self.drop_one(out);
-                return;
-            }
-            let frame = self.frame(&note, &mut None);
-            if !self.send(frame) {
-                return;
-            }
-            self.dropped = None;
-        }
-        if !room(self, out.text.len()) {
-            self.drop_one(out);
-            return;
-        }
-        let frame = self.frame(out, v1);
-        self.send(frame);
-    }
-
-    fn frame(&self, out: &Outgoing, v1: &mut Option<Bytes>) -> Message {
-        if self.v1 {
-            Message::Binary(v1.get_or_insert_with(|| wire::to_v1(out).into()).clone())
-        } else {
-            Message::Text(out.text.clone())
-        }
-    }
-
-    /// Whether the frame was queued; a full budget closes the socket.
-    fn send(&self, frame: Message) -> bool {
-        match self.outbox.try_send(frame) {
-            Ok(()) => true,
-            Err(TryError::Closed) => false,
-            Err(TryError::Full) => {
-                tracing::warn!("a Jupyter client fell a whole queue behind: closing its socket");
-                self.overflow.cancel();
-                false
-            }
-        }
-    }
-
-    fn drop_one(&mut self, out: &Outgoing) {
-        let parent = String::from_utf8_lossy(out.part(1)).into_owned();
-        let (count, bytes) = self.dropped.as_ref().map_or((0, 0), |d| (d.0, d.1));
-        self.dropped = Some((count + 1, bytes + out.text.len(), parent));
-    }
 }
 
 pub struct Kernel {
@@ -495,24 +413,6 @@ impl Drop for Starting {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 starting.remove(&self.caller);
-            }
-        }
-    }
-}
-
-/// One open channels socket of a caller, counted until dropped.
-pub struct SocketSlot {
-    sockets: Arc<Mutex<HashMap<String, usize>>>,
-    caller: String,
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut open = self.sockets.lock().unwrap();
-        if let Some(n) = open.get_mut(&self.caller) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.caller);
             }
         }
     }
