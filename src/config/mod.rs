@@ -158,6 +158,11 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_SOCKETS_PER_SESSION", default_value_t = 16)]
     pub sockets_per_session: usize,
 
+    /// Jupyter channels sockets one API token may hold open at once (all
+    /// its kernels together).
+    #[arg(long, env = "REPLBOX_JUPYTER_SOCKETS_PER_TOKEN", default_value_t = 16)]
+    pub jupyter_sockets_per_token: usize,
+
     /// Reverse proxies in front of the server, comma-separated addresses
     /// or ranges (`127.0.0.1,10.0.0.0/8`). A request from one of them is
     /// counted against the address its X-Forwarded-For names (the nearest

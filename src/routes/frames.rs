@@ -4,7 +4,7 @@
 
 use crate::services::runs::RunRequest;
 use replbox_protocol::{JobId, Stream};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 mod server;
@@ -136,13 +136,8 @@ pub enum ClientFrame {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    #[default]
-    Utf8,
-    Base64,
-}
+/// How file bytes travel in `file` frames (decided by `services::files`).
+pub use crate::services::files::Encoding;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

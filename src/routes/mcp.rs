@@ -9,14 +9,13 @@ use super::token_auth::ApiCaller;
 use super::AppState;
 use crate::error::AppError;
 use crate::error::ErrorCode;
-use crate::services::files::file_op;
+use crate::services::files::{self, file_op, Encoding};
 use crate::services::runs::RunRequest;
 use crate::services::tasks::{CreateRequest, ExecResult, OneShotRequest, Tenant};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use base64::Engine as _;
 use replbox_protocol::{FileOp, FileReply};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
@@ -33,6 +32,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 mod args;
+mod errors;
 mod text;
 
 use args::{
@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     );
     Router::new()
         .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
@@ -190,13 +191,12 @@ impl Tools {
                     path: a.path.clone(),
                 };
                 match self.file(tenant, &a.task_id, op, false).await? {
-                    FileReply::Data { data, version } => Ok(match String::from_utf8(data) {
-                        Ok(text) => json!({
+                    FileReply::Data { data, version } => Ok(match files::as_text(data) {
+                        (text, Encoding::Utf8) => json!({
                             "path": a.path, "version": version, "encoding": "utf-8", "content": text,
                         }),
-                        Err(e) => json!({
-                            "path": a.path, "version": version, "encoding": "base64",
-                            "content": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                        (text, Encoding::Base64) => json!({
+                            "path": a.path, "version": version, "encoding": "base64", "content": text,
                             "note": "The file is not UTF-8 text: its bytes are given in base64.",
                         }),
                     }),

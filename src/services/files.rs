@@ -8,6 +8,29 @@ use crate::sessions::Session;
 use replbox_protocol::{EntryKind, FileError, FileOp, FileReply};
 use std::sync::Arc;
 
+/// How a file's bytes travel as text: as they are when they are UTF-8,
+/// else in base64.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+/// A file's bytes as text for a client: the one place that decides UTF-8
+/// or base64, for the page's socket and MCP's read_file alike.
+pub fn as_text(data: Vec<u8>) -> (String, Encoding) {
+    use base64::Engine as _;
+    match String::from_utf8(data) {
+        Ok(text) => (text, Encoding::Utf8),
+        Err(e) => (
+            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+            Encoding::Base64,
+        ),
+    }
+}
+
 /// Runs a file operation on the session's sandbox (starting it if needed).
 pub async fn file_op(
     sandbox: &Arc<Session>,
@@ -119,4 +142,21 @@ async fn workspace_paths(
     }
     files.sort();
     Ok(Some(files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_when_utf8_else_base64() {
+        assert_eq!(
+            as_text("héllo".into()),
+            ("héllo".to_string(), Encoding::Utf8)
+        );
+        assert_eq!(
+            as_text(vec![0xff, 0]),
+            ("/wA=".to_string(), Encoding::Base64)
+        );
+    }
 }

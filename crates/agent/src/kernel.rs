@@ -7,8 +7,8 @@
 use crate::jobs::{self, JobTable};
 use crate::Outbox;
 use jupyter_protocol::{
-    CompleteRequest, ConnectionInfo, ExecuteRequest, InspectRequest, JupyterMessage,
-    JupyterMessageContent, KernelInfoRequest, ShutdownRequest,
+    CompleteRequest, ConnectionInfo, ExecuteRequest, Header, InspectRequest, JupyterMessage,
+    JupyterMessageContent, KernelInfoRequest, ShutdownRequest, StreamContent,
 };
 use replbox_protocol::{FromAgent, JobId, JobSpec, KernelRequest};
 use std::collections::HashMap;
@@ -239,4 +239,127 @@ pub(crate) fn rand_u128() -> u128 {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }
     u128::from_le_bytes(b)
+}
+
+/// What is sent instead of a frame larger than the protocol's limit (say a
+/// kernel's display_data of a huge image, or a request's answer): an error
+/// for that one message, request or job, so the sandbox keeps answering.
+/// For a kernel message: on iopub, a stream on stderr with the same parent
+/// (the cell shows why); on another channel, a reply of the same type with
+/// status `error`, so a client waiting for it is not left waiting.
+pub fn too_large(frame: FromAgent, size: usize) -> FromAgent {
+    let limit = replbox_protocol::MAX_FRAME_LEN;
+    let why = format!(
+        "replbox: a message of {size} bytes is larger than a sandbox may send ({limit} bytes); it was dropped"
+    );
+    match frame {
+        FromAgent::KernelMessage {
+            id,
+            channel,
+            message,
+        } => {
+            #[derive(serde::Deserialize)]
+            struct Head {
+                header: Option<Header>,
+                parent_header: Option<serde_json::Value>,
+            }
+            // The content is skipped, not kept.
+            let head = serde_json::from_str::<Head>(&message).ok();
+            let (header, parent) = head
+                .map(|h| (h.header, h.parent_header))
+                .unwrap_or_default();
+            let parent = parent
+                .filter(|p| p.is_object())
+                .unwrap_or_else(|| serde_json::json!({}));
+            let mut reply = JupyterMessage::new(StreamContent::stderr(&format!("[{why}]\n")), None);
+            if let Some(h) = &header {
+                reply.header.session = h.session.clone();
+                reply.header.username = h.username.clone();
+            }
+            let mut wire = serde_json::to_value(&reply).unwrap_or_default();
+            wire["parent_header"] = parent;
+            if channel != "iopub" {
+                if let Some(h) = header {
+                    wire["header"]["msg_type"] = h.msg_type.into();
+                }
+                wire["content"] = serde_json::json!({
+                    "status": "error", "ename": "MessageTooLarge", "evalue": why, "traceback": [],
+                });
+            }
+            FromAgent::KernelMessage {
+                id,
+                channel,
+                message: wire.to_string(),
+            }
+        }
+        FromAgent::File { req, .. } => FromAgent::File {
+            req,
+            result: Err(replbox_protocol::FileError::TooLarge {
+                limit: limit as u64,
+            }),
+        },
+        FromAgent::KernelSpecs { req, .. } => FromAgent::KernelSpecs {
+            req,
+            specs: Vec::new(),
+        },
+        _ => FromAgent::Error { message: why },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_kernel_message_becomes_an_error_for_its_cell() {
+        let message = serde_json::json!({
+            "header": {"msg_id": "m", "username": "u", "session": "k", "date": "2026-01-01T00:00:00Z", "msg_type": "display_data", "version": "5.3"},
+            "parent_header": {"msg_id": "p", "username": "u", "session": "client", "date": "2026-01-01T00:00:00Z", "msg_type": "execute_request", "version": "5.3"},
+            "metadata": {}, "content": {"data": {"image/png": "AAAA"}},
+        })
+        .to_string();
+        let frame = FromAgent::KernelMessage {
+            id: 3,
+            channel: "iopub".into(),
+            message,
+        };
+        let FromAgent::KernelMessage {
+            id,
+            channel,
+            message,
+        } = too_large(frame, 20 << 20)
+        else {
+            panic!("a kernel message stays one")
+        };
+        assert_eq!((id, channel.as_str()), (3, "iopub"));
+        let m: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(m["header"]["msg_type"], "stream");
+        assert_eq!(m["parent_header"]["msg_id"], "p");
+        assert_eq!(m["content"]["name"], "stderr");
+        assert!(m["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("larger than a sandbox may send"));
+        let reply = FromAgent::KernelMessage { id: 3, channel: "shell".into(), message: r#"{"header":{"msg_id":"r","username":"u","session":"k","date":"2026-01-01T00:00:00Z","msg_type":"execute_reply","version":"5.3"},"parent_header":{},"content":{}}"#.into() };
+        let FromAgent::KernelMessage { message, .. } = too_large(reply, 20 << 20) else {
+            panic!()
+        };
+        let m: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(m["header"]["msg_type"], "execute_reply");
+        assert_eq!(m["content"]["status"], "error");
+        let file = too_large(
+            FromAgent::File {
+                req: 1,
+                result: Ok(replbox_protocol::FileReply::Done),
+            },
+            20 << 20,
+        );
+        assert!(matches!(
+            file,
+            FromAgent::File {
+                req: 1,
+                result: Err(replbox_protocol::FileError::TooLarge { .. })
+            }
+        ));
+    }
 }

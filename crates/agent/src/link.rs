@@ -325,8 +325,16 @@ impl Writer {
                 let written = sink.write_all(&data).await;
                 self.lost(written)
             }
-            frame => replbox_protocol::codec::encode_frame(&frame, &mut self.buf)
-                .map_err(io::Error::other),
+            frame => match replbox_protocol::codec::encode_frame(&frame, &mut self.buf) {
+                // One frame over the limit is that request's error, not the
+                // end of the writer (and so of every answer of this sandbox).
+                Err(replbox_protocol::FrameError::TooLarge(size)) => {
+                    let frame = crate::kernel::too_large(frame, size);
+                    replbox_protocol::codec::encode_frame(&frame, &mut self.buf)
+                        .map_err(io::Error::other)
+                }
+                other => other.map_err(io::Error::other),
+            },
         }
     }
 

@@ -2,26 +2,29 @@
 //! a Jupyter kernel id that outlives restarts (a restart swaps the job).
 //! A monitor task per kernel reads the sandbox's events, keeps the kernel's
 //! execution state, keeps a busy kernel's sandbox alive, and fans the
-//! kernel's messages out to the kernel's sockets in Jupyter's wire shape.
+//! kernel's messages out to the kernel's sockets in Jupyter's wire shape:
+//! into each socket's outbox, bounded in bytes, never waiting for one; a
+//! socket whose client does not read past its budget is closed.
 
 use crate::error::{AppError, ErrorCode};
+use crate::routes::outbox::Outbox;
 use crate::sessions::{AbortOnDrop, JobRecord, Session};
 use axum::http::StatusCode;
+use bytes::Bytes;
 use replbox_protocol::{KernelRequest, KernelSpecInfo};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
 use super::messages::{with_iso_date, Outgoing};
 use super::monitor::{monitor, start_job};
+pub use super::sockets::SocketSlot;
+use super::sockets::SocketTx;
 
-/// Messages a kernel's sockets may fall behind by before they miss some
-/// (the ring holds at most this many messages, each at most MAX_MESSAGE).
-const FANOUT: usize = 64;
 /// Kernelspecs kept per caller and image at most.
 const MAX_SPECS: usize = 64;
 /// Kernels one token may have at once (starting ones included).
@@ -52,8 +55,8 @@ pub struct Kernel {
     pub session: Arc<Session>,
     cwd: String,
     pub(super) live: Mutex<Live>,
-    connections: AtomicUsize,
-    pub(super) tx: broadcast::Sender<Outgoing>,
+    /// Its channels sockets' queues, by socket number.
+    sockets: Mutex<HashMap<u64, SocketTx>>,
     /// Client sessions (`header.session`) by the socket that sent them, so
     /// replies go back to the socket that asked.
     claims: Mutex<HashMap<String, u64>>,
@@ -71,7 +74,7 @@ impl Kernel {
                 .last_activity
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             execution_state: live.execution_state.clone(),
-            connections: self.connections.load(Ordering::Relaxed),
+            connections: self.sockets.lock().unwrap().len(),
         }
     }
 
@@ -91,27 +94,44 @@ impl Kernel {
             .is_some_and(|j| j.is_running() && Arc::ptr_eq(&j, &job))
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Outgoing> {
-        self.tx.subscribe()
-    }
-
-    /// A socket's number, for [`Kernel::claim`] and [`Kernel::is_for`];
-    /// counted in the model's `connections` until [`Kernel::disconnect`].
-    pub fn connect(&self) -> u64 {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        self.next_socket.fetch_add(1, Ordering::Relaxed)
+    /// A socket whose kernel messages go to `outbox` (in the v1 framing
+    /// when `v1`); `overflow` is cancelled when its client falls a whole
+    /// budget behind. Its number, for [`Kernel::is_for`]; counted in the
+    /// model's `connections` until [`Kernel::disconnect`].
+    pub fn connect(&self, outbox: Outbox, v1: bool, overflow: CancellationToken) -> u64 {
+        let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        let tx = SocketTx {
+            outbox,
+            v1,
+            overflow,
+            dropped: None,
+        };
+        self.sockets.lock().unwrap().insert(id, tx);
+        id
     }
 
     pub fn disconnect(&self, socket: u64) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.sockets.lock().unwrap().remove(&socket);
         self.claims.lock().unwrap().retain(|_, s| *s != socket);
+    }
+
+    /// Queues a kernel message for every socket it is for, never waiting
+    /// for one (see [`SocketTx::queue`]).
+    pub(super) fn fan_out(&self, out: &Outgoing) {
+        let mut sockets = self.sockets.lock().unwrap();
+        let mut v1: Option<Bytes> = None;
+        for (id, socket) in sockets.iter_mut() {
+            if self.is_for(*id, out) && !socket.overflow.is_cancelled() {
+                socket.queue(out, &mut v1);
+            }
+        }
     }
 
     /// Whether a message for `parent_session` goes to `socket`: iopub goes
     /// to every socket; a reply to the socket whose client asked, or to
     /// every socket when no socket claims that client.
     pub fn is_for(&self, socket: u64, out: &Outgoing) -> bool {
-        if &*out.channel == "iopub" {
+        if out.channel == "iopub" {
             return true;
         }
         match &out.parent_session {
@@ -197,9 +217,32 @@ pub struct Gateway {
     /// write kernelspecs of their own under $HOME, so one token's answer
     /// is never shown to another.
     specs: Mutex<HashMap<SpecsKey, Vec<KernelSpecInfo>>>,
+    /// Channels sockets open, by caller.
+    sockets: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Gateway {
+    /// Room for one more channels socket of `caller`, held until the slot
+    /// is dropped; past `max` a JSON 429 `too_many_sockets`.
+    pub fn socket_slot(&self, caller: &str, max: usize) -> Result<SocketSlot, AppError> {
+        let mut open = self.sockets.lock().unwrap();
+        let n = open.entry(caller.to_string()).or_default();
+        if *n >= max.max(1) {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManySockets,
+                format!(
+                    "A token may hold at most {max} Jupyter channels sockets open: close one first."
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SocketSlot {
+            sockets: self.sockets.clone(),
+            caller: caller.to_string(),
+        })
+    }
+
     pub fn cached_specs(
         &self,
         caller: &str,
@@ -312,8 +355,7 @@ impl Gateway {
                 execution_state: "idle".into(),
                 last_activity: chrono::Utc::now(),
             }),
-            connections: AtomicUsize::new(0),
-            tx: broadcast::channel(FANOUT).0,
+            sockets: Mutex::default(),
             claims: Mutex::default(),
             next_socket: AtomicU64::new(1),
             monitor: Mutex::new(None),

@@ -9,6 +9,7 @@ mod kernels;
 mod messages;
 mod monitor;
 mod socket;
+mod sockets;
 mod specs;
 mod wire;
 

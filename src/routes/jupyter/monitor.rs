@@ -108,17 +108,17 @@ pub(super) async fn monitor(gateway: std::sync::Weak<Gateway>, kernel: std::sync
                 let Some(out) = to_wire(&channel, &message) else {
                     continue;
                 };
-                if &*out.channel == "iopub" && out.message["msg_type"] == "status" {
-                    if let Some(state) = out.message["content"]["execution_state"].as_str() {
+                if let Some(state) = &out.execution_state {
+                    {
                         let mut live = k.live.lock().unwrap();
-                        live.execution_state = state.to_string();
+                        live.execution_state = state.clone();
                         live.last_activity = chrono::Utc::now();
                     }
-                    if out.message["content"]["execution_state"] == "busy" {
+                    if state == "busy" {
                         k.session.touch().await;
                     }
                 }
-                let _ = k.tx.send(out);
+                k.fan_out(&out);
             }
             Ok(SessionEvent::Exit { job, .. } | SessionEvent::Failed { job, .. })
                 if job == current =>

@@ -79,13 +79,10 @@ pub fn parse_binary(data: &[u8], v1: bool) -> Result<(String, Value), String> {
     Ok((channel, message))
 }
 
-/// A kernel's message in v1 framing.
+/// A kernel's message in v1 framing: its parts are slices of the message's
+/// text, copied once into the frame.
 pub fn to_v1(out: &Outgoing) -> Vec<u8> {
-    let m = &out.message;
-    let parts: Vec<Vec<u8>> = ["header", "parent_header", "metadata", "content"]
-        .iter()
-        .map(|k| serde_json::to_vec(&m[*k]).unwrap_or_default())
-        .collect();
+    let parts: Vec<&[u8]> = (0..4).map(|i| out.part(i)).collect();
     let channel = out.channel.as_bytes();
     // Offsets: where the channel starts, then where each part ends.
     let count = 2 + parts.len();
@@ -109,20 +106,11 @@ pub fn to_v1(out: &Outgoing) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn v1_round_trips() {
-        let out = Outgoing {
-            channel: "shell".into(),
-            parent_session: None,
-            message: Arc::new(serde_json::json!({
-                "header": {"msg_id": "m", "msg_type": "execute_request", "session": "s"},
-                "parent_header": {},
-                "metadata": {"a": 1},
-                "content": {"code": "1+1"},
-            })),
-        };
+        let agent = r#"{"header":{"msg_id":"m","msg_type":"execute_request","session":"s"},"parent_header":{},"metadata":{"a":1},"content":{"code":"1+1"}}"#;
+        let out = super::super::messages::to_wire("shell", agent).unwrap();
         let bytes = to_v1(&out);
         let (channel, m) = parse_binary(&bytes, true).unwrap();
         assert_eq!(channel, "shell");

@@ -265,15 +265,10 @@ impl Conn {
 
 fn file_frame(reference: Option<serde_json::Value>, path: String, reply: FileReply) -> ServerFrame {
     let (data, encoding, entries, version) = match reply {
-        FileReply::Data { data, version } => match String::from_utf8(data) {
-            Ok(text) => (Some(text), Some(Encoding::Utf8), None, Some(version)),
-            Err(e) => (
-                Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
-                Some(Encoding::Base64),
-                None,
-                Some(version),
-            ),
-        },
+        FileReply::Data { data, version } => {
+            let (text, encoding) = crate::services::files::as_text(data);
+            (Some(text), Some(encoding), None, Some(version))
+        }
         FileReply::Listing(list) => (None, None, Some(entries(list)), None),
         FileReply::Written { version } => (None, None, None, Some(version)),
         FileReply::Done => (None, None, None, None),
