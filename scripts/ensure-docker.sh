@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers, with user namespaces remapped
 # (`--userns-remap=default`: uid 1000 in a sandbox is not uid 1000 on the
-# host). Installs Debian's docker.io when the daemon is missing and starts it
+# host) and live restore (`--live-restore`: sandboxes outlive a restart of
+# the engine; one this script started without it is restarted with it when
+# no container runs). Installs Debian's docker.io when the daemon is missing and starts it
 # off the network when it is not running. An engine this script started
 # without remapping (an older version of it did) is restarted with it when
 # no container runs on it; one it did not start, or one with running
@@ -26,8 +28,9 @@ OLD_CMDLINE="dockerd --bridge=none --iptables=false --ip-forward=false"
 
 answers() { docker info >/dev/null 2>&1; }
 remapped() { docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'; }
+live_restore() { [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = true ]; }
 # dockerd refuses a setting given both as a flag and in daemon.json.
-in_daemon_json() { grep -qs '"userns-remap"' /etc/docker/daemon.json; }
+in_daemon_json() { grep -qs "\"$1\"" /etc/docker/daemon.json; }
 dead() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 # The pid in the pid file, when it is a live dockerd (not a zombie).
 running_pid() {
@@ -67,8 +70,21 @@ raise_key_quota() {
 }
 if [ "$(id -u)" = 0 ]; then raise_key_quota; fi
 
+if answers && remapped && ! live_restore; then
+  # Without live restore every sandbox dies with the engine. One this
+  # script started, with nothing running, is restarted with it.
+  pid=$(running_pid)
+  if [ -n "$pid" ] && ours "$pid" && [ "$(id -u)" = 0 ] && [ -z "$(docker ps -q 2>/dev/null)" ]; then
+    say "dockerd $pid (started by this script, nothing running) has no --live-restore: restarting it with it"
+    kill -TERM "$pid"
+    for _ in $(seq 1 120); do dead "$pid" && break; sleep 0.5; done
+    if ! dead "$pid"; then echo "dockerd $pid did not stop within 60 s" >&2; exit 1; fi
+  else
+    warn "the engine at $DOCKER_HOST runs without --live-restore (sandboxes stop when it restarts); it is left alone: restart it with --live-restore (or \"live-restore\": true in /etc/docker/daemon.json) when nothing runs."
+  fi
+fi
 if answers; then
-  if remapped; then say "engine answers (user namespaces remapped)"; exit 0; fi
+  if remapped; then say "engine answers (user namespaces remapped$(live_restore && echo ', live restore'))"; exit 0; fi
   pid=$(running_pid)
   if [ -z "$pid" ] || ! ours "$pid" || [ "$(id -u)" != 0 ]; then
     warn "the engine at $DOCKER_HOST runs WITHOUT user-namespace remapping, and this script did not start it, so it leaves it alone."
@@ -103,11 +119,14 @@ fi
 start() {
   # A killed dockerd leaves its pid file behind.
   rm -f "$PIDFILE" "$MARK"
-  say "starting dockerd (user namespaces remapped, no bridge, no iptables); log in $LOG"
-  local remap=--userns-remap=default
-  in_daemon_json && remap=
-  # shellcheck disable=SC2086 # EXTRA and remap are lists of flags
-  nohup dockerd $remap --bridge=none --iptables=false --ip-forward=false \
+  say "starting dockerd (user namespaces remapped, live restore, no bridge, no iptables); log in $LOG"
+  local remap=--userns-remap=default live=--live-restore
+  in_daemon_json userns-remap && remap=
+  in_daemon_json live-restore && live=
+  # --live-restore: containers keep running while the engine restarts, and
+  # a server on the agents' direct sockets keeps talking to them meanwhile.
+  # shellcheck disable=SC2086 # EXTRA, remap and live are lists of flags
+  nohup dockerd $remap $live --bridge=none --iptables=false --ip-forward=false \
     -H "$DOCKER_HOST" --pidfile "$PIDFILE" $EXTRA >>"$LOG" 2>&1 &
   echo $! >"$MARK"
 }

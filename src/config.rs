@@ -279,6 +279,34 @@ pub struct SandboxConfig {
     /// Prefix of container and volume names (tests use their own).
     #[arg(long, env = "REPLBOX_NAME_PREFIX", default_value = "replbox")]
     pub name_prefix: String,
+
+    /// How the server and a sandbox's agent talk: `socket` (a unix socket
+    /// in a host directory bind-mounted into the container: off the
+    /// engine's copy path, and it outlives an engine restart), `attach`
+    /// (the container's attached stdio through the engine: for an engine
+    /// on another host, or a runtime that cannot pass a unix socket through
+    /// a bind mount), or `auto`: socket when REPLBOX_RUNTIME_DIR can be
+    /// made, attach when not.
+    #[arg(
+        long,
+        env = "REPLBOX_AGENT_TRANSPORT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub agent_transport: AgentTransport,
+
+    /// Where the server keeps the agents' socket directories (`sockets/`,
+    /// one per sandbox, owned by root, read-only in the container).
+    #[arg(long, env = "REPLBOX_RUNTIME_DIR", default_value = "/run/replbox")]
+    pub runtime_dir: PathBuf,
+}
+
+/// How the server and a sandbox's agent talk (`REPLBOX_AGENT_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentTransport {
+    Auto,
+    Socket,
+    Attach,
 }
 
 /// An address range, or one address (a range of one).

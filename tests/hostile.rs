@@ -394,3 +394,224 @@ fn short(r: &Value) -> String {
         cut("stderr")
     )
 }
+
+/// One job's stdout, stderr and exit code.
+async fn job(h: &replbox::sandbox::SandboxHandle, line: &str) -> (String, String, Option<i32>) {
+    let out = h
+        .spawn(replbox_protocol::JobSpec::shell(line))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.exit.and_then(|e| e.code),
+    )
+}
+
+/// The sandbox still answers after an attempt.
+async fn still_works(h: &replbox::sandbox::SandboxHandle, after: &str) {
+    let (out, _, code) = job(h, "echo alive").await;
+    assert_eq!((out.as_str(), code), ("alive\n", Some(0)), "after {after}");
+}
+
+/// Waits for a job's first line of output (it is ready).
+async fn first_line(job: &mut replbox::sandbox::Job) -> String {
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') {
+        match job.next().await {
+            Some(replbox::sandbox::JobEvent::Output { data, .. }) => line.extend_from_slice(&data),
+            Some(replbox::sandbox::JobEvent::Exit(e)) => panic!("the job ended first: {e:?}"),
+            Some(_) => {}
+            None => panic!("the sandbox went away"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// The agent's direct socket (the default transport): a job sees its
+/// directory, but cannot connect once the hand-over is done, cannot make or
+/// replace the socket, gets nothing from a connection without the secret
+/// during a hand-over, cannot read the secret or the agent's streams, and
+/// cannot forge the agent's frames; the sandbox works after each try.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_cannot_reach_the_agents_socket_or_its_secret() {
+    within(180, async {
+        let sb = engine(common::sandbox_config()).await;
+        let h = sb
+            .create(&replbox::sandbox::CreateSpec {
+                session: "direct".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create sandbox");
+        let id = h.container_id().to_string();
+
+        // After the hand-over the listener is gone.
+        let (out, err, code) = job(
+            &h,
+            r#"ls -A /opt/replbox/direct; stat -c '%a' /opt/replbox/direct
+python3 -c "
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect('/opt/replbox/direct/agent.sock'); print('connected')
+except OSError as e:
+    print('refused', e.errno)
+""#,
+        )
+        .await;
+        assert_eq!((out.as_str(), code), ("755\nrefused 2\n", Some(0)), "{err}");
+        still_works(&h, "connecting after the hand-over").await;
+
+        // Nobody in the container can make or replace the socket.
+        let (out, _, _) = job(
+            &h,
+            r#"python3 -c "
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.bind('/opt/replbox/direct/agent.sock'); print('bound')
+except OSError as e:
+    print('cannot bind', e.errno)
+"
+touch /opt/replbox/direct/x 2>/dev/null && echo made || echo cannot make"#,
+        )
+        .await;
+        assert_eq!(out, "cannot bind 30\ncannot make\n");
+        still_works(&h, "replacing the socket").await;
+
+        // The secret and the agent's streams are out of reach: its /proc
+        // files belong to root (it is not dumpable) and ptrace is refused.
+        let (out, err, _) = job(
+            &h,
+            r#"python3 -c "
+import ctypes
+for f in ['/proc/1/fd/0', '/proc/1/fd/1', '/proc/1/fd/3', '/proc/1/environ', '/proc/1/mem']:
+    try:
+        open(f, 'rb').read(1); print('READ', f)
+    except OSError as e:
+        print('denied', f)
+libc = ctypes.CDLL(None, use_errno=True)
+print('ptrace', libc.ptrace(16, 1, 0, 0))
+""#,
+        )
+        .await;
+        assert!(!out.contains("READ"), "{out}{err}");
+        assert_eq!(out.matches("denied").count(), 5, "{out}{err}");
+        assert!(out.contains("ptrace -1"), "{out}");
+        still_works(&h, "reading the secret").await;
+
+        // Frames a job writes are its output, nothing more: a forged exit
+        // of another job arrives as this job's bytes, the other job runs on,
+        // and the forger's own exit is the real one.
+        let mut bystander = h
+            .spawn(replbox_protocol::JobSpec::shell("sleep 1; echo done"))
+            .await
+            .unwrap();
+        let mut forged = bytes::BytesMut::new();
+        replbox_protocol::codec::encode_frame(
+            &replbox_protocol::FromAgent::Exit {
+                id: bystander.id,
+                exit: replbox_protocol::ExitStatus {
+                    code: Some(0),
+                    signal: None,
+                    wall_ms: 1,
+                    cpu_ms: 1,
+                    peak_rss_kb: 1,
+                    timed_out: false,
+                    truncated: false,
+                    output_bytes: 0,
+                    oom_killed: false,
+                    pids_limited: false,
+                    workspace_full: false,
+                },
+            },
+            &mut forged,
+        )
+        .unwrap();
+        let mut forger = h
+            .spawn(replbox_protocol::JobSpec::shell(format!(
+                "printf '{}'; exit 3",
+                forged
+                    .iter()
+                    .map(|b| format!("\\{b:03o}"))
+                    .collect::<String>()
+            )))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let exit = loop {
+            match forger.next().await.expect("the forger's exit") {
+                replbox::sandbox::JobEvent::Output { data, .. } => got.extend_from_slice(&data),
+                replbox::sandbox::JobEvent::Exit(e) => break e,
+                _ => {}
+            }
+        };
+        assert_eq!(got, forged.to_vec(), "a forged frame is plain output");
+        assert_eq!(exit.code, Some(3));
+        let mut said = Vec::new();
+        let end = loop {
+            match bystander.next().await.expect("the bystander's exit") {
+                replbox::sandbox::JobEvent::Output { data, .. } => said.extend_from_slice(&data),
+                replbox::sandbox::JobEvent::Exit(e) => break e,
+                _ => {}
+            }
+        };
+        assert_eq!((said.as_slice(), end.code), (&b"done\n"[..], Some(0)));
+        still_works(&h, "forging frames").await;
+
+        // During a hand-over (a re-attach makes a new one), a job that
+        // connects and sends anything but the secret gets nothing, and the
+        // agent still moves to the socket. The job tries until it gets in
+        // once; each re-attach is a new window.
+        let mut prober = h
+            .spawn(replbox_protocol::JobSpec::shell(
+                r#"exec python3 -c "
+import os, socket, sys, time
+print('ready', flush=True)
+end = time.time() + 120
+while time.time() < end:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect('/opt/replbox/direct/agent.sock')
+    except OSError:
+        s.close(); continue
+    s.settimeout(10)
+    s.sendall(os.urandom(32) + b'RBX1' + bytes(64))
+    try:
+        got = s.recv(65536)
+    except OSError:
+        # Reset (closed before it was accepted) or silence: nothing either way.
+        got = b''
+    open('/workspace/probe.txt', 'w').write('connected, got %d bytes' % len(got))
+    break
+""#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(first_line(&mut prober).await, "ready\n");
+        let mut probe = None;
+        for _ in 0..100 {
+            let again = sb.attach(&id).await.expect("re-attach while a job probes");
+            still_works(&again, "a probe during the hand-over").await;
+            match again.read_file("probe.txt".into()).await {
+                Ok(bytes) => {
+                    probe = Some(String::from_utf8_lossy(&bytes).into_owned());
+                    break;
+                }
+                Err(replbox::sandbox::SandboxError::File(_)) => {}
+                Err(e) => panic!("reading the probe: {e}"),
+            }
+        }
+        assert_eq!(
+            probe.as_deref(),
+            Some("connected, got 0 bytes"),
+            "a job connected during a hand-over within 100 tries, and got nothing"
+        );
+        cleanup(&sb).await;
+    })
+    .await
+}

@@ -535,3 +535,85 @@ async fn workspace_files_belong_to_the_remapped_user() {
     })
     .await
 }
+
+/// `REPLBOX_AGENT_TRANSPORT=attach` (a remote engine, a runtime that cannot
+/// pass a unix socket through a bind mount): the agent talks over the
+/// container's attached stdio, with no socket directory, and jobs, files
+/// and re-attaching work as on the default socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_attach_transport_works_without_a_socket() {
+    within(90, async {
+        let sb = engine(replbox::config::SandboxConfig {
+            agent_transport: replbox::config::AgentTransport::Attach,
+            ..sandbox_config()
+        })
+        .await;
+        let h = sb
+            .create(&CreateSpec {
+                session: "attach".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create sandbox");
+        let (out, _, exit) = run(
+            &h,
+            "test -e /opt/replbox/direct && echo socket || echo attach; head -c 3000000 /dev/zero | wc -c",
+        )
+        .await;
+        assert_eq!((out.as_str(), exit.code), ("attach\n3000000\n", Some(0)));
+        write(&h, "a.txt", "over stdio").await;
+        let id = h.container_id().to_string();
+        drop(h);
+        let h = sb.attach(&id).await.expect("re-attach");
+        assert_eq!(h.read_file("a.txt".into()).await.unwrap(), b"over stdio");
+        cleanup(&sb).await;
+    })
+    .await
+}
+
+/// The default socket transport: the container sees its socket directory
+/// (read-only, the socket gone after the hand-over), a large output arrives
+/// whole, and after a re-attach (a new hand-over, a new secret) the agent
+/// answers again; removing the container removes its directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_transport_hands_over_again_after_a_reattach() {
+    within(90, async {
+        let config = sandbox_config();
+        let sockets = config.runtime_dir.join("sockets");
+        let sb = engine(config.clone()).await;
+        let h = sb
+            .create(&CreateSpec {
+                session: "socket".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create sandbox");
+        let (out, _, exit) = run(
+            &h,
+            "ls -A /opt/replbox/direct; head -c 3000000 /dev/zero | wc -c",
+        )
+        .await;
+        assert_eq!((out.as_str(), exit.code), ("3000000\n", Some(0)));
+        let ours = |prefix: &str| {
+            std::fs::read_dir(&sockets)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        };
+        assert_eq!(ours(&config.name_prefix), 1, "one socket directory");
+        let id = h.container_id().to_string();
+        let mut job = h.spawn(JobSpec::shell("sleep 30")).await.unwrap();
+        assert!(matches!(job.next().await, Some(JobEvent::Started { .. })));
+        drop(job);
+        drop(h);
+        let h = sb.attach(&id).await.expect("re-attach");
+        assert_eq!(h.running_jobs().await.unwrap().len(), 1);
+        let (out, _, _) = run(&h, "echo again").await;
+        assert_eq!(out, "again\n");
+        sb.remove(&id).await.unwrap();
+        assert_eq!(ours(&config.name_prefix), 0, "its directory went with it");
+        cleanup(&sb).await;
+    })
+    .await
+}

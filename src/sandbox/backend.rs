@@ -48,7 +48,8 @@ pub trait Backend: Send + Sync + 'static {
     /// No sandbox uses this workspace now: release what mounts it.
     fn release_workspace<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ()>;
 
-    /// Removes workspaces on disk whose volume is not in `keep`.
+    /// Removes workspaces on disk whose volume is not in `keep` (and what
+    /// else on disk no sandbox holds).
     fn remove_orphan_workspaces<'a>(&'a self, keep: &'a HashSet<String>) -> BoxFuture<'a, ()>;
 
     /// The name of an owner's sandbox.

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 mod create;
 mod ids;
+mod link;
 mod manage;
 
 use ids::{readable_by_all, shifted_ids, user_ids};
@@ -58,6 +59,11 @@ pub struct Sandboxes {
     seccomp: Option<String>,
     /// The sandbox user's uid:gid on the host, learnt from the engine.
     host_ids: std::sync::Arc<std::sync::OnceLock<(u32, u32)>>,
+    /// Where the agents' socket directories are made; `None`: the attach
+    /// transport (`direct.rs`, REPLBOX_AGENT_TRANSPORT).
+    sockets: Option<std::path::PathBuf>,
+    /// The socket directory of each container made or attached to here.
+    direct_dirs: std::sync::Arc<std::sync::Mutex<HashMap<String, super::direct::DirectDir>>>,
 }
 
 impl Sandboxes {
@@ -78,10 +84,12 @@ impl Sandboxes {
         }
         Ok(Self {
             client: Default::default(),
-            config,
             quota,
             seccomp,
             host_ids: Default::default(),
+            sockets: super::direct::resolve(&config),
+            direct_dirs: Default::default(),
+            config,
         })
     }
 

@@ -7,6 +7,7 @@
 //! callers get a [`SandboxError`].
 
 mod backend;
+mod direct;
 mod docker;
 mod handle;
 pub mod quota;

@@ -1,31 +1,25 @@
 //! replbox-agent: PID 1 inside every sandbox container.
 //!
 //! It reads [`ToAgent`] frames on stdin and writes [`FromAgent`] frames on
-//! stdout (the container's attached stdio), runs jobs, serves files under
-//! the workspace, and reaps every process that ends up as its child.
+//! stdout (the container's attached stdio) until the server hands the
+//! conversation over to a unix socket (`link.rs`), runs jobs, serves files
+//! under the workspace, and reaps every process that ends up as its child.
 //! Diagnostics go to stderr.
 
 mod cgroup;
 mod files;
 mod jobs;
 mod kernel;
+mod link;
 mod pty;
 mod reaper;
 mod stdio;
 
-use futures::StreamExt;
-use replbox_protocol::{FrameCodec, FromAgent, ToAgent, PROTOCOL_VERSION};
+use replbox_protocol::{FromAgent, ToAgent, PROTOCOL_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
-
-/// A partial frame that gets no more bytes for this long is dropped: its
-/// sender went away mid-frame (a server restart) and the next bytes start a
-/// new conversation.
-const STALL_RESET: Duration = Duration::from_millis(250);
 
 /// Where the outgoing frames queue; bounded so a slow reader slows the jobs.
 pub type Outbox = mpsc::Sender<FromAgent>;
@@ -49,8 +43,10 @@ fn main() {
             std::io::Error::last_os_error()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: an idle sandbox's agent is one thread and a few pages
+    // (jobs' output is read on threads of their own, `jobs.rs`), and jobs
+    // are forked only from it (`link::Mark` relies on that).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("agent: cannot start the runtime");
@@ -81,60 +77,30 @@ async fn run() {
         std::env::var("REPLBOX_WORKSPACE").unwrap_or_else(|_| "/workspace".to_string()),
     );
     // A larger buffer on our stdout (the container's attached stream), so a
-    // chatty job is not held up by the engine's copy loop.
+    // chatty job is not held up by the engine's copy loop (pages are taken
+    // only as it fills).
     // SAFETY: fcntl on our own stdout; failure leaves the default.
     unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1024 * 1024) };
-    let (out_tx, mut out_rx) = mpsc::channel::<FromAgent>(64);
-
-    // One writer owns stdout; it batches what is queued before writing.
-    let writer = tokio::spawn(async move {
-        let mut stdout = stdio::output();
-        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
-        while let Some(frame) = out_rx.recv().await {
-            let mut next = Some(frame);
-            while let Some(frame) = next.take() {
-                if write_frame(&mut stdout, &mut buf, frame).await.is_err() {
-                    return;
-                }
-                if buf.len() < 256 * 1024 {
-                    next = out_rx.try_recv().ok();
-                }
-            }
-            if stdout.write_all(&buf).await.is_err() || stdout.flush().await.is_err() {
-                return;
-            }
-            buf.clear();
-        }
-    });
+    let (out_tx, out_rx) = mpsc::channel::<FromAgent>(64);
+    let (switch_tx, switch_rx) = mpsc::channel::<link::Switch>(4);
+    let writer = tokio::spawn(link::Writer::new(stdio::output()).run(out_rx, switch_rx));
 
     let table = Arc::new(jobs::JobTable::default());
     let kernels = kernel::Kernels::default();
     let _reaper = reaper::spawn(table.clone());
-    let mut reader = FramedRead::new(stdio::input(), FrameCodec::<ToAgent>::new());
-
-    // How much of a partial frame was held at the last tick: a frame that
-    // grew since is still arriving (a large one, slowly), however long it
-    // takes; only one that got nothing for a whole tick is dropped.
-    let mut held = 0;
+    // Frames come from stdin (the bootstrap channel, where every server
+    // starts with a hello) and, after a hand-over, from the server's socket.
+    let mut stdin = Some(link::Source::new(stdio::input()));
+    let mut socket: Option<link::Source> = None;
     loop {
-        let next = match tokio::time::timeout(STALL_RESET, reader.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                let len = reader.read_buffer().len();
-                if len > 0 && len == held {
-                    eprintln!("agent: dropping {len} bytes of a stalled frame");
-                    reader.read_buffer_mut().clear();
-                    held = 0;
-                } else {
-                    held = len;
-                }
-                continue;
-            }
+        let (next, on_stdin) = tokio::select! {
+            next = link::next(&mut stdin), if stdin.is_some() => (next, true),
+            next = link::next(&mut socket), if socket.is_some() => (next, false),
+            else => break,
         };
-        held = 0;
         let frame = match next {
-            Some(Ok(Ok(frame))) => frame,
-            Some(Ok(Err(e))) => {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
                 let _ = out_tx
                     .send(FromAgent::Error {
                         message: e.to_string(),
@@ -142,48 +108,74 @@ async fn run() {
                     .await;
                 continue;
             }
-            Some(Err(e)) => {
-                eprintln!("agent: reading stdin: {e}");
-                break;
+            None if on_stdin => {
+                stdin = None;
+                continue;
             }
-            None => break,
+            None => {
+                // The server went away; the next one says hello on stdin.
+                socket = None;
+                let _ = switch_tx.send(link::Switch::ToStdout).await;
+                continue;
+            }
         };
+        match frame {
+            // A server speaks on stdin: it is the one we answer from now on.
+            ToAgent::Hello { .. } if on_stdin && socket.is_some() => {
+                socket = None;
+                let _ = switch_tx.send(link::Switch::ToStdout).await;
+            }
+            ToAgent::Direct {
+                nonce,
+                path,
+                secret,
+            } => {
+                if !on_stdin {
+                    let _ = out_tx
+                        .send(FromAgent::Error {
+                            message: "a hand-over comes on stdin only".into(),
+                        })
+                        .await;
+                    continue;
+                }
+                if socket.take().is_some() {
+                    let _ = switch_tx.send(link::Switch::ToStdout).await;
+                }
+                match link::connect(&path, secret).await {
+                    Ok((read, write)) => {
+                        socket = Some(link::Source::new(Box::pin(read)));
+                        let _ = switch_tx
+                            .send(link::Switch::ToSocket {
+                                socket: write,
+                                nonce,
+                            })
+                            .await;
+                    }
+                    Err(e) => {
+                        eprintln!("agent: cannot connect to the server's socket {path}: {e}");
+                        let _ = out_tx
+                            .send(FromAgent::Direct {
+                                nonce,
+                                error: Some(e.to_string()),
+                            })
+                            .await;
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
         handle(frame, &table, &kernels, &out_tx, &workspace).await;
     }
 
-    // stdin is gone. As PID 1 the container lives as long as we do, so keep
-    // the jobs running; anywhere else (tests), end.
+    // No server can reach us any more. As PID 1 the container lives as
+    // long as we do, so keep the jobs running; anywhere else (tests), end.
     drop(out_tx);
+    drop(switch_tx);
     if std::process::id() == 1 {
         std::future::pending::<()>().await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-}
-
-/// Large output goes out as a header and its data, written as they are
-/// (no copy into a buffer); everything else is encoded into `buf`.
-async fn write_frame(
-    stdout: &mut std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    buf: &mut bytes::BytesMut,
-    frame: FromAgent,
-) -> std::io::Result<()> {
-    match frame {
-        FromAgent::Output { id, stream, data } if data.len() >= 16 * 1024 => {
-            buf.extend_from_slice(&replbox_protocol::output_header(id, stream, data.len()));
-            stdout.write_all(buf).await?;
-            buf.clear();
-            stdout.write_all(&data).await
-        }
-        frame => match replbox_protocol::codec::encode_frame(&frame, buf) {
-            // One frame over the limit is that request's error, not the
-            // end of the writer (and so of every answer of this sandbox).
-            Err(replbox_protocol::FrameError::TooLarge(size)) => {
-                let frame = kernel::too_large(frame, size);
-                replbox_protocol::codec::encode_frame(&frame, buf).map_err(std::io::Error::other)
-            }
-            other => other.map_err(std::io::Error::other),
-        },
-    }
 }
 
 async fn handle(
@@ -237,6 +229,8 @@ async fn handle(
                 let _ = out.send(FromAgent::KernelSpecs { req, specs }).await;
             });
         }
+        // Taken by `run` (on stdin); anywhere else it has no meaning.
+        ToAgent::Direct { .. } => {}
         ToAgent::ListJobs => {
             let _ = out
                 .send(FromAgent::Jobs {

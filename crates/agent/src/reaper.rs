@@ -3,7 +3,6 @@
 
 use crate::jobs::{JobTable, Reaped};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
@@ -16,10 +15,14 @@ pub fn spawn(table: Arc<JobTable>) -> JoinHandle<()> {
                 return;
             }
         };
+        // Signals coalesce, but none is lost: one that comes while we reap
+        // wakes the next `recv`, and each wake reaps until nothing is left.
+        // No tick: an idle agent sleeps until a child ends.
         loop {
-            // Signals coalesce; a slow tick catches anything missed.
-            let _ = tokio::time::timeout(Duration::from_secs(1), sigchld.recv()).await;
             reap_all(&table);
+            if sigchld.recv().await.is_none() {
+                return;
+            }
         }
     })
 }

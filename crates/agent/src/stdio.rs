@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
 
-/// The copies of our stdin and stdout (the server's frame stream), so a
-/// job's child can close them before it briefly becomes dumpable (see
-/// `jobs::spawn`); -1 where there is none.
-pub static COPIES: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// The copies of our stdin and stdout and the server's socket (the
+/// server's frame streams), so a job's child can close them before it
+/// briefly becomes dumpable (see `jobs::spawn`); -1 where there is none.
+pub static COPIES: [AtomicI32; 3] = [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)];
 
 fn dup(fd: i32) -> Option<OwnedFd> {
     // SAFETY: dup of a standard descriptor; the copy is ours.

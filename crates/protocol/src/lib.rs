@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 pub use codec::{output_header, split_output, FrameCodec, FrameError, MAX_FRAME_LEN};
 
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Identifies a job within one agent connection; chosen by the server.
 pub type JobId = u64;
@@ -79,7 +79,22 @@ pub enum ToAgent {
     KernelSpecs {
         req: RequestId,
     },
+    /// Sent on the attached stdin only: move the conversation to the unix
+    /// socket at `path` (inside the container). The agent connects, writes
+    /// the [`DIRECT_SECRET_LEN`] bytes of `secret` as the first bytes on it,
+    /// answers [`FromAgent::Direct`] on stdout, and from then on reads and
+    /// writes frames on the socket (stdin stays open for the next server's
+    /// `Hello`). The secret is one-time, from the server's OS RNG.
+    Direct {
+        nonce: u64,
+        path: String,
+        #[serde(with = "serde_bytes")]
+        secret: Vec<u8>,
+    },
 }
+
+/// The length of [`ToAgent::Direct`]'s secret.
+pub const DIRECT_SECRET_LEN: usize = 32;
 
 /// A kernelspec the image offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +192,13 @@ pub enum FromAgent {
         id: JobId,
         channel: String,
         message: String,
+    },
+    /// The answer to [`ToAgent::Direct`], the agent's last frame on stdout:
+    /// `error: None`, every later frame goes on the socket; `Some`, the
+    /// agent could not connect and stays on stdio.
+    Direct {
+        nonce: u64,
+        error: Option<String>,
     },
 }
 

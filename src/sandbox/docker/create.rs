@@ -113,33 +113,47 @@ impl Sandboxes {
             warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
             SandboxError::Engine
         })?;
+        let direct = self.new_direct_dir()?;
         let image = spec.image.clone().unwrap_or_else(|| c.image.clone());
         let memory = c.memory_mb * 1024 * 1024;
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push("REPLBOX_WORKSPACE=/workspace".into());
         let host = HostConfig {
-            mounts: Some(vec![
-                Mount {
-                    target: Some(AGENT_MOUNT.into()),
-                    source: Some(agent.display().to_string()),
+            mounts: Some(
+                [
+                    Mount {
+                        target: Some(AGENT_MOUNT.into()),
+                        source: Some(agent.display().to_string()),
+                        typ: Some(MountType::BIND),
+                        read_only: Some(true),
+                        ..Default::default()
+                    },
+                    Mount {
+                        target: Some("/workspace".into()),
+                        source: Some(volume),
+                        typ: Some(MountType::VOLUME),
+                        // Made with the container when missing (one round trip
+                        // fewer than creating it first), labelled all the same.
+                        volume_options: Some(bollard::models::MountVolumeOptions {
+                            labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
+                            driver_config,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ]
+                .into_iter()
+                .chain(direct.as_ref().map(|d| Mount {
+                    target: Some(d.container.clone()),
+                    source: Some(d.host.display().to_string()),
                     typ: Some(MountType::BIND),
+                    // connect() works on a read-only mount; nothing in the
+                    // container may make or replace a file there.
                     read_only: Some(true),
                     ..Default::default()
-                },
-                Mount {
-                    target: Some("/workspace".into()),
-                    source: Some(volume),
-                    typ: Some(MountType::VOLUME),
-                    // Made with the container when missing (one round trip
-                    // fewer than creating it first), labelled all the same.
-                    volume_options: Some(bollard::models::MountVolumeOptions {
-                        labels: Some(self.labels(&spec.session, spec.expires_at, "workspace")),
-                        driver_config,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            ]),
+                }))
+                .collect(),
+            ),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_string(),
                 format!("rw,nosuid,nodev,exec,size={}m,mode=1777", c.tmp_mb),
@@ -186,25 +200,39 @@ impl Sandboxes {
             host_config: Some(host),
             ..Default::default()
         };
-        let created = self
-            .client()?
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(
-                        spec.name
-                            .clone()
-                            .unwrap_or_else(|| self.container_name(&spec.session)),
-                    ),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-            .map_err(|e| match SandboxError::from_engine("create container", e) {
-                SandboxError::NotFound => SandboxError::ImageMissing(image.clone()),
-                other => other,
-            })?;
-        Ok(created.id)
+        let created = match self.client() {
+            Ok(client) => client,
+            Err(e) => {
+                self.drop_new_direct_dir(direct);
+                return Err(e);
+            }
+        }
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(
+                    spec.name
+                        .clone()
+                        .unwrap_or_else(|| self.container_name(&spec.session)),
+                ),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(|e| match SandboxError::from_engine("create container", e) {
+            SandboxError::NotFound => SandboxError::ImageMissing(image.clone()),
+            other => other,
+        });
+        match created {
+            Ok(created) => {
+                self.keep_direct_dir(&created.id, direct);
+                Ok(created.id)
+            }
+            Err(e) => {
+                self.drop_new_direct_dir(direct);
+                Err(e)
+            }
+        }
     }
 
     /// Attaches to a created container's stdio, starts it, and handshakes.
@@ -214,14 +242,16 @@ impl Sandboxes {
         if let Err(e) = self.client()?.start_container(id, None).await {
             return Err(SandboxError::from_engine("start container", e));
         }
-        SandboxHandle::connect(id.to_string(), attached.output, attached.input).await
+        let direct = self.direct_dir(id).await;
+        SandboxHandle::connect(id.to_string(), attached.output, attached.input, direct).await
     }
 
     /// Connects to the agent of a container that is already running (after
     /// a server restart, or when a previous handle was dropped).
     pub async fn attach(&self, id: &str) -> Result<SandboxHandle, SandboxError> {
         let attached = self.attach_stdio(id).await?;
-        SandboxHandle::connect(id.to_string(), attached.output, attached.input).await
+        let direct = self.direct_dir(id).await;
+        SandboxHandle::connect(id.to_string(), attached.output, attached.input, direct).await
     }
 
     async fn attach_stdio(

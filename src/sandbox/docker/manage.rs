@@ -41,7 +41,11 @@ impl Sandboxes {
 
     /// Removes a container (killing it); a missing one is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
-        match self
+        let dir = match self.sockets {
+            Some(_) => self.direct_dir(id).await,
+            None => None,
+        };
+        let removed = match self
             .client()?
             .remove_container(
                 id,
@@ -60,7 +64,11 @@ impl Sandboxes {
                 SandboxError::Conflict => Ok(()),
                 other => Err(other),
             },
+        };
+        if removed.is_ok() {
+            self.remove_direct_dir(id, dir).await;
         }
+        removed
     }
 
     /// Removes a workspace volume by name (and its directory on the quota
@@ -101,8 +109,10 @@ impl Sandboxes {
     }
 
     /// Workspace filesystems on disk (with quotas) that no volume in `keep`
-    /// names: what a crash between making one and its container left.
+    /// names: what a crash between making one and its container left (and
+    /// socket directories no container holds).
     pub async fn remove_orphan_workspaces(&self, keep: &std::collections::HashSet<String>) {
+        self.remove_orphan_direct_dirs().await;
         let Some(q) = self.quota.clone() else { return };
         let prefix = format!("{}-", self.config.name_prefix);
         let keep = keep.clone();
@@ -117,7 +127,7 @@ impl Sandboxes {
         .await;
     }
 
-    fn managed_filter(&self) -> HashMap<String, Vec<String>> {
+    pub(super) fn managed_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_string(),
             vec![format!("{LABEL_MANAGED}={}", self.config.name_prefix)],

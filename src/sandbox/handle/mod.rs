@@ -1,7 +1,10 @@
-//! A live connection to one sandbox's agent over the container's attached
-//! stdio: frames out through a writer task, frames in through a reader task
-//! (`pumps.rs`) that routes them to the job (`job.rs`) or the request
-//! (`pending.rs`) they belong to.
+//! A live connection to one sandbox's agent: over the container's attached
+//! stdio, and then (with the socket transport, `direct.rs`) over the
+//! server's own unix socket, the attach stream kept for the agent's
+//! diagnostics only. Frames go out through a writer task and come in
+//! through a reader task (`pumps.rs`) that routes them to the job
+//! (`job.rs`) or the request (`pending.rs`) they belong to. Nothing above
+//! this module knows which transport runs.
 
 mod job;
 mod pending;
@@ -9,6 +12,7 @@ mod pumps;
 
 pub use job::{Collected, Job, JobControl, JobEvent};
 
+use super::direct::{self, DirectDir};
 use super::SandboxError;
 use crate::sync::Lock;
 use futures::Stream;
@@ -20,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 const JOB_EVENTS: usize = 64;
 const OUTBOX: usize = 256;
@@ -74,11 +78,13 @@ pub(super) type AgentOutput = Pin<
 >;
 
 impl SandboxHandle {
-    /// Wraps an attached container's stdio and performs the handshake.
+    /// Wraps an attached container's stdio and performs the handshake;
+    /// with `direct`, then hands the conversation over to a socket there.
     pub(super) async fn connect(
         container_id: String,
         output: AgentOutput,
         input: Pin<Box<dyn AsyncWrite + Send>>,
+        direct: Option<DirectDir>,
     ) -> Result<Self, SandboxError> {
         let routes = Arc::new(Routes::default());
         let cancel = CancellationToken::new();
@@ -86,13 +92,16 @@ impl SandboxHandle {
         let (alive_tx, alive) = watch::channel(true);
         let short = container_id.chars().take(12).collect::<String>();
 
-        tokio::spawn(pumps::write_frames(input, rx, cancel.clone()));
+        let (read_tx, read_rx) = oneshot::channel();
+        let (write_tx, write_rx) = oneshot::channel();
+        tokio::spawn(pumps::write_frames(input, rx, write_rx, cancel.clone()));
         tokio::spawn(pumps::read_frames(
             output,
             routes.clone(),
             alive_tx,
             cancel.clone(),
             short,
+            read_rx,
         ));
 
         let handle = SandboxHandle {
@@ -113,7 +122,73 @@ impl SandboxHandle {
             }),
         };
         handle.handshake().await?;
+        if let Some(dir) = direct {
+            handle.go_direct(&dir, read_tx, write_tx).await?;
+        }
         Ok(handle)
+    }
+
+    /// Moves the conversation to a socket in `dir`: listens there, hands
+    /// the agent a one-time secret on the attach stream, accepts the one
+    /// connection that proves it, and gives its halves to the pumps, which
+    /// switch where the agent's answer says (docs/protocol.md). An agent
+    /// that cannot connect leaves the conversation on the attach stream.
+    async fn go_direct(
+        &self,
+        dir: &DirectDir,
+        read_tx: oneshot::Sender<tokio::net::unix::OwnedReadHalf>,
+        write_tx: oneshot::Sender<tokio::net::unix::OwnedWriteHalf>,
+    ) -> Result<(), SandboxError> {
+        let secret = direct::Secret::new().map_err(|e| {
+            warn!(error = %e, "no random secret for the agent's socket");
+            SandboxError::Engine
+        })?;
+        let proof = secret.bytes().to_vec();
+        let listening = direct::listen(dir).map_err(|e| {
+            warn!(dir = %dir.host.display(), error = %e, "cannot listen for the agent");
+            SandboxError::Engine
+        })?;
+        let mut accept = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            direct::accept_one(listening, secret),
+        ));
+        let nonce: u64 = rand::random();
+        let mut reply = self.conn.routes.pending.register(nonce);
+        self.send(ToAgent::Direct {
+            nonce,
+            path: dir.container_socket(),
+            secret: proof,
+        })
+        .await?;
+        let stream = tokio::select! {
+            accepted = &mut accept => match accepted {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "the agent's socket saw no connection with the secret");
+                    return Err(SandboxError::AgentUnresponsive);
+                }
+                Err(_) => return Err(SandboxError::AgentUnresponsive),
+            },
+            // Only a refusal can come before the connection is accepted.
+            answer = reply.poll_for(HANDSHAKE_TIMEOUT) => return match answer {
+                Some(Ok(Reply::Direct(Err(message)))) => {
+                    warn!(%message, "the agent cannot reach its socket: staying on the attach stream");
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                _ => Err(SandboxError::AgentUnresponsive),
+            },
+        };
+        let (read, write) = stream.into_split();
+        let _ = read_tx.send(read);
+        let _ = write_tx.send(write);
+        match reply.poll_for(HANDSHAKE_TIMEOUT).await {
+            Some(Ok(Reply::Direct(Ok(())))) => {
+                debug!("agent on the direct socket");
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            _ => Err(SandboxError::AgentUnresponsive),
+        }
     }
 
     async fn handshake(&self) -> Result<(), SandboxError> {
@@ -312,7 +387,7 @@ mod tests {
             }
         });
         let output: AgentOutput = Box::pin(tokio_stream_from(out_rx));
-        let err = SandboxHandle::connect("fake".into(), output, Box::pin(server_side))
+        let err = SandboxHandle::connect("fake".into(), output, Box::pin(server_side), None)
             .await
             .unwrap_err();
         assert!(

@@ -17,7 +17,12 @@ pub enum Reply {
     File(Result<FileReply, FileError>),
     KernelSpecs(Vec<KernelSpecInfo>),
     Jobs(Vec<JobId>),
-    Hello { version: u32, agent: String },
+    Hello {
+        version: u32,
+        agent: String,
+    },
+    /// The agent moved to the socket, or could not (why).
+    Direct(Result<(), String>),
 }
 
 /// The key of the one `ListJobs` request in flight: the protocol gives

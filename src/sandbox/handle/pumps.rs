@@ -1,6 +1,9 @@
 //! The two tasks of a connection: the writer batches frames to the agent;
 //! the reader decodes the agent's frames and routes each to its job (by
-//! job id) or to the request that waits for it (by request id).
+//! job id) or to the request that waits for it (by request id). Both start
+//! on the attach stream and move to the direct socket at the hand-over:
+//! the writer when it is given the socket (nothing is queued meanwhile),
+//! the reader at the agent's `Direct` answer, its last frame on stdout.
 
 use super::job::JobEvent;
 use super::pending::{Reply, LIST_JOBS};
@@ -13,20 +16,33 @@ use replbox_protocol::{
 };
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+/// Writes frames to the agent: on the attach stream, and on the socket
+/// once its write half arrives on `direct` (the attach stream then stays
+/// open, unused, as the next server's way in).
 pub(super) async fn write_frames(
-    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    mut attach: Pin<Box<dyn AsyncWrite + Send>>,
     mut rx: mpsc::Receiver<ToAgent>,
+    direct: oneshot::Receiver<OwnedWriteHalf>,
     cancel: CancellationToken,
 ) {
+    let mut direct = Some(direct);
+    let mut socket: Option<OwnedWriteHalf> = None;
     let mut buf = BytesMut::new();
     loop {
         let frame = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
+            half = async { direct.as_mut().expect("guarded").await }, if direct.is_some() => {
+                direct = None;
+                socket = half.ok();
+                continue;
+            }
             f = rx.recv() => match f { Some(f) => f, None => break },
         };
         buf.clear();
@@ -34,7 +50,8 @@ pub(super) async fn write_frames(
             warn!(error = %e, "cannot encode a frame for the agent");
             continue;
         }
-        // Batch what is already queued into one write.
+        // Batch what is already queued into one write (nothing is queued
+        // while the socket is handed over: the handle is not out yet).
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
                 Ok(f) => {
@@ -43,50 +60,125 @@ pub(super) async fn write_frames(
                 Err(_) => break,
             }
         }
-        if input.write_all(&buf).await.is_err() || input.flush().await.is_err() {
+        let sink: &mut (dyn AsyncWrite + Send + Unpin) = match &mut socket {
+            Some(socket) => socket,
+            None => &mut attach,
+        };
+        if sink.write_all(&buf).await.is_err() || sink.flush().await.is_err() {
             break;
         }
+        if buf.capacity() > 1 << 20 {
+            buf = BytesMut::new();
+        }
     }
-    let _ = input.shutdown().await;
+    if let Some(mut socket) = socket {
+        let _ = socket.shutdown().await;
+    }
+    let _ = attach.shutdown().await;
+}
+
+/// Where the agent's frames come from: the attach stream, then the socket.
+enum Source {
+    Attach(AgentOutput),
+    Socket(OwnedReadHalf),
+}
+
+impl Source {
+    /// Adds the next bytes of frames to `buf`; false at the end.
+    async fn fill(&mut self, buf: &mut BytesMut, stderr: &mut Diagnostics) -> bool {
+        match self {
+            Source::Attach(output) => loop {
+                match output.next().await {
+                    Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
+                        buf.extend_from_slice(&message);
+                        return true;
+                    }
+                    Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                        stderr.add(&message)
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        debug!(container = %stderr.container, error = %e, "agent stream ended with an error");
+                        return false;
+                    }
+                    None => return false,
+                }
+            },
+            Source::Socket(socket) => {
+                if buf.capacity() - buf.len() < 16 * 1024 {
+                    buf.reserve(READ_ROOM);
+                }
+                matches!(socket.read_buf(buf).await, Ok(n) if n > 0)
+            }
+        }
+    }
+}
+
+/// How much room a read from the socket asks for.
+const READ_ROOM: usize = 256 * 1024;
+
+/// The agent's own diagnostics (its stderr): to the log, a line at a time.
+struct Diagnostics {
+    container: String,
+    line: Vec<u8>,
+}
+
+impl Diagnostics {
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                debug!(container = %self.container, "agent: {}", String::from_utf8_lossy(&self.line));
+                self.line.clear();
+            } else if self.line.len() < 4096 {
+                self.line.push(b);
+            }
+        }
+    }
+}
+
+/// Once on the socket, the attach stream carries only the agent's
+/// diagnostics; its end (an engine restart) is not the agent's.
+async fn drain_attach(mut output: AgentOutput, mut stderr: Diagnostics, cancel: CancellationToken) {
+    loop {
+        let item = tokio::select! {
+            _ = cancel.cancelled() => return,
+            item = output.next() => item,
+        };
+        match item {
+            Some(Ok(bollard::container::LogOutput::StdErr { message })) => stderr.add(&message),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => {
+                debug!(container = %stderr.container, "the attach stream ended; the agent stays on its socket");
+                return;
+            }
+        }
+    }
 }
 
 pub(super) async fn read_frames(
-    mut output: AgentOutput,
+    output: AgentOutput,
     routes: Arc<Routes>,
     alive: watch::Sender<bool>,
     cancel: CancellationToken,
     container: String,
+    direct: oneshot::Receiver<OwnedReadHalf>,
 ) {
     let mut codec = FrameCodec::<FromAgent>::new();
     let mut buf = BytesMut::new();
-    let mut stderr_line = Vec::new();
+    let mut stderr = Diagnostics {
+        container: container.clone(),
+        line: Vec::new(),
+    };
+    let mut source = Source::Attach(output);
+    let mut direct = Some(direct);
     'outer: loop {
-        let item = tokio::select! {
+        let filled = tokio::select! {
             _ = cancel.cancelled() => break,
-            item = output.next() => item,
+            filled = source.fill(&mut buf, &mut stderr) => filled,
         };
-        let bytes = match item {
-            Some(Ok(bollard::container::LogOutput::StdOut { message })) => message,
-            Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
-                // The agent's own diagnostics: to the log, a line at a time.
-                for &b in message.iter() {
-                    if b == b'\n' {
-                        debug!(%container, "agent: {}", String::from_utf8_lossy(&stderr_line));
-                        stderr_line.clear();
-                    } else if stderr_line.len() < 4096 {
-                        stderr_line.push(b);
-                    }
-                }
-                continue;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                debug!(%container, error = %e, "agent stream ended with an error");
-                break;
-            }
-            None => break,
-        };
-        buf.extend_from_slice(&bytes);
+        if !filled {
+            break;
+        }
         while let Some(payload) = codec.decode_raw(&mut buf) {
             // Output, the bulk of all traffic, is sliced out without a copy.
             let frame = match replbox_protocol::split_output(payload.freeze()) {
@@ -99,6 +191,37 @@ pub(super) async fn read_frames(
                     }
                 },
             };
+            if let Routed::Frame(FromAgent::Direct { nonce, error }) = frame {
+                if let Some(message) = error {
+                    routes.pending.resolve(nonce, Reply::Direct(Err(message)));
+                    continue;
+                }
+                // The agent's last frame on stdout: the rest come on the
+                // socket, whose read half the hand-over sends us.
+                let Some(half) = direct.take() else {
+                    warn!(%container, "the agent moved to a socket nobody offered");
+                    break 'outer;
+                };
+                let half = match tokio::time::timeout(SWITCH_TIMEOUT, half).await {
+                    Ok(Ok(half)) => half,
+                    _ => break 'outer,
+                };
+                let Source::Attach(output) = std::mem::replace(&mut source, Source::Socket(half))
+                else {
+                    break 'outer;
+                };
+                tokio::spawn(drain_attach(
+                    output,
+                    Diagnostics {
+                        container: container.clone(),
+                        line: std::mem::take(&mut stderr.line),
+                    },
+                    cancel.clone(),
+                ));
+                buf.clear();
+                routes.pending.resolve(nonce, Reply::Direct(Ok(())));
+                continue 'outer;
+            }
             if !route(&routes, frame).await {
                 break 'outer;
             }
@@ -109,6 +232,9 @@ pub(super) async fn read_frames(
     routes.jobs.locked().clear();
     routes.pending.clear();
 }
+
+/// How long the reader waits for the socket the agent says it moved to.
+const SWITCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A frame from the agent, its output data already sliced out.
 enum Routed {
@@ -172,6 +298,8 @@ async fn route(routes: &Routes, frame: Routed) -> bool {
             channel,
             message,
         } => (id, JobEvent::KernelMessage { channel, message }, false),
+        // Taken by `read_frames` before it routes anything.
+        FromAgent::Direct { .. } => return true,
     };
     deliver(routes, id, event, last).await
 }
