@@ -6,7 +6,7 @@
 use super::runs::{self, RunRequest};
 use super::{ServiceError, Services};
 use crate::sandbox::Collected;
-use crate::sessions::{NewSession, OwnerKind, Session, Status};
+use crate::sessions::{NewSession, OwnerKind, Session, Status, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,10 +43,51 @@ pub fn valid_task_id(id: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// The owner (the registry's and the store's name) of `tenant`'s sandbox
-/// `task_id`.
-pub fn owner_of(_tenant: &Tenant, task_id: &str) -> String {
-    format!("t-{task_id}")
+/// Hex digits of the tenant's fingerprint in the names of its sandboxes.
+const NAMESPACE_HEX: usize = 16;
+
+/// The owner (the registry's and the store's name, and so the container's
+/// and the volume's) of `tenant`'s sandbox `task_id`: the taskId under the
+/// token's namespace, `t-<16 hex of its keyed fingerprint>-<taskId>`, so
+/// two tokens may use the same taskId and each reaches only its own.
+pub fn owner_of(tenant: &Tenant, task_id: &str) -> String {
+    format!("t-{}-{task_id}", namespace(&tenant.0))
+}
+
+fn namespace(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(NAMESPACE_HEX)]
+}
+
+/// At start-up, once: API sandboxes recorded before names were namespaced
+/// by token (`t-<taskId>`) are renamed to their token's namespace. Their
+/// containers and volumes keep their names (the record keeps the volume's
+/// name, and containers are found by id), so their files and running
+/// programs stay. Answers how many were renamed.
+pub async fn namespace_old_names(
+    store: &Store,
+    volume_name: impl Fn(&str) -> String,
+) -> Result<usize, sqlx::Error> {
+    let mut renamed = 0;
+    for row in store.all().await? {
+        let Some(fingerprint) = row.token_hash.as_deref() else {
+            continue;
+        };
+        let Some(task_id) = row.owner.strip_prefix("t-") else {
+            continue;
+        };
+        if row.kind != "api" || task_id.starts_with(&format!("{}-", namespace(fingerprint))) {
+            continue;
+        }
+        let owner = owner_of(&Tenant(fingerprint.to_string()), task_id);
+        let volume = row
+            .workspace_volume
+            .clone()
+            .unwrap_or_else(|| volume_name(&row.owner));
+        store.rename_owner(&row.owner, &owner, &volume).await?;
+        tracing::info!(old = %row.owner, new = %owner, "API sandbox renamed into its token's namespace");
+        renamed += 1;
+    }
+    Ok(renamed)
 }
 
 /// What a new sandbox asks for.
@@ -318,5 +359,97 @@ impl Services {
         });
         rx.await
             .map_err(|_| ServiceError::Internal("a one-shot run's task died"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::{owner_display, SandboxRow};
+
+    fn row(owner: &str, kind: &str, token: Option<&str>, volume: Option<&str>) -> SandboxRow {
+        SandboxRow {
+            owner: owner.into(),
+            kind: kind.into(),
+            token_hash: token.map(Into::into),
+            container_id: Some("c0ffee".into()),
+            created_at: 1,
+            container_at: 1,
+            last_active: 1,
+            idle_ttl_secs: 60,
+            image: None,
+            env: "[]".into(),
+            expired_at: None,
+            workspace_volume: volume.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_same_task_id_is_two_names_under_two_tokens() {
+        let a = Tenant("0123456789abcdef01234567".into());
+        let b = Tenant("fedcba9876543210fedcba98".into());
+        assert_eq!(owner_of(&a, "jovyan"), "t-0123456789abcdef-jovyan");
+        assert_ne!(owner_of(&a, "jovyan"), owner_of(&b, "jovyan"));
+        // Naming another token's namespace is only a taskId of one's own.
+        assert_ne!(
+            owner_of(&b, "0123456789abcdef-jovyan"),
+            owner_of(&a, "jovyan")
+        );
+        assert_eq!(owner_display(&owner_of(&a, "my-task.1")), "my-task.1");
+        assert_eq!(owner_display("t-old-name"), "old-name");
+    }
+
+    #[tokio::test]
+    async fn old_names_move_into_their_tokens_namespace_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let fp = "0123456789abcdef01234567";
+        store
+            .upsert(&row("t-jovyan", "api", Some(fp), None))
+            .await
+            .unwrap();
+        store
+            .upsert(&row("t-kept", "api", Some(fp), Some("vol-of-kept")))
+            .await
+            .unwrap();
+        store
+            .upsert(&row("b-browser", "browser", None, None))
+            .await
+            .unwrap();
+        let volume = |owner: &str| format!("rb-ws-{owner}");
+        assert_eq!(namespace_old_names(&store, volume).await.unwrap(), 2);
+        assert_eq!(
+            namespace_old_names(&store, volume).await.unwrap(),
+            0,
+            "once"
+        );
+        let mut rows = store.all().await.unwrap();
+        rows.sort_by(|a, b| a.owner.cmp(&b.owner));
+        let got: Vec<(&str, Option<&str>, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.owner.as_str(),
+                    r.workspace_volume.as_deref(),
+                    r.container_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("b-browser", None, Some("c0ffee")),
+                (
+                    "t-0123456789abcdef-jovyan",
+                    Some("rb-ws-t-jovyan"),
+                    Some("c0ffee")
+                ),
+                (
+                    "t-0123456789abcdef-kept",
+                    Some("vol-of-kept"),
+                    Some("c0ffee")
+                ),
+            ]
+        );
     }
 }

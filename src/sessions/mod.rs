@@ -334,9 +334,16 @@ pub struct Registry {
     shared: Arc<Shared>,
 }
 
-/// The name a client gave, without our owner prefix.
+/// The name a client gave, without our owner prefix (and, for an API
+/// sandbox, without its token's namespace: `t-<16 hex>-<taskId>`).
 pub fn owner_display(owner: &str) -> &str {
-    owner.split_once('-').map(|(_, rest)| rest).unwrap_or(owner)
+    let rest = owner.split_once('-').map(|(_, rest)| rest).unwrap_or(owner);
+    match (owner.starts_with("t-"), rest.split_once('-')) {
+        (true, Some((ns, task))) if ns.len() == 16 && ns.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            task
+        }
+        _ => rest,
+    }
 }
 
 /// An owner's removal in progress; its name is free again when dropped.
