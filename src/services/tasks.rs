@@ -219,11 +219,15 @@ impl Services {
             Some(image) => return Err(ServiceError::ImageNotAllowed(image)),
         };
         let env = req.env_vars.unwrap_or_default();
-        // The engine would take the sandbox but never start it.
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
+        // The engine would take the sandbox but never start it; REPLBOX_*
+        // is the agent's own (where the workspace is), never the caller's.
+        if env.iter().any(|(k, v)| {
+            k.is_empty()
+                || k.contains('=')
+                || k.contains('\0')
+                || v.contains('\0')
+                || k.starts_with("REPLBOX_")
+        }) {
             return Err(ServiceError::BadEnv);
         }
         let session = self
