@@ -27,16 +27,19 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer};
-use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// What one stream of a run shows an agent at most; the rest is cut with a
-/// marker (the whole output stays within the API's own limit).
-const TEXT_LIMIT: usize = 64 * 1024;
+mod args;
+mod text;
+
+use args::{
+    tool, CreateSandbox, DestroySandbox, ListFiles, ReadFile, RunCode, RunCommand, WriteFile,
+};
+use text::{structured, text_of};
+
 /// A request's body at most: a file of the largest size the API takes,
 /// escaped as JSON, and the envelope.
 const BODY_LIMIT: usize = 24 * 1024 * 1024;
@@ -80,89 +83,6 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 pub struct Tools {
     state: AppState,
     list: Arc<Vec<Tool>>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunCode {
-    /// One of the server's languages: python, javascript, bash, go.
-    language: String,
-    /// The program's source.
-    code: String,
-    /// Given to the program on its standard input.
-    stdin: Option<String>,
-    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
-    #[schemars(range(min = 1, max = 900000))]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateSandbox {
-    /// A name for the sandbox (1-63 letters, digits, '-', '_' or '.');
-    /// one is made up when absent.
-    task_id: Option<String>,
-    /// Idle seconds before the sandbox stops (60-86400, default 3600); its
-    /// files are kept for the server's retention period.
-    #[schemars(range(min = 60, max = 86400))]
-    ttl_seconds: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunCommand {
-    /// The sandbox, as create_sandbox answered.
-    task_id: String,
-    /// A shell command line, run by /bin/sh in /workspace.
-    command: String,
-    /// Given to the command on its standard input.
-    stdin: Option<String>,
-    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
-    #[schemars(range(min = 1, max = 900000))]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WriteFile {
-    task_id: String,
-    /// A path in the workspace: relative, or absolute under /workspace.
-    path: String,
-    /// The file's whole new content, as text. Parent folders are made.
-    content: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReadFile {
-    task_id: String,
-    /// A path in the workspace: relative, or absolute under /workspace.
-    path: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListFiles {
-    task_id: String,
-    /// A folder in the workspace (default: the workspace itself).
-    path: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DestroySandbox {
-    task_id: String,
-}
-
-fn schema<T: JsonSchema>() -> Arc<Map<String, Value>> {
-    match serde_json::to_value(schemars::schema_for!(T)) {
-        Ok(Value::Object(map)) => Arc::new(map),
-        _ => unreachable!("a derived schema is an object"),
-    }
-}
-
-fn tool<T: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
-    Tool::new(name, description, schema::<T>())
 }
 
 impl Tools {
@@ -334,77 +254,6 @@ fn parse<T: DeserializeOwned>(args: Value) -> Result<T, AppError> {
 /// each stream cut to `TEXT_LIMIT` with a marker.
 fn exec_value(r: ExecResult) -> Value {
     serde_json::to_value(r).unwrap_or_default()
-}
-
-fn cut(text: &str) -> String {
-    if text.len() <= TEXT_LIMIT {
-        return text.to_string();
-    }
-    let mut end = TEXT_LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[... output truncated: {} more bytes not shown]",
-        &text[..end],
-        text.len() - end
-    )
-}
-
-/// The text an agent reads for a tool's answer.
-fn text_of(name: &str, v: &Value) -> String {
-    match name {
-        "run_code" | "run_command" => {
-            let mut s = String::new();
-            let stdout = v["stdout"].as_str().unwrap_or_default();
-            let stderr = v["stderr"].as_str().unwrap_or_default();
-            if !stdout.is_empty() {
-                s.push_str(&format!("stdout:\n{}\n", cut(stdout)));
-            }
-            if !stderr.is_empty() {
-                s.push_str(&format!("stderr:\n{}\n", cut(stderr)));
-            }
-            let code = match &v["exitCode"] {
-                Value::Null => "none".to_string(),
-                c => c.to_string(),
-            };
-            s.push_str(&format!(
-                "exit code: {code} ({}), {} ms",
-                v["reason"].as_str().unwrap_or_default(),
-                v["durationMs"]
-            ));
-            if v["truncated"] == true {
-                s.push_str("\n[output over the limit was cut]");
-            }
-            s
-        }
-        "read_file" => v["content"].as_str().map(cut).unwrap_or_default(),
-        "create_sandbox" => format!("Created sandbox {}.", v["taskId"].as_str().unwrap_or("")),
-        _ => v.to_string(),
-    }
-}
-
-/// Structured content keeps what fits: the streams cut as in the text.
-fn structured(name: &str, mut v: Value) -> Value {
-    if matches!(name, "run_code" | "run_command") {
-        for key in ["stdout", "stderr"] {
-            if let Some(s) = v[key].as_str() {
-                if s.len() > TEXT_LIMIT {
-                    v[key] = Value::String(cut(s));
-                    v["truncated"] = Value::Bool(true);
-                }
-            }
-        }
-    }
-    if name == "read_file" {
-        if let Some(s) = v["content"].as_str() {
-            if s.len() > TEXT_LIMIT {
-                v["content"] = Value::String(cut(s));
-                v["truncated"] = Value::Bool(true);
-            }
-        }
-    }
-    v
 }
 
 impl ServerHandler for Tools {
