@@ -56,6 +56,11 @@ pub async fn serve(
         sandbox::SandboxError::Config(m) => ServeError::Config(m),
         e => e.into(),
     })?;
+    let renamed =
+        services::tasks::namespace_old_names(&store, |owner| sandboxes.volume_name(owner)).await?;
+    if renamed > 0 {
+        tracing::info!(renamed, "API sandboxes moved into their tokens' namespaces");
+    }
     let metrics = metrics::Metrics::default();
     let registry = Registry::open(
         config.clone(),

@@ -574,3 +574,84 @@ async fn without_root_or_e2fsprogs_workspaces_are_plain_volumes_and_the_log_says
     })
     .await
 }
+
+/// One-shot runs answer before their container is removed; until the
+/// engine has removed it, it still counts against the cap. A burst of runs
+/// from several clients, against a cap of 2 with a warm pool, never has
+/// more of this server's containers in the engine than the cap (counted by
+/// label through the engine's API while the burst runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_one_shot_runs_never_exceeds_the_cap_in_the_engine() {
+    const CAP: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.max_sandboxes = CAP;
+    config.warm_pool = 1;
+    let sb = engine(config.sandbox.clone()).await;
+    let server = TestServer::start(config).await;
+    within(240, async {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The engine's own count, sampled as fast as it answers.
+        let sampler = {
+            let (sb, done) = (sb.clone(), done.clone());
+            tokio::spawn(async move {
+                let (mut most, mut samples) = (0, 0u32);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = sb.list().await.unwrap().len();
+                    most = most.max(n);
+                    samples += 1;
+                }
+                (most, samples)
+            })
+        };
+        let mut clients = Vec::new();
+        for client in 0..4 {
+            let url = server.url("/api/v1/run");
+            clients.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut ran, mut refused) = (0, 0);
+                while ran < 4 {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth("test-token")
+                        .json(&json!({"language": "python", "code": format!("print({client})")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    match status {
+                        200 => {
+                            assert_eq!(v["stdout"], format!("{client}\n"), "{v}");
+                            ran += 1;
+                        }
+                        503 => {
+                            assert_eq!(v["error"]["code"], "capacity_full", "{v}");
+                            refused += 1;
+                            // Told to come back later: the client retries as
+                            // soon as a run of another client may have ended.
+                            tokio::task::yield_now().await;
+                        }
+                        other => panic!("a one-shot run answered {other}: {v}"),
+                    }
+                }
+                refused
+            }));
+        }
+        let mut refused = 0;
+        for c in clients {
+            refused += c.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (most, samples) = sampler.await.unwrap();
+        eprintln!("16 runs, {refused} refused, at most {most} containers in {samples} samples");
+        assert!(samples > 10, "the engine was sampled {samples} times");
+        assert!(
+            most <= CAP,
+            "{most} of this server's containers were in the engine at once; the cap is {CAP}"
+        );
+    })
+    .await;
+    server.stop().await;
+    cleanup(&sb).await;
+}

@@ -258,6 +258,107 @@ async fn an_own_image_without_workspace_or_user_works_with_quotas() {
     own_image_flow(1024).await;
 }
 
+/// The bare image made hostile: its environment and entrypoint name a
+/// root-owned directory (`/victim`) as the workspace, hoping the claim of
+/// the workspace gives that away to the sandbox user.
+fn hostile_image() -> String {
+    let bare = bare_image();
+    let tag = format!("replbox-test-hostile:{}", bare.rsplit(':').next().unwrap());
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ctx.path().join("victim")).unwrap();
+    std::fs::write(ctx.path().join("victim/keep"), "root's\n").unwrap();
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let made = docker(&["create", &bare, "/bin/sh"]);
+    let victim = format!("{}/victim", ctx.path().display());
+    docker(&["cp", &victim, &format!("{made}:/victim")]);
+    docker(&[
+        "commit",
+        "--change",
+        "ENV REPLBOX_WORKSPACE=/victim",
+        "--change",
+        r#"ENTRYPOINT ["/bin/sh", "-c", "exit 3"]"#,
+        &made,
+        &tag,
+    ]);
+    docker(&["rm", "-f", &made]);
+    tag
+}
+
+/// Who owns `path` inside a running container's root filesystem, seen
+/// from the host (the engine's merged directory).
+fn owner_in(container: &str, path: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.GraphDriver.Data.MergedDir}}",
+            container,
+        ])
+        .output()
+        .unwrap();
+    let merged = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::symlink_metadata(format!("{merged}{path}"))
+        .unwrap_or_else(|e| panic!("{merged}{path}: {e}"))
+        .uid()
+}
+
+#[tokio::test]
+async fn an_image_cannot_turn_the_workspace_claim_against_another_directory() {
+    let image = hostile_image();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = server_config(data.path());
+    config.sandbox.allowed_images = vec![image.clone()];
+    let server = TestServer::start(config).await;
+    let sandboxes = engine(server.config.sandbox.clone()).await;
+    within(120, async {
+        // The caller may not name the agent's workspace either.
+        let r: Value = json_of(
+            server
+                .api(Method::POST, "/api/v1/sandboxes")
+                .json(&json!({"imageId": image, "envVars": {"REPLBOX_WORKSPACE": "/victim"}})),
+        )
+        .await;
+        assert_eq!(r["error"]["code"], "bad_env", "{r}");
+
+        let task = ready(&server, json!({"imageId": image})).await;
+        let base = format!("/api/v1/sandboxes/{task}");
+        let r = server
+            .api(Method::PUT, &format!("{base}/files/mine.txt"))
+            .body("the sandbox user's\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "write: {}", r.text().await.unwrap());
+        let (status, r) = exec(
+            &server,
+            &task,
+            json!({"command": "pwd; read l < mine.txt; echo \"$l\""}),
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["stdout"], "/workspace\nthe sandbox user's\n", "{r}");
+        // /victim is still the container's root's, as /bin is; only the
+        // workspace changed hands (and no helper is left behind).
+        let containers = sandboxes.list().await.unwrap();
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        let id = &containers[0].id;
+        assert_eq!(owner_in(id, "/victim"), owner_in(id, "/bin"));
+        assert_eq!(owner_in(id, "/victim/keep"), owner_in(id, "/bin"));
+    })
+    .await;
+    cleanup(&sandboxes).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_frameworks_own_rejections_are_our_json_errors() {
     let data = tempfile::tempdir().unwrap();

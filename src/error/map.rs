@@ -51,6 +51,13 @@ impl From<SandboxError> for AppError {
                 ErrorCode::DiskFull,
                 "The server has no room for a new workspace right now (its disk budget is used up); tell your teacher or the administrator.",
             ),
+            SandboxError::WorkspaceUnclaimed(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::EngineError,
+                format!(
+                    "The new sandbox's workspace could not be given to the sandbox user, so the sandbox was removed ({why}). Try again, or tell the administrator."
+                ),
+            ),
             SandboxError::Engine | SandboxError::Config(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::EngineError,
@@ -296,7 +303,7 @@ impl From<ServiceError> for AppError {
             ),
             E::BadEnv => Self::bad_request(
                 ErrorCode::BadEnv,
-                "Environment variable names may not be empty or hold '=' or NUL, nor values NUL.",
+                "Environment variable names may not be empty, hold '=' or NUL, or start with REPLBOX_ (the agent's own), nor values hold NUL.",
             ),
             E::ImageNotAllowed(image) => Self::bad_request(
                 ErrorCode::ImageNotAllowed,

@@ -9,6 +9,7 @@ use bollard::Docker;
 use std::collections::HashMap;
 use tracing::{debug, warn};
 
+mod claim;
 mod create;
 mod ids;
 mod link;

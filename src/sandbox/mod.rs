@@ -53,6 +53,10 @@ pub enum SandboxError {
     Config(String),
     #[error("the disk budget for workspaces is used up")]
     DiskFull,
+    /// The workspace of a new sandbox could not be given to the sandbox
+    /// user (the helper's words); the sandbox was removed.
+    #[error("the workspace could not be given to the sandbox user: {0}")]
+    WorkspaceUnclaimed(String),
 }
 
 /// What a new sandbox is for.

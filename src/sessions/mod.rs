@@ -129,9 +129,11 @@ struct Shared {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pool: Arc<pool::WarmPool>,
     capacity: capacity::Capacity,
-    /// Owners whose removal is in progress: their name cannot be taken
-    /// again until their volume is gone (it would be the same volume).
-    removing: Mutex<std::collections::HashSet<String>>,
+    /// Sessions whose removal is in progress, by owner: their name cannot
+    /// be taken again until their volume is gone (it would be the same
+    /// volume), and their container counts against the cap until the
+    /// engine has removed it (a one-shot run answers before that).
+    removing: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 impl Shared {
@@ -139,9 +141,21 @@ impl Shared {
         self.sessions.locked().values().cloned().collect()
     }
 
-    /// Containers in use: sessions' and the pool's.
+    /// Containers in use: sessions', those being removed, and the pool's.
     fn live(&self) -> usize {
-        self.all().iter().filter(|s| s.has_container()).count() + self.pool.size()
+        // Both maps read under their locks at once (the order `remove`
+        // takes them in), so a session moving from one to the other is
+        // counted once; each session's own lock is taken after.
+        let counted: Vec<Arc<Session>> = {
+            let sessions = self.sessions.locked();
+            let removing = self.removing.locked();
+            sessions
+                .values()
+                .chain(removing.values())
+                .cloned()
+                .collect()
+        };
+        counted.iter().filter(|s| s.has_container()).count() + self.pool.size()
     }
 }
 
@@ -336,9 +350,16 @@ pub struct Registry {
     shared: Arc<Shared>,
 }
 
-/// The name a client gave, without our owner prefix.
+/// The name a client gave, without our owner prefix (and, for an API
+/// sandbox, without its token's namespace: `t-<16 hex>-<taskId>`).
 pub fn owner_display(owner: &str) -> &str {
-    owner.split_once('-').map(|(_, rest)| rest).unwrap_or(owner)
+    let rest = owner.split_once('-').map(|(_, rest)| rest).unwrap_or(owner);
+    match (owner.starts_with("t-"), rest.split_once('-')) {
+        (true, Some((ns, task))) if ns.len() == 16 && ns.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            task
+        }
+        _ => rest,
+    }
 }
 
 /// An owner's removal in progress; its name is free again when dropped.
@@ -350,6 +371,7 @@ struct Removing {
 impl Drop for Removing {
     fn drop(&mut self) {
         self.shared.removing.locked().remove(&self.owner);
+        self.shared.capacity.changed();
     }
 }
 

@@ -121,7 +121,7 @@ impl Registry {
         };
         let session = {
             let mut sessions = self.shared.sessions.locked();
-            if self.shared.removing.locked().contains(owner) {
+            if self.shared.removing.locked().contains_key(owner) {
                 return Err(SessionError::BeingRemoved(owner.to_string()));
             }
             if sessions.contains_key(owner) {
@@ -145,9 +145,8 @@ impl Registry {
             };
             self.shared
                 .removing
-                .lock()
-                .unwrap()
-                .insert(owner.to_string());
+                .locked()
+                .insert(owner.to_string(), session.clone());
             session
         };
         let _removing = Removing {
@@ -161,10 +160,14 @@ impl Registry {
             state.handle = None;
             state.jobs.clear();
             state.pumps.clear();
-            state.container_id.take()
+            // Kept on record until the engine has removed it: it still
+            // counts against the cap meanwhile.
+            state.container_id.clone()
         };
         if let Some(id) = id {
             self.shared.sandboxes.remove(&id).await?;
+            session.lock().container_id = None;
+            self.shared.capacity.changed();
         }
         self.shared
             .sandboxes

@@ -83,6 +83,26 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a record a new owner, keeping its volume's name (`volume`
+    /// when it had none on record).
+    pub async fn rename_owner(
+        &self,
+        old: &str,
+        new: &str,
+        volume: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE sandboxes SET owner = ?, workspace_volume = COALESCE(workspace_volume, ?)
+             WHERE owner = ?",
+        )
+        .bind(new)
+        .bind(volume)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn delete(&self, owner: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM sandboxes WHERE owner = ?")
             .bind(owner)

@@ -166,10 +166,19 @@ async def main():
         await fails(s, "run_command", {"taskId": "mcp-work", "command": "true", "timeoutMs": 0}, "bad_timeout")
         await fails(s, "no_such_tool", {}, "unknown_tool")
 
-        # 6. Another token does not see this token's sandbox.
+        # 6. Another token does not see this token's sandbox, and may
+        # use the same taskId for a sandbox of its own (names are per token).
         async with connect(OTHER) as o:
             await fails(o, "read_file", {"taskId": "mcp-work", "path": "kept.txt"}, "not_found")
             await fails(o, "destroy_sandbox", {"taskId": "mcp-work"}, "not_found")
+            r = await ok(o, "create_sandbox", {"taskId": "mcp-work"})
+            assert r.structured_content["taskId"] == "mcp-work", r.structured_content
+            await ok(o, "write_file", {"taskId": "mcp-work", "path": "kept.txt", "content": "other\n"})
+            r = await ok(o, "run_command", {"taskId": "mcp-work", "command": "ls; cat kept.txt"})
+            assert r.structured_content["stdout"] == "kept.txt\nother\n", r.structured_content
+            await ok(o, "destroy_sandbox", {"taskId": "mcp-work"})
+        r = await ok(s, "read_file", {"taskId": "mcp-work", "path": "kept.txt"})
+        assert text(r) == "state\n", text(r)
 
         # 7. Destroyed: gone.
         await ok(s, "destroy_sandbox", {"taskId": "mcp-work"})

@@ -7,6 +7,7 @@
 //! Diagnostics go to stderr.
 
 mod cgroup;
+mod claim;
 mod files;
 mod jobs;
 mod kernel;
@@ -25,9 +26,10 @@ use tokio::sync::mpsc;
 pub type Outbox = mpsc::Sender<FromAgent>;
 
 fn main() {
-    // `replbox-agent claim-workspace UID GID`: run by the server (as the
-    // container's root, in an image of the user's own) to give the
-    // workspace root to the sandbox user, whatever the image made of it.
+    // `replbox-agent claim-workspace /workspace UID GID`: run by the
+    // server in a helper container with only CAP_CHOWN and the workspace
+    // volume, to give the workspace root to the sandbox user, whatever the
+    // user's image made of it.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("claim-workspace") {
         std::process::exit(claim_workspace(&args[2..]));
@@ -53,20 +55,14 @@ fn main() {
     runtime.block_on(run());
 }
 
-/// Gives /workspace (itself, not what is in it) to `UID GID`. Exit 0 when
-/// it is theirs now, 1 (with a reason on stderr) when not.
+/// `claim-workspace PATH UID GID`: gives the directory PATH (itself, not
+/// what is in it) to `UID GID`. Exit 0 when it is theirs now, 1 (with a
+/// reason on stderr) when not.
 fn claim_workspace(args: &[String]) -> i32 {
-    let ids: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let [uid, gid] = ids[..] else {
-        eprintln!("usage: replbox-agent claim-workspace UID GID");
-        return 1;
-    };
-    let workspace = std::env::var("REPLBOX_WORKSPACE").unwrap_or_else(|_| "/workspace".to_string());
-    // lchown: a symbolic link planted as the root is never followed.
-    match std::os::unix::fs::lchown(&workspace, Some(uid), Some(gid)) {
+    match claim::claim(args, std::env::vars_os().map(|(k, _)| k)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("agent: cannot give {workspace} to {uid}:{gid}: {e}");
+            eprintln!("agent: claim-workspace refused: {e}");
             1
         }
     }

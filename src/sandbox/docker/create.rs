@@ -15,57 +15,22 @@ impl Sandboxes {
         // The default image is built with /workspace owned by the sandbox
         // user; an image of the user's own may have none, or root's (and a
         // new volume takes its owner from the image): give it to the user.
+        // When that fails the half-made container goes, and the log and
+        // the error say why.
         if spec.image.as_ref().is_some_and(|i| *i != self.config.image) {
-            self.claim_workspace(&id).await?;
-        }
-        Ok(handle)
-    }
-
-    /// Makes the workspace root the sandbox user's: the agent, run once as
-    /// the container's root with the capability to chown (a remapped root:
-    /// no host root), changes the owner of /workspace itself and exits.
-    pub async fn claim_workspace(&self, id: &str) -> Result<(), SandboxError> {
-        use futures::StreamExt;
-        let (uid, gid) = user_ids(&self.config.user);
-        let docker = self.client()?;
-        let exec = docker
-            .create_exec(
-                id,
-                bollard::models::ExecConfig {
-                    cmd: Some(vec![
-                        AGENT_MOUNT.into(),
-                        "claim-workspace".into(),
-                        uid.to_string(),
-                        gid.to_string(),
-                    ]),
-                    user: Some("0:0".into()),
-                    privileged: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| SandboxError::from_engine("claim workspace", e))?;
-        let mut said = String::new();
-        if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::from_engine("claim workspace", e))?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            let volume = spec
+                .volume
+                .clone()
+                .unwrap_or_else(|| self.volume_name(&spec.session));
+            if let Err(e) = self.claim_workspace(&spec.session, &volume).await {
+                drop(handle);
+                if let Err(removal) = self.remove(&id).await {
+                    warn!(container = %id, error = %removal, "cannot remove a sandbox whose workspace was not claimed");
+                }
+                return Err(e);
             }
         }
-        let done = docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| SandboxError::from_engine("claim workspace", e))?;
-        if done.exit_code != Some(0) {
-            warn!(container = id, exit = ?done.exit_code, said = said.trim(), "cannot give the workspace to the sandbox user");
-            return Err(SandboxError::Engine);
-        }
-        Ok(())
+        Ok(handle)
     }
 
     /// Creates (but does not start) the container; returns its id.

@@ -6,7 +6,7 @@
 use super::runs::{self, RunRequest};
 use super::{ServiceError, Services};
 use crate::sandbox::Collected;
-use crate::sessions::{NewSession, OwnerKind, Session, Status};
+use crate::sessions::{NewSession, OwnerKind, Session, Status, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,10 +43,51 @@ pub fn valid_task_id(id: &str) -> Result<(), ServiceError> {
     }
 }
 
-/// The owner (the registry's and the store's name) of `tenant`'s sandbox
-/// `task_id`.
-pub fn owner_of(_tenant: &Tenant, task_id: &str) -> String {
-    format!("t-{task_id}")
+/// Hex digits of the tenant's fingerprint in the names of its sandboxes.
+const NAMESPACE_HEX: usize = 16;
+
+/// The owner (the registry's and the store's name, and so the container's
+/// and the volume's) of `tenant`'s sandbox `task_id`: the taskId under the
+/// token's namespace, `t-<16 hex of its keyed fingerprint>-<taskId>`, so
+/// two tokens may use the same taskId and each reaches only its own.
+pub fn owner_of(tenant: &Tenant, task_id: &str) -> String {
+    format!("t-{}-{task_id}", namespace(&tenant.0))
+}
+
+fn namespace(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(NAMESPACE_HEX)]
+}
+
+/// At start-up, once: API sandboxes recorded before names were namespaced
+/// by token (`t-<taskId>`) are renamed to their token's namespace. Their
+/// containers and volumes keep their names (the record keeps the volume's
+/// name, and containers are found by id), so their files and running
+/// programs stay. Answers how many were renamed.
+pub async fn namespace_old_names(
+    store: &Store,
+    volume_name: impl Fn(&str) -> String,
+) -> Result<usize, sqlx::Error> {
+    let mut renamed = 0;
+    for row in store.all().await? {
+        let Some(fingerprint) = row.token_hash.as_deref() else {
+            continue;
+        };
+        let Some(task_id) = row.owner.strip_prefix("t-") else {
+            continue;
+        };
+        if row.kind != "api" || task_id.starts_with(&format!("{}-", namespace(fingerprint))) {
+            continue;
+        }
+        let owner = owner_of(&Tenant(fingerprint.to_string()), task_id);
+        let volume = row
+            .workspace_volume
+            .clone()
+            .unwrap_or_else(|| volume_name(&row.owner));
+        store.rename_owner(&row.owner, &owner, &volume).await?;
+        tracing::info!(old = %row.owner, new = %owner, "API sandbox renamed into its token's namespace");
+        renamed += 1;
+    }
+    Ok(renamed)
 }
 
 /// What a new sandbox asks for.
@@ -178,11 +219,15 @@ impl Services {
             Some(image) => return Err(ServiceError::ImageNotAllowed(image)),
         };
         let env = req.env_vars.unwrap_or_default();
-        // The engine would take the sandbox but never start it.
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
+        // The engine would take the sandbox but never start it; REPLBOX_*
+        // is the agent's own (where the workspace is), never the caller's.
+        if env.iter().any(|(k, v)| {
+            k.is_empty()
+                || k.contains('=')
+                || k.contains('\0')
+                || v.contains('\0')
+                || k.starts_with("REPLBOX_")
+        }) {
             return Err(ServiceError::BadEnv);
         }
         let session = self
@@ -320,3 +365,6 @@ impl Services {
             .map_err(|_| ServiceError::Internal("a one-shot run's task died"))?
     }
 }
+
+#[cfg(test)]
+mod tests;
