@@ -274,6 +274,15 @@ pub struct SandboxConfig {
     /// Prefix of container and volume names (tests use their own).
     #[arg(long, env = "REPLBOX_NAME_PREFIX", default_value = "replbox")]
     pub name_prefix: String,
+
+    /// This deployment's id, the `replbox.deployment` label on every
+    /// container and volume it makes: start-up recovery removes only what
+    /// carries its own id, so several servers (staging beside production)
+    /// can share one engine. Unset: the id kept in `<data dir>/deployment`,
+    /// made at random on the first start (letters, digits, `.`, `_`, `-`;
+    /// at most 64).
+    #[arg(long, env = "REPLBOX_DEPLOYMENT")]
+    pub deployment: Option<String>,
 }
 
 /// An address range, or one address (a range of one).

@@ -47,6 +47,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let mut config = config;
+    config.sandbox.deployment = Some(
+        sandbox::deployment::resolve(&config.data_dir, config.sandbox.deployment.as_deref())
+            .map_err(ServeError::Config)?,
+    );
+    tracing::info!(deployment = ?config.sandbox.deployment, "this deployment's sandboxes carry its id");
     let config = Arc::new(config);
     let languages = Arc::new(config.language_table().map_err(ServeError::Config)?);
     let store = Store::open(&config.data_dir).await?;

@@ -227,12 +227,16 @@ impl Sandboxes {
     }
 
     fn labels(&self, session: &str, expires_at: i64, kind: &str) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), self.config.name_prefix.clone()),
             (LABEL_SESSION.to_string(), session.to_string()),
             (LABEL_EXPIRES_AT.to_string(), expires_at.to_string()),
             (LABEL_KIND.to_string(), kind.to_string()),
-        ])
+        ]);
+        if let Some(d) = &self.config.deployment {
+            labels.insert(LABEL_DEPLOYMENT.to_string(), d.clone());
+        }
+        labels
     }
 
     /// Creates and starts a session's container (its workspace volume is
@@ -308,9 +312,10 @@ impl Sandboxes {
         let driver_config = match &self.quota {
             Some(q) => {
                 let (q, name) = (q.clone(), volume.clone());
+                let deployment = c.deployment.clone();
                 let owner = self.host_ids().await?;
                 let dir = tokio::task::spawn_blocking(move || {
-                    let dir = q.prepare(&name, owner);
+                    let dir = q.prepare(&name, owner, deployment.as_deref());
                     // Keep formatted images ready for the next ones.
                     let spare = q.clone();
                     std::thread::spawn(move || spare.fill_spares());
@@ -564,16 +569,28 @@ impl Sandboxes {
     }
 
     /// Workspace filesystems on disk (with quotas) that no volume in `keep`
-    /// names: what a crash between making one and its container left.
+    /// names: what a crash between making one and its container left. Only
+    /// this deployment's (another's, and one made before deployments were
+    /// recorded, is left alone).
     pub async fn remove_orphan_workspaces(&self, keep: &std::collections::HashSet<String>) {
         let Some(q) = self.quota.clone() else { return };
         let prefix = format!("{}-", self.config.name_prefix);
         let keep = keep.clone();
+        let ours = self.config.deployment.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for name in q.list(&prefix) {
-                if !keep.contains(&name) {
-                    tracing::info!(workspace = %name, "removing a workspace no session owns");
-                    q.remove(&name);
+                if keep.contains(&name) {
+                    continue;
+                }
+                match Ownership::of(ours.as_deref(), q.deployment(&name).as_deref()) {
+                    Ownership::Ours => {
+                        tracing::info!(workspace = %name, "removing a workspace no session owns");
+                        q.remove(&name);
+                    }
+                    Ownership::Unlabelled => {
+                        tracing::info!(workspace = %name, "leaving alone a workspace from before deployment ids that no session here owns");
+                    }
+                    Ownership::Other => {}
                 }
             }
         })
@@ -616,6 +633,7 @@ impl Sandboxes {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                     running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                    deployment: labels.get(LABEL_DEPLOYMENT).cloned(),
                 }
             })
             .collect())
@@ -636,6 +654,7 @@ impl Sandboxes {
             .into_iter()
             .map(|v| ManagedVolume {
                 session: v.labels.get(LABEL_SESSION).cloned().unwrap_or_default(),
+                deployment: v.labels.get(LABEL_DEPLOYMENT).cloned(),
                 name: v.name,
             })
             .collect())

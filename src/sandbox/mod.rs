@@ -7,12 +7,14 @@
 //! callers get a [`SandboxError`].
 
 mod backend;
+pub mod deployment;
 mod docker;
 mod handle;
 pub mod quota;
 pub mod seccomp;
 
 pub use backend::Backend;
+pub use deployment::{Ownership, LABEL_DEPLOYMENT};
 pub use docker::Sandboxes;
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 
@@ -76,6 +78,8 @@ pub struct ManagedContainer {
     pub session: String,
     pub expires_at: i64,
     pub running: bool,
+    /// Its `replbox.deployment` label (`None`: made before the label).
+    pub deployment: Option<String>,
 }
 
 /// A managed workspace volume as the engine lists it.
@@ -83,6 +87,8 @@ pub struct ManagedContainer {
 pub struct ManagedVolume {
     pub name: String,
     pub session: String,
+    /// Its `replbox.deployment` label (`None`: made before the label).
+    pub deployment: Option<String>,
 }
 
 /// The limits a container really got, read back from the engine.
