@@ -229,6 +229,12 @@ pub struct SandboxConfig {
     #[arg(long, env = "REPLBOX_TMP_MB", default_value_t = 512)]
     pub tmp_mb: u64,
 
+    /// The engine's runtime for every sandbox (`runsc`: gVisor, registered
+    /// with the engine by scripts/ensure-runsc.sh); unset: the engine's
+    /// default (runc).
+    #[arg(long, env = "REPLBOX_RUNTIME")]
+    pub runtime: Option<String>,
+
     /// Docker network mode for sandboxes.
     #[arg(long, env = "REPLBOX_NETWORK", default_value = "none")]
     pub network: String,

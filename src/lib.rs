@@ -62,6 +62,12 @@ pub async fn serve(
         sandbox::SandboxError::Config(m) => ServeError::Config(m),
         e => e.into(),
     })?;
+    match sandboxes.check_runtime().await {
+        Ok(()) => {}
+        Err(sandbox::SandboxError::Config(m)) => return Err(ServeError::Config(m)),
+        // The engine may come back later; /healthz says so meanwhile.
+        Err(e) => tracing::warn!(error = %e, "cannot check the sandbox runtime now"),
+    }
     let metrics = metrics::Metrics::default();
     let registry = Registry::open(
         config.clone(),

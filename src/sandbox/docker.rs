@@ -209,6 +209,31 @@ impl Sandboxes {
         self.client()
     }
 
+    /// Whether the engine knows the configured runtime (`Ok` when none is
+    /// configured); a clear message when it does not.
+    pub async fn check_runtime(&self) -> Result<(), SandboxError> {
+        let Some(runtime) = &self.config.runtime else {
+            return Ok(());
+        };
+        let info = self
+            .client()?
+            .info()
+            .await
+            .map_err(|e| SandboxError::from_engine("info", e))?;
+        let known: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        if known.iter().any(|r| r == runtime) {
+            return Ok(());
+        }
+        Err(SandboxError::Config(format!(
+            "REPLBOX_RUNTIME={runtime}, but the engine knows only {known:?}{}",
+            if runtime == "runsc" {
+                ": run scripts/ensure-runsc.sh (make gvisor) to build and register gVisor"
+            } else {
+                ""
+            }
+        )))
+    }
+
     /// Whether the engine answers.
     pub async fn ping(&self) -> Result<(), SandboxError> {
         self.client()?
@@ -395,6 +420,7 @@ impl Sandboxes {
                 hard: Some(c.nofile),
             }]),
             init: Some(false),
+            runtime: c.runtime.clone(),
             log_config: Some(bollard::models::HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,

@@ -26,6 +26,13 @@ pub fn sandbox_config() -> SandboxConfig {
     }
 }
 
+/// Whether these tests run every sandbox under gVisor (`REPLBOX_RUNTIME=runsc`,
+/// `make test-gvisor`): where it differs from runc, the tests assert what
+/// gVisor does (README, "Running with gVisor").
+pub fn gvisor() -> bool {
+    SandboxConfig::default().runtime.as_deref() == Some("runsc")
+}
+
 pub fn config() -> Config {
     Config {
         sandbox: sandbox_config(),
