@@ -219,6 +219,12 @@ async fn browser(addr: &str, mode: &str) -> Ws {
 
 /// Runs a shell line and returns its output as text.
 async fn run_text(ws: &mut Ws, line: &str) -> (String, Duration) {
+    tokio::time::timeout(Duration::from_secs(60), run_text_unbounded(ws, line))
+        .await
+        .unwrap_or_else(|_| panic!("no exit frame within 60 s for {line:?}"))
+}
+
+async fn run_text_unbounded(ws: &mut Ws, line: &str) -> (String, Duration) {
     let t = Instant::now();
     ws.send(Message::Text(
         json!({"type": "run", "command": line}).to_string().into(),
@@ -242,7 +248,16 @@ async fn run_text(ws: &mut Ws, line: &str) -> (String, Duration) {
 }
 
 /// Sends a run and waits for its exit frame; counts binary output bytes.
+/// One run over the page's socket, to its exit frame. A run that gets no
+/// exit within a minute fails the bench (a hang is a finding, not a wait).
 async fn run(ws: &mut Ws, req: Value) -> (Duration, u64) {
+    let what = req.to_string();
+    tokio::time::timeout(Duration::from_secs(60), run_unbounded(ws, req))
+        .await
+        .unwrap_or_else(|_| panic!("no exit frame within 60 s for {what}"))
+}
+
+async fn run_unbounded(ws: &mut Ws, req: Value) -> (Duration, u64) {
     let t = Instant::now();
     ws.send(Message::Text(req.to_string().into()))
         .await
@@ -265,7 +280,21 @@ async fn run(ws: &mut Ws, req: Value) -> (Duration, u64) {
     (t.elapsed(), bytes)
 }
 
+/// One exec by the engine's API; a minute without its end fails the bench.
 async fn docker_exec(docker: &bollard::Docker, id: &str, cmd: &[&str]) -> (Duration, u64) {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        docker_exec_unbounded(docker, id, cmd),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the engine's exec of {cmd:?} did not end within 60 s"))
+}
+
+async fn docker_exec_unbounded(
+    docker: &bollard::Docker,
+    id: &str,
+    cmd: &[&str],
+) -> (Duration, u64) {
     let t = Instant::now();
     let exec = docker
         .create_exec(

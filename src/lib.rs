@@ -133,17 +133,20 @@ pub async fn serve(
         classroom,
         exercises: Arc::new(exercises),
         limits: Arc::new(limits::Limits::new(&config)),
+        background: tokio_util::task::TaskTracker::new(),
+        shutdown: cancel.clone(),
     };
+    let background = services.background.clone();
     let state = AppState {
         config: config.clone(),
         services,
         metrics,
         shutdown: cancel.clone(),
         new_sessions: routes::new_session_limiter(config.new_sessions_per_minute),
-        sockets: tokio_util::task::TaskTracker::new(),
+        sockets: background,
         health: Arc::default(),
         jupyter: Arc::default(),
-        token_key: Arc::new(routes::api::load_token_key(&config.data_dir)?),
+        token_key: Arc::new(services::tokens::load_token_key(&config.data_dir)?),
     };
     // Expired cookie sessions are deleted hourly (the store keeps them
     // otherwise).

@@ -282,6 +282,32 @@ impl From<ServiceError> for AppError {
                     limit >> 20
                 ),
             ),
+            E::BadTaskId => Self::bad_request(
+                ErrorCode::BadTaskId,
+                "A taskId is 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit.",
+            ),
+            E::BadTtl => Self::bad_request(ErrorCode::BadTtl, "ttlSeconds must be between 60 and 86400."),
+            E::BadTimeout => Self::bad_request(
+                ErrorCode::BadTimeout,
+                format!(
+                    "`timeoutMs` is a number of milliseconds from 1 to {}.",
+                    crate::services::tasks::MAX_TIMEOUT_MS
+                ),
+            ),
+            E::BadEnv => Self::bad_request(
+                ErrorCode::BadEnv,
+                "Environment variable names may not be empty or hold '=' or NUL, nor values NUL.",
+            ),
+            E::ImageNotAllowed(image) => Self::bad_request(
+                ErrorCode::ImageNotAllowed,
+                format!("The image {image:?} is not offered by this server."),
+            ),
+            E::NoSuchTask(task_id) => Self::not_found(format!("There is no sandbox {task_id:?}.")),
+            E::TaskExists(task_id) => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                format!("A sandbox named {task_id:?} already exists."),
+            ),
             E::Internal(what) => {
                 tracing::error!(what, "internal error");
                 Self::internal()

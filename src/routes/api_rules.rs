@@ -53,20 +53,6 @@ pub fn wait_secs(wait: Option<f64>) -> Result<Option<f64>, AppError> {
     }
 }
 
-/// The longest wall-time limit an API call may ask for.
-pub const MAX_TIMEOUT_MS: u64 = 15 * 60_000;
-
-/// `timeoutMs`: 1 to 900000 when given (0 would kill a program at once).
-pub fn timeout_ms(timeout: Option<u64>) -> Result<Option<u64>, AppError> {
-    match timeout {
-        Some(t) if !(1..=MAX_TIMEOUT_MS).contains(&t) => Err(AppError::bad_request(
-            ErrorCode::BadTimeout,
-            format!("`timeoutMs` is a number of milliseconds from 1 to {MAX_TIMEOUT_MS}."),
-        )),
-        t => Ok(t),
-    }
-}
-
 /// Any path under /api/ that names no route.
 pub async fn no_route() -> AppError {
     AppError::not_found("There is no such API route: see /api/v1/openapi.json.")
@@ -130,8 +116,10 @@ mod tests {
 
     #[test]
     fn bounds_are_refused_clearly() {
-        assert_eq!(timeout_ms(Some(0)).unwrap_err().code, "bad_timeout");
-        assert_eq!(timeout_ms(Some(900_001)).unwrap_err().code, "bad_timeout");
+        use crate::services::tasks::timeout_ms;
+        let code = |t| AppError::from(timeout_ms(t).unwrap_err()).code;
+        assert_eq!(code(Some(0)), "bad_timeout");
+        assert_eq!(code(Some(900_001)), "bad_timeout");
         assert_eq!(timeout_ms(Some(1)).unwrap(), Some(1));
         assert_eq!(timeout_ms(None).unwrap(), None);
         assert_eq!(wait_secs(Some(-1.0)).unwrap_err().code, "bad_wait");

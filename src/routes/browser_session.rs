@@ -83,6 +83,23 @@ pub async fn become_owner(session: &BrowserSession, owner: &str) -> Result<(), A
         .map_err(session_error)
 }
 
+/// This browser becomes the student a recovery code names (within the
+/// limit on wrong codes per client address).
+pub async fn recover_student(
+    state: &AppState,
+    client: std::net::IpAddr,
+    session: &BrowserSession,
+    code: &str,
+) -> Result<crate::classroom::Student, AppError> {
+    let owner = existing_owner(session).await?;
+    let student = state
+        .services
+        .recover_limited(&super::client_addr::guess_key(client), code, &owner)
+        .await?;
+    become_owner(session, &student.owner).await?;
+    Ok(student)
+}
+
 /// A recovery code to show once, on the next list page.
 const RECOVERY_KEY: &str = "recovery_code";
 

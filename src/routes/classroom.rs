@@ -4,7 +4,7 @@
 //! nor another student's files.
 
 use super::browser_session::BrowserSession;
-use super::client_addr::ClientAddr;
+use super::client_addr::{self, ClientAddr};
 use super::{browser_session, AppState};
 use crate::classroom::standings_csv;
 use crate::error::{AppError, ErrorCode};
@@ -63,31 +63,14 @@ async fn join(
     let owner = browser_session::existing_owner(&session).await?;
     let joined = state
         .services
-        .join_limited(&limit_key(client), &req.code, &req.name, &owner)
+        .join_limited(
+            &client_addr::guess_key(client),
+            &req.code,
+            &req.name,
+            &owner,
+        )
         .await?;
     Ok((StatusCode::OK, Json(joined)).into_response())
-}
-
-/// The key a client's wrong guesses are counted under.
-pub(super) fn limit_key(client: std::net::IpAddr) -> String {
-    super::client_addr::limit_key(client).to_string()
-}
-
-/// This browser becomes the student a recovery code names (within the
-/// limit on wrong codes per client address).
-pub(super) async fn recover_limited(
-    state: &AppState,
-    client: std::net::IpAddr,
-    session: &BrowserSession,
-    code: &str,
-) -> Result<crate::classroom::Student, AppError> {
-    let owner = browser_session::existing_owner(session).await?;
-    let student = state
-        .services
-        .recover_limited(&limit_key(client), code, &owner)
-        .await?;
-    browser_session::become_owner(session, &student.owner).await?;
-    Ok(student)
 }
 
 #[derive(Deserialize)]
@@ -101,7 +84,7 @@ async fn recover(
     session: BrowserSession,
     super::extract::JsonBody(req): super::extract::JsonBody<RecoverRequest>,
 ) -> Result<Response, AppError> {
-    let student = recover_limited(&state, client, &session, &req.code).await?;
+    let student = browser_session::recover_student(&state, client, &session, &req.code).await?;
     Ok(Json(student).into_response())
 }
 
@@ -177,7 +160,7 @@ async fn login(
 ) -> Result<Response, AppError> {
     let id = state
         .services
-        .sign_in_limited(&limit_key(client), &req.name, &req.password)
+        .sign_in_limited(&client_addr::guess_key(client), &req.name, &req.password)
         .await?;
     browser_session::sign_in_teacher(&session, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

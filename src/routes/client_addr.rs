@@ -66,6 +66,12 @@ pub fn client_addr(peer: IpAddr, forwarded_for: &str, trusted: &[IpNet]) -> IpAd
 
 pub use crate::limits::limit_key;
 
+/// The key a client's wrong guesses (class codes, recovery codes,
+/// passwords) are counted under.
+pub fn guess_key(client: IpAddr) -> String {
+    limit_key(client).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

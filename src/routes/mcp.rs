@@ -4,12 +4,14 @@
 //! limits, because they call the same functions. A failure is a tool result
 //! with `isError` and our sentence, never a protocol error. docs/mcp.md.
 
-use super::api::{self, ApiCaller, CreateRequest, ExecResult, OneShotRequest};
 use super::frames::entries;
+use super::token_auth::ApiCaller;
 use super::AppState;
 use crate::error::AppError;
 use crate::error::ErrorCode;
-use crate::services::runs::{self, RunRequest};
+use crate::services::files::file_op;
+use crate::services::runs::RunRequest;
+use crate::services::tasks::{CreateRequest, ExecResult, OneShotRequest, Tenant};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -25,16 +27,19 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer};
-use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// What one stream of a run shows an agent at most; the rest is cut with a
-/// marker (the whole output stays within the API's own limit).
-const TEXT_LIMIT: usize = 64 * 1024;
+mod args;
+mod text;
+
+use args::{
+    tool, CreateSandbox, DestroySandbox, ListFiles, ReadFile, RunCode, RunCommand, WriteFile,
+};
+use text::{structured, text_of};
+
 /// A request's body at most: a file of the largest size the API takes,
 /// escaped as JSON, and the envelope.
 const BODY_LIMIT: usize = 24 * 1024 * 1024;
@@ -80,89 +85,6 @@ pub struct Tools {
     list: Arc<Vec<Tool>>,
 }
 
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunCode {
-    /// One of the server's languages: python, javascript, bash, go.
-    language: String,
-    /// The program's source.
-    code: String,
-    /// Given to the program on its standard input.
-    stdin: Option<String>,
-    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
-    #[schemars(range(min = 1, max = 900000))]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateSandbox {
-    /// A name for the sandbox (1-63 letters, digits, '-', '_' or '.');
-    /// one is made up when absent.
-    task_id: Option<String>,
-    /// Idle seconds before the sandbox stops (60-86400, default 3600); its
-    /// files are kept for the server's retention period.
-    #[schemars(range(min = 60, max = 86400))]
-    ttl_seconds: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunCommand {
-    /// The sandbox, as create_sandbox answered.
-    task_id: String,
-    /// A shell command line, run by /bin/sh in /workspace.
-    command: String,
-    /// Given to the command on its standard input.
-    stdin: Option<String>,
-    /// Wall-clock limit in milliseconds (default 60000, at most 900000).
-    #[schemars(range(min = 1, max = 900000))]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WriteFile {
-    task_id: String,
-    /// A path in the workspace: relative, or absolute under /workspace.
-    path: String,
-    /// The file's whole new content, as text. Parent folders are made.
-    content: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReadFile {
-    task_id: String,
-    /// A path in the workspace: relative, or absolute under /workspace.
-    path: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListFiles {
-    task_id: String,
-    /// A folder in the workspace (default: the workspace itself).
-    path: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DestroySandbox {
-    task_id: String,
-}
-
-fn schema<T: JsonSchema>() -> Arc<Map<String, Value>> {
-    match serde_json::to_value(schemars::schema_for!(T)) {
-        Ok(Value::Object(map)) => Arc::new(map),
-        _ => unreachable!("a derived schema is an object"),
-    }
-}
-
-fn tool<T: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
-    Tool::new(name, description, schema::<T>())
-}
-
 impl Tools {
     fn new(state: AppState) -> Self {
         let list = vec![
@@ -203,50 +125,49 @@ impl Tools {
     }
 
     async fn call(&self, caller: ApiCaller, name: &str, args: Value) -> Result<Value, AppError> {
-        let state = &self.state;
+        let services = &self.state.services;
+        let tenant = &caller.0;
         match name {
             "run_code" => {
                 let a: RunCode = parse(args)?;
-                let r = api::run_one_shot(
-                    state,
-                    caller,
-                    OneShotRequest {
-                        language: a.language,
-                        code: Some(a.code),
-                        files: None,
-                        entry: None,
-                        stdin: a.stdin,
-                        timeout_ms: a.timeout_ms,
-                    },
-                )
-                .await?;
+                let r = services
+                    .run_one_shot(
+                        tenant,
+                        OneShotRequest {
+                            language: a.language,
+                            code: Some(a.code),
+                            files: None,
+                            entry: None,
+                            stdin: a.stdin,
+                            timeout_ms: a.timeout_ms,
+                        },
+                    )
+                    .await?;
                 Ok(exec_value(r))
             }
             "create_sandbox" => {
                 let a: CreateSandbox = parse(args)?;
-                let info = api::create_sandbox(
-                    state,
-                    caller,
-                    CreateRequest {
-                        task_id: a.task_id,
-                        ttl_seconds: a.ttl_seconds,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                let info = services
+                    .create_task(
+                        tenant,
+                        CreateRequest {
+                            task_id: a.task_id,
+                            ttl_seconds: a.ttl_seconds,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 Ok(serde_json::to_value(info).unwrap_or_default())
             }
             "run_command" => {
                 let a: RunCommand = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
                 let run = RunRequest {
                     command: Some(a.command),
-                    timeout_ms: super::api_rules::timeout_ms(a.timeout_ms)?,
+                    timeout_ms: a.timeout_ms,
                     ..Default::default()
                 };
-                let plan = runs::plan(&run, &state.services.languages, &state.config)?;
-                let collected = runs::run_to_end(&session, plan.spec, a.stdin).await?;
-                Ok(exec_value(api::exec_result(collected)?))
+                let r = services.exec_task(tenant, &a.task_id, run, a.stdin).await?;
+                Ok(exec_value(r))
             }
             "write_file" => {
                 let a: WriteFile = parse(args)?;
@@ -256,7 +177,7 @@ impl Tools {
                     parents: true,
                     if_version: None,
                 };
-                match self.file(&caller, &a.task_id, op, true).await? {
+                match self.file(tenant, &a.task_id, op, true).await? {
                     FileReply::Written { version } => {
                         Ok(json!({"path": a.path, "version": version}))
                     }
@@ -268,7 +189,7 @@ impl Tools {
                 let op = FileOp::Read {
                     path: a.path.clone(),
                 };
-                match self.file(&caller, &a.task_id, op, false).await? {
+                match self.file(tenant, &a.task_id, op, false).await? {
                     FileReply::Data { data, version } => Ok(match String::from_utf8(data) {
                         Ok(text) => json!({
                             "path": a.path, "version": version, "encoding": "utf-8", "content": text,
@@ -286,15 +207,14 @@ impl Tools {
                 let a: ListFiles = parse(args)?;
                 let path = a.path.unwrap_or_default();
                 let op = FileOp::List { path: path.clone() };
-                match self.file(&caller, &a.task_id, op, false).await? {
+                match self.file(tenant, &a.task_id, op, false).await? {
                     FileReply::Listing(list) => Ok(json!({"path": path, "entries": entries(list)})),
                     _ => Err(AppError::internal()),
                 }
             }
             "destroy_sandbox" => {
                 let a: DestroySandbox = parse(args)?;
-                let session = api::find(state, &caller, &a.task_id)?;
-                state.services.registry.remove(&session.owner).await?;
+                services.remove_task(tenant, &a.task_id).await?;
                 Ok(json!({"taskId": a.task_id, "destroyed": true}))
             }
             other => Err(AppError::bad_request(
@@ -313,13 +233,13 @@ impl Tools {
     /// token's is `not_found`, as in the REST API).
     async fn file(
         &self,
-        caller: &ApiCaller,
+        tenant: &Tenant,
         task_id: &str,
         op: FileOp,
         writes: bool,
     ) -> Result<FileReply, AppError> {
-        let session = api::find(&self.state, caller, task_id)?;
-        api::file(&session, op, writes).await
+        let session = self.state.services.find_task(tenant, task_id)?;
+        Ok(file_op(&session, op, writes).await?)
     }
 }
 
@@ -334,77 +254,6 @@ fn parse<T: DeserializeOwned>(args: Value) -> Result<T, AppError> {
 /// each stream cut to `TEXT_LIMIT` with a marker.
 fn exec_value(r: ExecResult) -> Value {
     serde_json::to_value(r).unwrap_or_default()
-}
-
-fn cut(text: &str) -> String {
-    if text.len() <= TEXT_LIMIT {
-        return text.to_string();
-    }
-    let mut end = TEXT_LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[... output truncated: {} more bytes not shown]",
-        &text[..end],
-        text.len() - end
-    )
-}
-
-/// The text an agent reads for a tool's answer.
-fn text_of(name: &str, v: &Value) -> String {
-    match name {
-        "run_code" | "run_command" => {
-            let mut s = String::new();
-            let stdout = v["stdout"].as_str().unwrap_or_default();
-            let stderr = v["stderr"].as_str().unwrap_or_default();
-            if !stdout.is_empty() {
-                s.push_str(&format!("stdout:\n{}\n", cut(stdout)));
-            }
-            if !stderr.is_empty() {
-                s.push_str(&format!("stderr:\n{}\n", cut(stderr)));
-            }
-            let code = match &v["exitCode"] {
-                Value::Null => "none".to_string(),
-                c => c.to_string(),
-            };
-            s.push_str(&format!(
-                "exit code: {code} ({}), {} ms",
-                v["reason"].as_str().unwrap_or_default(),
-                v["durationMs"]
-            ));
-            if v["truncated"] == true {
-                s.push_str("\n[output over the limit was cut]");
-            }
-            s
-        }
-        "read_file" => v["content"].as_str().map(cut).unwrap_or_default(),
-        "create_sandbox" => format!("Created sandbox {}.", v["taskId"].as_str().unwrap_or("")),
-        _ => v.to_string(),
-    }
-}
-
-/// Structured content keeps what fits: the streams cut as in the text.
-fn structured(name: &str, mut v: Value) -> Value {
-    if matches!(name, "run_code" | "run_command") {
-        for key in ["stdout", "stderr"] {
-            if let Some(s) = v[key].as_str() {
-                if s.len() > TEXT_LIMIT {
-                    v[key] = Value::String(cut(s));
-                    v["truncated"] = Value::Bool(true);
-                }
-            }
-        }
-    }
-    if name == "read_file" {
-        if let Some(s) = v["content"].as_str() {
-            if s.len() > TEXT_LIMIT {
-                v["content"] = Value::String(cut(s));
-                v["truncated"] = Value::Bool(true);
-            }
-        }
-    }
-    v
 }
 
 impl ServerHandler for Tools {

@@ -16,6 +16,7 @@ pub mod jupyter;
 pub mod mcp;
 pub mod outbox;
 mod pages;
+pub mod token_auth;
 pub mod ws;
 
 use crate::config::Config;

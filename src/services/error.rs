@@ -56,6 +56,27 @@ pub enum ServiceError {
     /// One file too large for one read (its path and the limit).
     #[error("{path} is too large")]
     FileTooLarge { path: String, limit: u64 },
+    /// A taskId that is not 1-63 letters, digits, `-`, `_`, `.`.
+    #[error("not a taskId")]
+    BadTaskId,
+    /// `ttlSeconds` outside 60..86400.
+    #[error("ttlSeconds out of range")]
+    BadTtl,
+    /// `timeoutMs` outside 1..900000.
+    #[error("timeoutMs out of range")]
+    BadTimeout,
+    /// An environment variable the engine would not take.
+    #[error("bad environment variable")]
+    BadEnv,
+    /// An `imageId` the server does not offer.
+    #[error("image {0:?} not offered")]
+    ImageNotAllowed(String),
+    /// The caller has no sandbox of this taskId (another token's is none).
+    #[error("no sandbox {0:?}")]
+    NoSuchTask(String),
+    /// The caller has a sandbox of this taskId already.
+    #[error("sandbox {0:?} exists")]
+    TaskExists(String),
     /// A bug or a task that died: logged, and said as `internal`.
     #[error("internal: {0}")]
     Internal(&'static str),

@@ -8,6 +8,9 @@
 //! - `files`: file operations on an owner's workspace.
 //! - `shells`, `kernels`: the terminal and Jupyter kernels.
 //! - `classes`, `checks`: the classroom, and grading a student's work.
+//! - `tasks`: API sandboxes by taskId under a token, and one-shot runs
+//!   (the REST API, MCP and the Jupyter gateway); `tokens`: the keyed
+//!   fingerprints that own them.
 
 pub mod checks;
 pub mod classes;
@@ -17,6 +20,8 @@ pub mod jobs;
 pub mod kernels;
 pub mod runs;
 pub mod shells;
+pub mod tasks;
+pub mod tokens;
 
 pub use error::ServiceError;
 
@@ -41,4 +46,9 @@ pub struct Services {
     pub exercises: Arc<BTreeMap<String, Arc<Exercise>>>,
     /// Limits per client: wrong codes and passwords, Checks, sockets.
     pub limits: Arc<Limits>,
+    /// Background work a stopping server waits for (sandbox starts,
+    /// one-shot removals; the routes' sockets too).
+    pub background: tokio_util::task::TaskTracker,
+    /// Fires on shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -55,6 +55,11 @@ impl Session {
             job.control.clone(),
             self.shared.config.replay_bytes,
         );
+        // The record is in the table before its pump runs: a socket that
+        // sees the job's exit looks the record up to answer, and a pump
+        // that ran first (a job as short as `true` on a busy machine)
+        // would leave that lookup empty and the run unanswered.
+        self.lock().jobs.insert(record.id, record.clone());
         let weak = Arc::downgrade(self);
         let on_end = move || {
             if let Some(s) = weak.upgrade() {
@@ -73,7 +78,6 @@ impl Session {
         );
         {
             let mut state = self.lock();
-            state.jobs.insert(record.id, record.clone());
             state.pumps.insert(record.id, AbortOnDrop(pump));
             if kind == JobKind::Shell {
                 state.shell = Some(record.id);

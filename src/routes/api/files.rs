@@ -3,11 +3,7 @@
 
 use super::*;
 
-pub(crate) async fn file(
-    session: &Arc<Session>,
-    op: FileOp,
-    writes: bool,
-) -> Result<FileReply, AppError> {
+async fn file(session: &Arc<Session>, op: FileOp, writes: bool) -> Result<FileReply, AppError> {
     Ok(file_service::file_op(session, op, writes).await?)
 }
 

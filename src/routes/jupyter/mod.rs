@@ -6,48 +6,47 @@
 //! `env.KERNEL_USERNAME`, else one per token. See docs/jupyter.md.
 
 mod kernels;
+mod messages;
+mod monitor;
+mod socket;
+mod specs;
 mod wire;
 
 pub use kernels::Gateway;
 
-use super::api::{self, ApiCaller, CreateRequest};
 use super::extract::JsonBody;
+use super::token_auth::tenant_of;
 use super::AppState;
 use crate::error::{AppError, ErrorCode};
+use crate::services::tasks::Tenant;
+use crate::services::ServiceError;
 use crate::sessions::Session;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::{SinkExt, StreamExt};
-use kernels::Kernel;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tracing::{info_span, Instrument};
-
-/// The binary framing of Jupyter Server's kernel websocket protocol v1.
-const V1_PROTOCOL: &str = "v1.kernel.websocket.jupyter.org";
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/jupyter/api", get(version))
         .route("/jupyter/api/", get(version))
-        .route("/jupyter/api/kernelspecs", get(kernelspecs))
-        .route("/jupyter/api/kernelspecs/{name}", get(kernelspec))
-        .route("/jupyter/kernelspecs/{name}/{*resource}", get(resource))
+        .route("/jupyter/api/kernelspecs", get(specs::kernelspecs))
+        .route("/jupyter/api/kernelspecs/{name}", get(specs::kernelspec))
+        .route(
+            "/jupyter/kernelspecs/{name}/{*resource}",
+            get(specs::resource),
+        )
         .route("/jupyter/api/kernels", get(list).post(start))
         .route("/jupyter/api/kernels/{id}", get(model).delete(delete))
         .route("/jupyter/api/kernels/{id}/interrupt", post(interrupt))
         .route("/jupyter/api/kernels/{id}/restart", post(restart))
-        .route("/jupyter/api/kernels/{id}/channels", get(channels))
+        .route("/jupyter/api/kernels/{id}/channels", get(socket::channels))
         // Our JSON errors for a wrong method (with Allow) and an unknown
         // route, not the framework's empty answers.
         .method_not_allowed_fallback(super::api_rules::wrong_method)
@@ -89,21 +88,10 @@ impl FromRequestParts<AppState> for GatewayCaller {
             .ok_or_else(unauthorized)?
             .trim()
             .to_string();
-        // The API's own check, on the same token as a bearer token.
-        let mut bearer = bearer_parts(&token).ok_or_else(unauthorized)?;
-        let ApiCaller(fingerprint) = ApiCaller::from_request_parts(&mut bearer, state)
-            .await
-            .map_err(|_| unauthorized())?;
+        // The API's own check, on the same token.
+        let Tenant(fingerprint) = tenant_of(state, &token).ok_or_else(unauthorized)?;
         Ok(GatewayCaller(fingerprint))
     }
-}
-
-/// A request head holding only `Authorization: Bearer <token>`.
-fn bearer_parts(token: &str) -> Option<Parts> {
-    let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    parts.headers.insert(header::AUTHORIZATION, value);
-    Some(parts)
 }
 
 async fn version() -> Json<Value> {
@@ -122,123 +110,21 @@ async fn sandbox(
     caller: &GatewayCaller,
     task_id: &str,
 ) -> Result<Arc<Session>, AppError> {
-    let api_caller = ApiCaller(caller.0.clone());
-    match api::find(state, &api_caller, task_id) {
-        Ok(s) => return Ok(s),
-        Err(e) if e.status != StatusCode::NOT_FOUND => {
-            return Err(AppError::bad_request(
+    let tenant = Tenant(caller.0.clone());
+    state
+        .services
+        .find_or_create_task(&tenant, task_id)
+        .await
+        .map_err(|e| match e {
+            ServiceError::BadTaskId => AppError::bad_request(
                 ErrorCode::BadTaskId,
                 format!(
-                    "KERNEL_USERNAME {task_id:?} cannot name a sandbox: {}",
-                    e.message
+                    "KERNEL_USERNAME {task_id:?} cannot name a sandbox: a taskId is 1 to 63 \
+                     letters, digits, '-', '_' or '.', starting with a letter or digit."
                 ),
-            ))
-        }
-        Err(_) => {}
-    }
-    let req = CreateRequest {
-        task_id: Some(task_id.to_string()),
-        ..Default::default()
-    };
-    match api::create_sandbox(state, api_caller.clone(), req).await {
-        Ok(_) => {}
-        // Created meanwhile by another request of the same caller: fine.
-        Err(e) if e.code == ErrorCode::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    api::find(state, &api_caller, task_id).map_err(|_| {
-        AppError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::NameTaken,
-            format!(
-                "The sandbox {task_id:?} belongs to someone else: pick another KERNEL_USERNAME."
             ),
-        )
-    })
-}
-
-fn spec_json(spec: &replbox_protocol::KernelSpecInfo) -> Value {
-    json!({
-        "name": spec.name,
-        "spec": {
-            "argv": [],
-            "display_name": spec.display_name,
-            "language": spec.language,
-            "interrupt_mode": "signal",
-            "env": {},
-            "metadata": {},
-        },
-        "resources": {},
-    })
-}
-
-/// `?user=`: Jupyter Server sends its KERNEL_USERNAME when listing specs.
-#[derive(Debug, Default, Deserialize)]
-struct SpecsQuery {
-    user: Option<String>,
-}
-
-async fn specs_of(
-    state: &AppState,
-    caller: &GatewayCaller,
-    user: Option<String>,
-) -> Result<Vec<replbox_protocol::KernelSpecInfo>, AppError> {
-    // Every kernel of a caller without an image of its own runs the
-    // server's image, whose specs are asked once per caller.
-    if let Some(specs) = state.jupyter.cached_specs(&caller.0, &None) {
-        return Ok(specs);
-    }
-    let task_id = user
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| default_task_id(caller));
-    let session = sandbox(state, caller, &task_id).await?;
-    let specs = crate::services::kernels::specs(&session).await?;
-    state
-        .jupyter
-        .cache_specs(&caller.0, session.image.clone(), specs.clone());
-    Ok(specs)
-}
-
-async fn kernelspecs(
-    State(state): State<AppState>,
-    caller: GatewayCaller,
-    Query(q): Query<SpecsQuery>,
-) -> Result<Json<Value>, AppError> {
-    let specs = specs_of(&state, &caller, q.user).await?;
-    let default = specs
-        .iter()
-        .find(|s| s.name == "python3")
-        .or(specs.first())
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    let all: serde_json::Map<String, Value> = specs
-        .iter()
-        .map(|s| (s.name.clone(), spec_json(s)))
-        .collect();
-    Ok(Json(json!({ "default": default, "kernelspecs": all })))
-}
-
-async fn kernelspec(
-    State(state): State<AppState>,
-    caller: GatewayCaller,
-    Path(name): Path<String>,
-    Query(q): Query<SpecsQuery>,
-) -> Result<Json<Value>, AppError> {
-    let specs = specs_of(&state, &caller, q.user).await?;
-    specs
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| Json(spec_json(s)))
-        .ok_or_else(|| AppError::not_found(format!("There is no kernelspec {name:?}.")))
-}
-
-async fn resource(
-    _caller: GatewayCaller,
-    Path((name, resource)): Path<(String, String)>,
-) -> AppError {
-    AppError::not_found(format!(
-        "The kernelspec {name:?} has no resource {resource:?} here."
-    ))
+            e => e.into(),
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -337,107 +223,6 @@ async fn restart(
     let kernel = state.jupyter.get(&caller.0, &id)?;
     state.jupyter.restart(&kernel).await?;
     Ok(Json(kernel.model()))
-}
-
-async fn channels(
-    State(state): State<AppState>,
-    caller: GatewayCaller,
-    Path(id): Path<String>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, AppError> {
-    let kernel = state.jupyter.get(&caller.0, &id)?;
-    let ws = ws.map_err(|_| {
-        AppError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            ErrorCode::UpgradeRequired,
-            "The channels endpoint speaks WebSocket only.",
-        )
-    })?;
-    let ws = ws.protocols([V1_PROTOCOL]);
-    let v1 = ws.selected_protocol().is_some();
-    let shutdown = state.shutdown.clone();
-    let tracker = state.sockets.clone();
-    let span = info_span!("jupyter_socket", owner = %kernel.session.owner, kernel = %kernel.id);
-    // A client's message at most what the agent takes in one frame.
-    let cap = state.config.max_frame_bytes.max(64 * 1024);
-    Ok(ws
-        .max_message_size(cap)
-        .max_frame_size(cap)
-        .on_upgrade(move |socket| {
-            tracker.track_future(
-                async move {
-                    let me = kernel.connect();
-                    relay(socket, &kernel, me, v1, shutdown).await;
-                    kernel.disconnect(me);
-                }
-                .instrument(span),
-            )
-        }))
-}
-
-/// How long a socket may take to accept one message before it is closed.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Moves messages between one client socket and its kernel.
-async fn relay(
-    socket: WebSocket,
-    kernel: &Arc<Kernel>,
-    me: u64,
-    v1: bool,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let (mut sink, mut stream) = socket.split();
-    let mut from_kernel = kernel.subscribe();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "the server is shutting down".into() }))).await;
-                break;
-            }
-            m = stream.next() => {
-                let (channel, message) = match m {
-                    Some(Ok(Message::Text(t))) => match wire::parse_text(t.as_str()) {
-                        Ok(p) => p,
-                        Err(e) => { tracing::debug!(error = %e, "a bad message from a client"); continue }
-                    },
-                    Some(Ok(Message::Binary(b))) => match wire::parse_binary(&b, v1) {
-                        Ok(p) => p,
-                        Err(e) => { tracing::debug!(error = %e, "a bad message from a client"); continue }
-                    },
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => continue,
-                };
-                if let Err(e) = kernel.send(me, &channel, &message).await {
-                    tracing::debug!(code = %e.code, "a client message was not sent");
-                    if e.status != StatusCode::BAD_REQUEST {
-                        break;
-                    }
-                }
-            }
-            out = from_kernel.recv() => {
-                let out = match out {
-                    Ok(out) => out,
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "a slow Jupyter client missed kernel messages");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => break,
-                };
-                if !kernel.is_for(me, &out) {
-                    continue;
-                }
-                let frame = if v1 {
-                    Message::Binary(wire::to_v1(&out).into())
-                } else {
-                    Message::Text(out.message.to_string().into())
-                };
-                match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    _ => break,
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! metadata, content and buffers). Buffers from clients are dropped: the
 //! relay carries a message's JSON parts only.
 
-use super::kernels::Outgoing;
+use super::messages::Outgoing;
 use serde_json::Value;
 
 /// A legacy text message: its channel and the message. Without a channel

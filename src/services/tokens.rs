@@ -1,37 +1,7 @@
-//! Who calls the API: a bearer token among the configured ones, compared in
-//! constant time; what it creates is owned by a keyed fingerprint of it.
+//! API tokens as owners: what a token creates is owned by a keyed
+//! fingerprint of it, never the token itself.
 
-use super::*;
-
-/// A caller holding one of the configured tokens; the value is a
-/// fingerprint of the token that owns what it creates.
-#[derive(Clone)]
-pub struct ApiCaller(pub(crate) String);
-
-impl FromRequestParts<AppState> for ApiCaller {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(AppError::unauthorized)?
-            .trim();
-        // Every token is compared, in constant time, whatever matches.
-        let mut ok = subtle::Choice::from(0);
-        for token in state.config.api_tokens.iter().filter(|t| !t.is_empty()) {
-            let a = Sha256::digest(token.as_bytes());
-            let b = Sha256::digest(given.as_bytes());
-            ok |= a.ct_eq(&b);
-        }
-        if !bool::from(ok) {
-            return Err(AppError::unauthorized());
-        }
-        Ok(ApiCaller(token_fingerprint(&state.token_key, given)))
-    }
-}
+use sha2::{Digest, Sha256};
 
 /// The fingerprint that owns what a token creates (kept in the store):
 /// SHA-256 of the server's secret key and the token, so the store alone
@@ -71,7 +41,6 @@ pub fn load_token_key(data_dir: &std::path::Path) -> std::io::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::Digest;
 
     #[test]
     fn token_fingerprints_are_keyed() {
