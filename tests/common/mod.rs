@@ -383,6 +383,9 @@ pub fn spawn_server(
         .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
         .env("REPLBOX_API_TOKENS", "test-token")
         .stdout(std::process::Stdio::piped());
+    if let Some(d) = &config.sandbox.deployment {
+        cmd.env("REPLBOX_DEPLOYMENT", d);
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
