@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes
+.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -25,6 +25,20 @@ bench: docker agent image frontend browser pydeps
 
 docker:
 	@./scripts/ensure-docker.sh
+
+# gVisor: runsc built from its Go module into ~/.cache/replbox (not the
+# repository) and registered with our engine by SIGHUP (no restart).
+gvisor: docker
+	@./scripts/ensure-runsc.sh
+
+# The sandbox, hostile-code and grading tests with every sandbox under
+# gVisor (REPLBOX_RUNTIME=runsc). Not part of `make test`.
+GVISOR_TESTS := sandbox hostile grading
+test-gvisor: gvisor agent image
+	@echo "==> test: $(GVISOR_TESTS) under gVisor (REPLBOX_RUNTIME=runsc)"
+	@status=0; for t in $(GVISOR_TESTS); do \
+	  REPLBOX_RUNTIME=runsc $(CARGO) test --quiet --test $$t -- --test-threads=2 || status=1; \
+	done; $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
 
 # The front end: npm ci when the lock file changed, then esbuild.
 frontend: static/node_modules/.package-lock.json

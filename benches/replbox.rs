@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "replbox/runsc.rs"]
+mod runsc;
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -106,6 +109,11 @@ struct Server {
 
 impl Server {
     async fn start(prefix: &str, pool: usize) -> Server {
+        Self::start_with(prefix, pool, &[]).await
+    }
+
+    /// With more environment for the server (`REPLBOX_RUNTIME`, say).
+    async fn start_with(prefix: &str, pool: usize, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -130,6 +138,7 @@ impl Server {
             // by the disk budget: the bench measures density, not disk.
             .env("REPLBOX_DISK_BUDGET_MB", "100000000")
             .env("REPLBOX_WARM_POOL", pool.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("target/release/replbox: run `cargo build --release` first");
@@ -563,6 +572,8 @@ async fn main() {
     server.stop();
     remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
 
+    runsc::phase(&prefix, &docker, &mut out, &mut failures).await;
+
     idle_load_and_page(&prefix, &mut out, &mut failures).await;
     remove_all(&sandboxes).await;
     remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
@@ -937,6 +948,12 @@ fn report(out: &serde_json::Map<String, Value>, failures: &[String]) -> i32 {
             Some(false) => "NOT MET",
         };
         println!("{key:<30} {v:>12}  {text:<10} {verdict}");
+    }
+    // Present only when the engine has the runtime.
+    for key in runsc::KEYS {
+        if let Some(v) = out.get(*key) {
+            println!("{key:<30} {v:>12}");
+        }
     }
     println!("{}", Value::Object(out.clone()));
     for f in failures {

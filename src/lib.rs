@@ -47,6 +47,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let mut config = config;
+    config.sandbox.deployment = Some(
+        sandbox::deployment::resolve(&config.data_dir, config.sandbox.deployment.as_deref())
+            .map_err(ServeError::Config)?,
+    );
+    tracing::info!(deployment = ?config.sandbox.deployment, "this deployment's sandboxes carry its id");
     let config = Arc::new(config);
     let languages = Arc::new(config.language_table().map_err(ServeError::Config)?);
     let store = Store::open(&config.data_dir).await?;
@@ -60,6 +66,12 @@ pub async fn serve(
         services::tasks::namespace_old_names(&store, |owner| sandboxes.volume_name(owner)).await?;
     if renamed > 0 {
         tracing::info!(renamed, "API sandboxes moved into their tokens' namespaces");
+    }
+    match sandboxes.check_runtime().await {
+        Ok(()) => {}
+        Err(sandbox::SandboxError::Config(m)) => return Err(ServeError::Config(m)),
+        // The engine may come back later; /healthz says so meanwhile.
+        Err(e) => tracing::warn!(error = %e, "cannot check the sandbox runtime now"),
     }
     let metrics = metrics::Metrics::default();
     let registry = Registry::open(

@@ -12,7 +12,9 @@ use std::time::Duration;
 async fn startup_removes_what_no_session_owns() {
     within(90, async {
         let dir = tempfile::tempdir().unwrap();
-        let config = server_config(dir.path());
+        let mut config = server_config(dir.path());
+        // This deployment's (only its own are the server's to remove).
+        config.sandbox.deployment = Some(format!("lifecycle-{:08x}", rand::random::<u32>()));
         let sb = engine(config.sandbox.clone()).await;
         // A container and a volume from a crash, owned by nobody.
         let orphan = sb

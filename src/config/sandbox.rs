@@ -61,6 +61,12 @@ pub struct SandboxConfig {
     #[arg(long, env = "REPLBOX_TMP_MB", default_value_t = 512)]
     pub tmp_mb: u64,
 
+    /// The engine's runtime for every sandbox (`runsc`: gVisor, registered
+    /// with the engine by scripts/ensure-runsc.sh); unset: the engine's
+    /// default (runc).
+    #[arg(long, env = "REPLBOX_RUNTIME")]
+    pub runtime: Option<String>,
+
     /// Docker network mode for sandboxes.
     #[arg(long, env = "REPLBOX_NETWORK", default_value = "none")]
     pub network: String,
@@ -126,6 +132,15 @@ pub struct SandboxConfig {
     /// one per sandbox, owned by root, read-only in the container).
     #[arg(long, env = "REPLBOX_RUNTIME_DIR", default_value = "/run/replbox")]
     pub runtime_dir: PathBuf,
+
+    /// This deployment's id, the `replbox.deployment` label on every
+    /// container and volume it makes: start-up recovery removes only what
+    /// carries its own id, so several servers (staging beside production)
+    /// can share one engine. Unset: the id kept in `<data dir>/deployment`,
+    /// made at random on the first start (letters, digits, `.`, `_`, `-`;
+    /// at most 64).
+    #[arg(long, env = "REPLBOX_DEPLOYMENT")]
+    pub deployment: Option<String>,
 }
 
 /// How the server and a sandbox's agent talk (`REPLBOX_AGENT_TRANSPORT`).

@@ -52,6 +52,10 @@ pub trait Backend: Send + Sync + 'static {
     /// else on disk no sandbox holds).
     fn remove_orphan_workspaces<'a>(&'a self, keep: &'a HashSet<String>) -> BoxFuture<'a, ()>;
 
+    /// The deployment whose sandboxes this is (`None`: everything under
+    /// the name prefix, for tests and tools).
+    fn deployment(&self) -> Option<&str>;
+
     /// The name of an owner's sandbox.
     fn container_name(&self, owner: &str) -> String;
 
@@ -114,6 +118,10 @@ impl Backend for super::Sandboxes {
 
     fn remove_orphan_workspaces<'a>(&'a self, keep: &'a HashSet<String>) -> BoxFuture<'a, ()> {
         Box::pin(super::Sandboxes::remove_orphan_workspaces(self, keep))
+    }
+
+    fn deployment(&self) -> Option<&str> {
+        self.config().deployment.as_deref()
     }
 
     fn container_name(&self, owner: &str) -> String {

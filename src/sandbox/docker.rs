@@ -164,6 +164,31 @@ impl Sandboxes {
         self.client()
     }
 
+    /// Whether the engine knows the configured runtime (`Ok` when none is
+    /// configured); a clear message when it does not.
+    pub async fn check_runtime(&self) -> Result<(), SandboxError> {
+        let Some(runtime) = &self.config.runtime else {
+            return Ok(());
+        };
+        let info = self
+            .client()?
+            .info()
+            .await
+            .map_err(|e| SandboxError::from_engine("info", e))?;
+        let known: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        if known.iter().any(|r| r == runtime) {
+            return Ok(());
+        }
+        Err(SandboxError::Config(format!(
+            "REPLBOX_RUNTIME={runtime}, but the engine knows only {known:?}{}",
+            if runtime == "runsc" {
+                ": run scripts/ensure-runsc.sh (make gvisor) to build and register gVisor"
+            } else {
+                ""
+            }
+        )))
+    }
+
     /// Whether the engine answers.
     pub async fn ping(&self) -> Result<(), SandboxError> {
         self.client()?
@@ -182,11 +207,15 @@ impl Sandboxes {
     }
 
     fn labels(&self, session: &str, expires_at: i64, kind: &str) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), self.config.name_prefix.clone()),
             (LABEL_SESSION.to_string(), session.to_string()),
             (LABEL_EXPIRES_AT.to_string(), expires_at.to_string()),
             (LABEL_KIND.to_string(), kind.to_string()),
-        ])
+        ]);
+        if let Some(d) = &self.config.deployment {
+            labels.insert(LABEL_DEPLOYMENT.to_string(), d.clone());
+        }
+        labels
     }
 }

@@ -211,6 +211,7 @@ impl Backend for FakeBackend {
                     session: spec.session.clone(),
                     expires_at: spec.expires_at,
                     running: true,
+                    deployment: None,
                 },
             );
             id
@@ -278,6 +279,7 @@ impl Backend for FakeBackend {
             .map(|name| ManagedVolume {
                 name: name.clone(),
                 session: name.trim_start_matches("fake-ws-").to_string(),
+                deployment: None,
             })
             .collect();
         async move { Ok(list) }.boxed()
@@ -294,6 +296,10 @@ impl Backend for FakeBackend {
 
     fn remove_orphan_workspaces<'a>(&'a self, _keep: &'a HashSet<String>) -> BoxFuture<'a, ()> {
         async {}.boxed()
+    }
+
+    fn deployment(&self) -> Option<&str> {
+        None
     }
 
     fn container_name(&self, owner: &str) -> String {

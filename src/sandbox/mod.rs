@@ -7,6 +7,7 @@
 //! callers get a [`SandboxError`].
 
 mod backend;
+pub mod deployment;
 mod direct;
 mod docker;
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub mod seccomp;
 mod wording;
 
 pub use backend::Backend;
+pub use deployment::{Ownership, LABEL_DEPLOYMENT};
 pub use docker::Sandboxes;
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 pub use wording::{exit_reason, shell_quote};
@@ -85,6 +87,8 @@ pub struct ManagedContainer {
     pub session: String,
     pub expires_at: i64,
     pub running: bool,
+    /// Its `replbox.deployment` label (`None`: made before the label).
+    pub deployment: Option<String>,
 }
 
 /// A managed workspace volume as the engine lists it.
@@ -92,6 +96,8 @@ pub struct ManagedContainer {
 pub struct ManagedVolume {
     pub name: String,
     pub session: String,
+    /// Its `replbox.deployment` label (`None`: made before the label).
+    pub deployment: Option<String>,
 }
 
 /// The limits a container really got, read back from the engine.

@@ -166,6 +166,21 @@ impl QuotaFs {
         self.root.join(format!("{volume}.img"))
     }
 
+    /// Beside each image: the deployment that made it (the workspace root
+    /// may be shared by several servers on one machine).
+    fn deployment_file(&self, volume: &str) -> PathBuf {
+        self.root.join(format!("{volume}.deployment"))
+    }
+
+    /// The deployment that made a workspace (`None`: made before
+    /// deployments were recorded, or by a handle bound to none).
+    pub fn deployment(&self, volume: &str) -> Option<String> {
+        std::fs::read_to_string(self.deployment_file(volume))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
     fn format(&self, image: &Path) -> Result<(), QuotaError> {
         let f = std::fs::File::create(image).map_err(io)?;
         f.set_len(self.limit_mb << 20).map_err(io)?;
@@ -187,9 +202,15 @@ impl QuotaFs {
         Ok(())
     }
 
-    /// The workspace's directory, mounted (its image made when new), and
-    /// owned by `owner`: the sandbox user as the host sees it.
-    pub fn prepare(&self, volume: &str, owner: (u32, u32)) -> Result<PathBuf, QuotaError> {
+    /// The workspace's directory, mounted (its image made when new, and
+    /// marked as `deployment`'s), and owned by `owner`: the sandbox user as
+    /// the host sees it.
+    pub fn prepare(
+        &self,
+        volume: &str,
+        owner: (u32, u32),
+        deployment: Option<&str>,
+    ) -> Result<PathBuf, QuotaError> {
         let (dir, image) = (self.dir(volume), self.image(volume));
         if is_mounted(&dir) {
             // Mounted before the engine's mapping changed, maybe: its owner
@@ -212,9 +233,17 @@ impl QuotaFs {
                     self.limit_mb
                 )));
             }
-            match self.take_spare() {
-                Some(spare) => std::fs::rename(spare, &image).map_err(io)?,
-                None => self.format(&image)?,
+            // The mark first: an image is never anyone's to sweep unmarked.
+            if let Some(d) = deployment {
+                std::fs::write(self.deployment_file(volume), d).map_err(io)?;
+            }
+            let made = match self.take_spare() {
+                Some(spare) => std::fs::rename(spare, &image).map_err(io),
+                None => self.format(&image),
+            };
+            if let Err(e) = made {
+                let _ = std::fs::remove_file(self.deployment_file(volume));
+                return Err(e);
             }
         }
         std::fs::create_dir_all(&dir).map_err(io)?;
@@ -295,6 +324,7 @@ impl QuotaFs {
         self.unmount(volume);
         let _ = std::fs::remove_dir(&dir);
         let _ = std::fs::remove_file(&image);
+        let _ = std::fs::remove_file(self.deployment_file(volume));
     }
 }
 

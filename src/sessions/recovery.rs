@@ -1,17 +1,31 @@
-//! At start-up: what the engine holds that no session owns is removed.
+//! At start-up: what the engine holds of this deployment that no session
+//! owns is removed; other deployments' sandboxes are never touched.
 
 use super::*;
+use crate::sandbox::Ownership;
 
 impl Registry {
-    /// At start-up: removes managed containers and volumes that no session
-    /// owns, and forgets containers that no longer run.
+    /// At start-up: removes this deployment's containers and volumes that
+    /// no session owns, and forgets containers that no longer run. Those
+    /// of another deployment (their `replbox.deployment` label) are left
+    /// alone; so are unlabelled ones (made before the label) that the store
+    /// does not know, with a line in the log: they may be another server's.
     pub async fn recover(&self) -> Result<(), SandboxError> {
         let sandboxes = &self.shared.sandboxes;
+        let ours = sandboxes.deployment();
         let all = self.all();
         for c in sandboxes.list().await? {
             let owner = all
                 .iter()
                 .find(|s| s.container_id().as_deref() == Some(c.id.as_str()));
+            match Ownership::of(ours, c.deployment.as_deref()) {
+                Ownership::Other => continue,
+                Ownership::Unlabelled if owner.is_none() => {
+                    info!(container = %c.name, "leaving alone a container from before deployment labels that this store does not know");
+                    continue;
+                }
+                _ => {}
+            }
             if owner.is_none() || !c.running {
                 info!(container = %c.name, owned = owner.is_some(), "removing a container no live session owns");
                 sandboxes.remove(&c.id).await?;
@@ -22,9 +36,18 @@ impl Registry {
         }
         let volumes: std::collections::HashSet<String> = all.iter().map(|s| s.volume()).collect();
         for v in sandboxes.list_volumes().await? {
-            if !volumes.contains(&v.name) {
-                info!(volume = %v.name, "removing a workspace volume no session owns");
-                sandboxes.remove_volume(&v.name).await?;
+            if volumes.contains(&v.name) {
+                continue;
+            }
+            match Ownership::of(ours, v.deployment.as_deref()) {
+                Ownership::Ours => {
+                    info!(volume = %v.name, "removing a workspace volume no session owns");
+                    sandboxes.remove_volume(&v.name).await?;
+                }
+                Ownership::Unlabelled => {
+                    info!(volume = %v.name, "leaving alone a workspace volume from before deployment labels that this store does not know");
+                }
+                Ownership::Other => {}
             }
         }
         sandboxes.remove_orphan_workspaces(&volumes).await;

@@ -26,6 +26,13 @@ pub fn sandbox_config() -> SandboxConfig {
     }
 }
 
+/// Whether these tests run every sandbox under gVisor (`REPLBOX_RUNTIME=runsc`,
+/// `make test-gvisor`): where it differs from runc, the tests assert what
+/// gVisor does (README, "Running with gVisor").
+pub fn gvisor() -> bool {
+    SandboxConfig::default().runtime.as_deref() == Some("runsc")
+}
+
 pub fn config() -> Config {
     Config {
         sandbox: sandbox_config(),
@@ -376,6 +383,9 @@ pub fn spawn_server(
         .env("REPLBOX_AGENT_PATH", &config.sandbox.agent_path)
         .env("REPLBOX_API_TOKENS", "test-token")
         .stdout(std::process::Stdio::piped());
+    if let Some(d) = &config.sandbox.deployment {
+        cmd.env("REPLBOX_DEPLOYMENT", d);
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }

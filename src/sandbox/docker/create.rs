@@ -45,9 +45,10 @@ impl Sandboxes {
         let driver_config = match &self.quota {
             Some(q) => {
                 let (q, name) = (q.clone(), volume.clone());
+                let deployment = self.config.deployment.clone();
                 let owner = self.host_ids().await?;
                 let dir = tokio::task::spawn_blocking(move || {
-                    let dir = q.prepare(&name, owner);
+                    let dir = q.prepare(&name, owner, deployment.as_deref());
                     // Keep formatted images ready for the next ones.
                     let spare = q.clone();
                     std::thread::spawn(move || spare.fill_spares());
@@ -141,6 +142,7 @@ impl Sandboxes {
                 hard: Some(c.nofile),
             }]),
             init: Some(false),
+            runtime: self.config.runtime.clone(),
             log_config: Some(bollard::models::HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,

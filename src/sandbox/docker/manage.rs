@@ -110,17 +110,29 @@ impl Sandboxes {
 
     /// Workspace filesystems on disk (with quotas) that no volume in `keep`
     /// names: what a crash between making one and its container left (and
-    /// socket directories no container holds).
+    /// socket directories no container holds). Only this deployment's
+    /// (another's, and one made before deployments were recorded, is left
+    /// alone).
     pub async fn remove_orphan_workspaces(&self, keep: &std::collections::HashSet<String>) {
         self.remove_orphan_direct_dirs().await;
         let Some(q) = self.quota.clone() else { return };
         let prefix = format!("{}-", self.config.name_prefix);
         let keep = keep.clone();
+        let ours = self.config.deployment.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for name in q.list(&prefix) {
-                if !keep.contains(&name) {
-                    tracing::info!(workspace = %name, "removing a workspace no session owns");
-                    q.remove(&name);
+                if keep.contains(&name) {
+                    continue;
+                }
+                match Ownership::of(ours.as_deref(), q.deployment(&name).as_deref()) {
+                    Ownership::Ours => {
+                        tracing::info!(workspace = %name, "removing a workspace no session owns");
+                        q.remove(&name);
+                    }
+                    Ownership::Unlabelled => {
+                        tracing::info!(workspace = %name, "leaving alone a workspace from before deployment ids that no session here owns");
+                    }
+                    Ownership::Other => {}
                 }
             }
         })
@@ -163,6 +175,7 @@ impl Sandboxes {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                     running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                    deployment: labels.get(LABEL_DEPLOYMENT).cloned(),
                 }
             })
             .collect())
@@ -183,6 +196,7 @@ impl Sandboxes {
             .into_iter()
             .map(|v| ManagedVolume {
                 session: v.labels.get(LABEL_SESSION).cloned().unwrap_or_default(),
+                deployment: v.labels.get(LABEL_DEPLOYMENT).cloned(),
                 name: v.name,
             })
             .collect())
