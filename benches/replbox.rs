@@ -134,6 +134,12 @@ impl Server {
             .env("REPLBOX_JOB_OUTPUT_LIMIT", "1073741824")
             .env("REPLBOX_NEW_SESSIONS_PER_MINUTE", "100000")
             .env("REPLBOX_MAX_SANDBOXES", (idle_count() + 100).to_string())
+            // Every idle tab's socket comes from this one address.
+            .env(
+                "REPLBOX_CONNECTIONS_PER_CLIENT",
+                (idle_count() + 200).to_string(),
+            )
+            .env("REPLBOX_MAX_CONNECTIONS", (idle_count() + 400).to_string())
             // Hundreds of idle workspaces at once, each counted at its quota
             // by the disk budget: the bench measures density, not disk.
             .env("REPLBOX_DISK_BUDGET_MB", "100000000")

@@ -208,3 +208,67 @@ async fn two_deployments_on_one_engine_leave_each_other_alone() {
     })
     .await
 }
+
+/// A copy of a deployment's store started as another deployment (a staging
+/// made from production's data directory, with its own
+/// `REPLBOX_DEPLOYMENT`) forgets the original's sandboxes at start-up and
+/// touches none of them: the original's student finds the same sandbox and
+/// files afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copied_store_forgets_the_originals_sandboxes() {
+    within(240, async {
+        let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut config_a = server_config(dir_a.path());
+        config_a.sandbox.deployment = Some(format!("prod-{:08x}", rand::random::<u32>()));
+        let sb = engine(config_a.sandbox.clone()).await;
+        let a = start(&config_a).await;
+        let browser = Browser::new();
+        browser.visit(&a).await;
+        let mut ws = browser.socket(&a, "").await;
+        let ca = container_of(&mut ws).await;
+        let (out, _) = ws
+            .run(json!({"command": "echo prod > p.txt && cat p.txt"}))
+            .await;
+        assert_eq!(out, "prod\n");
+        drop(ws);
+        a.stop().await;
+
+        // The copy: the store, its keys and its id, as files.
+        for entry in std::fs::read_dir(dir_a.path()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), dir_c.path().join(entry.file_name())).unwrap();
+            }
+        }
+        let mut config_c = config_a.clone();
+        config_c.data_dir = dir_c.path().to_path_buf();
+        config_c.sandbox.deployment = Some(format!("staging-{:08x}", rand::random::<u32>()));
+        let c = start(&config_c).await;
+        let metrics = reqwest::get(c.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.lines().any(|l| l == "replbox_sessions 0"),
+            "the copy forgot the original's session: {metrics}"
+        );
+        assert!(
+            seen(&sb).await.runs(&ca),
+            "the original's sandbox still runs beside the copy"
+        );
+        c.stop().await;
+
+        let a = start(&config_a).await;
+        let mut ws = browser.socket(&a, "").await;
+        assert_eq!(container_of(&mut ws).await, ca, "the same sandbox");
+        let (out, _) = ws.run(json!({"command": "cat p.txt"})).await;
+        assert_eq!(out, "prod\n", "the same files");
+        drop(ws);
+        let sb_a = a.sandboxes().await;
+        a.stop().await;
+        cleanup(&sb_a).await;
+    })
+    .await
+}

@@ -145,10 +145,23 @@ impl Session {
         let sandboxes = &self.shared.sandboxes;
         match sandboxes.create(&spec).await {
             Err(SandboxError::Conflict) => {
-                // A container of this name outlived its record: replace it.
-                sandboxes
-                    .remove(&sandboxes.container_name(&self.owner))
-                    .await?;
+                // A container of this name outlived its record: replace it,
+                // unless another deployment made it (a copy of its store).
+                let name = sandboxes.container_name(&self.owner);
+                let foreign = sandboxes.list().await?.into_iter().any(|c| {
+                    c.name.trim_start_matches('/') == name
+                        && matches!(
+                            crate::sandbox::Ownership::of(
+                                sandboxes.deployment(),
+                                c.deployment.as_deref()
+                            ),
+                            crate::sandbox::Ownership::Other
+                        )
+                });
+                if foreign {
+                    return Err(SandboxError::Conflict);
+                }
+                sandboxes.remove(&name).await?;
                 sandboxes.create(&spec).await
             }
             other => other,
@@ -191,15 +204,18 @@ impl Session {
             state.jobs.clear();
             state.pumps.clear();
             state.shell = None;
-            state.container_id.take()
+            // Kept on record until the engine has removed it: it still
+            // counts against the cap meanwhile.
+            state.container_id.clone()
         };
         if let Some(id) = id {
             if let Err(e) = self.shared.sandboxes.remove(&id).await {
+                // Still on record: tried again on the next pass.
                 warn!(owner = %self.owner, error = %e, "cannot remove an expired container");
-                // Try again on the next pass.
-                self.lock().container_id = Some(id);
                 return;
             }
+            self.lock().container_id = None;
+            self.shared.capacity.changed();
         }
         // No container uses the workspace now: release its loop mount.
         self.shared

@@ -14,12 +14,21 @@ impl Registry {
         let sandboxes = &self.shared.sandboxes;
         let ours = sandboxes.deployment();
         let all = self.all();
+        // Sessions whose container or volume another deployment owns: this
+        // store is a copy of that deployment's (a copied data directory).
+        // They are forgotten here, and nothing of theirs is touched.
+        let mut foreign = std::collections::BTreeSet::new();
         for c in sandboxes.list().await? {
             let owner = all
                 .iter()
                 .find(|s| s.container_id().as_deref() == Some(c.id.as_str()));
             match Ownership::of(ours, c.deployment.as_deref()) {
-                Ownership::Other => continue,
+                Ownership::Other => {
+                    if let Some(s) = owner {
+                        foreign.insert(s.owner.clone());
+                    }
+                    continue;
+                }
                 Ownership::Unlabelled if owner.is_none() => {
                     info!(container = %c.name, "leaving alone a container from before deployment labels that this store does not know");
                     continue;
@@ -37,6 +46,14 @@ impl Registry {
         let volumes: std::collections::HashSet<String> = all.iter().map(|s| s.volume()).collect();
         for v in sandboxes.list_volumes().await? {
             if volumes.contains(&v.name) {
+                if matches!(
+                    Ownership::of(ours, v.deployment.as_deref()),
+                    Ownership::Other
+                ) {
+                    if let Some(s) = all.iter().find(|s| s.volume() == v.name) {
+                        foreign.insert(s.owner.clone());
+                    }
+                }
                 continue;
             }
             match Ownership::of(ours, v.deployment.as_deref()) {
@@ -48,6 +65,13 @@ impl Registry {
                     info!(volume = %v.name, "leaving alone a workspace volume from before deployment labels that this store does not know");
                 }
                 Ownership::Other => {}
+            }
+        }
+        for owner in foreign {
+            warn!(%owner, "forgetting a sandbox another deployment owns (this store is a copy of its store); nothing of it is touched");
+            self.shared.sessions.locked().remove(&owner);
+            if let Err(e) = self.shared.store.delete(&owner).await {
+                warn!(%owner, error = %e, "cannot forget it in the store; tried again at the next start");
             }
         }
         sandboxes.remove_orphan_workspaces(&volumes).await;

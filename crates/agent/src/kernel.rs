@@ -268,18 +268,23 @@ pub fn too_large(frame: FromAgent, size: usize) -> FromAgent {
             let (header, parent) = head
                 .map(|h| (h.header, h.parent_header))
                 .unwrap_or_default();
+            // Small by construction, so this frame always fits: a parent
+            // header or ids past these sizes (user code can make them so)
+            // are left out.
             let parent = parent
-                .filter(|p| p.is_object())
+                .filter(|p| p.is_object() && p.to_string().len() <= 64 * 1024)
                 .unwrap_or_else(|| serde_json::json!({}));
             let mut reply = JupyterMessage::new(StreamContent::stderr(&format!("[{why}]\n")), None);
             if let Some(h) = &header {
-                reply.header.session = h.session.clone();
-                reply.header.username = h.username.clone();
+                if h.session.len() <= 1024 && h.username.len() <= 1024 {
+                    reply.header.session = h.session.clone();
+                    reply.header.username = h.username.clone();
+                }
             }
             let mut wire = serde_json::to_value(&reply).unwrap_or_default();
             wire["parent_header"] = parent;
             if channel != "iopub" {
-                if let Some(h) = header {
+                if let Some(h) = header.filter(|h| h.msg_type.len() <= 256) {
                     wire["header"]["msg_type"] = h.msg_type.into();
                 }
                 wire["content"] = serde_json::json!({

@@ -135,12 +135,13 @@ async fn relay(
     }
     // No longer a connection of the kernel's (nor fed by it); the writer
     // sends what is queued, or the close, while the client reads.
-    // The token's count goes down first: once `connections` says the
-    // socket is gone, the token may open another.
-    drop(slot);
     kernel.disconnect(me);
     drop(outbox);
     let _ = tokio::time::timeout(2 * limits.send_timeout + CLOSE_WAIT, &mut writer.0).await;
+    // The token's count goes down only now: a writer still holding its
+    // queue (a client that stopped reading) still counts, so closing and
+    // reopening sockets cannot pile up queues past the cap.
+    drop(slot);
 }
 
 /// The writer: sends what is queued until the queue ends, a send takes

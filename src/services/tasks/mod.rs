@@ -83,7 +83,12 @@ pub async fn namespace_old_names(
             .workspace_volume
             .clone()
             .unwrap_or_else(|| volume_name(&row.owner));
-        store.rename_owner(&row.owner, &owner, &volume).await?;
+        // A row already under the new name (an older and a newer server
+        // both ran on this store) stays as it is: start-up goes on.
+        if let Err(e) = store.rename_owner(&row.owner, &owner, &volume).await {
+            tracing::warn!(old = %row.owner, new = %owner, error = %e, "cannot rename an API sandbox into its token's namespace; left as it is");
+            continue;
+        }
         tracing::info!(old = %row.owner, new = %owner, "API sandbox renamed into its token's namespace");
         renamed += 1;
     }
