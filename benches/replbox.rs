@@ -87,6 +87,7 @@ fn sandbox_config(prefix: &str) -> SandboxConfig {
     SandboxConfig {
         agent_path: root().join("target/x86_64-unknown-linux-gnu/release/replbox-agent"),
         name_prefix: prefix.to_string(),
+        runtime: None,
         ..SandboxConfig::default()
     }
 }
@@ -121,7 +122,14 @@ impl Server {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(root().join("target/release/replbox"))
+        let mut command = Command::new(root().join("target/release/replbox"));
+        // Only what the bench says: a REPLBOX_* of the caller's shell
+        // (`REPLBOX_RUNTIME=runsc` after `make test-gvisor`, say) would
+        // change what a baseline measures.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("REPLBOX_")) {
+            command.env_remove(key);
+        }
+        let child = command
             .env("REPLBOX_ADDR", &addr)
             .env("REPLBOX_DATA_DIR", dir.path())
             .env("REPLBOX_NAME_PREFIX", prefix)
@@ -139,7 +147,6 @@ impl Server {
                 "REPLBOX_CONNECTIONS_PER_CLIENT",
                 (idle_count() + 200).to_string(),
             )
-            .env("REPLBOX_MAX_CONNECTIONS", (idle_count() + 400).to_string())
             // Hundreds of idle workspaces at once, each counted at its quota
             // by the disk budget: the bench measures density, not disk.
             .env("REPLBOX_DISK_BUDGET_MB", "100000000")
@@ -603,6 +610,8 @@ async fn idle_load_and_page(
     // used memory before and after, over their number, is what one idle
     // sandbox costs everywhere (agent, shim, engine, cgroup, kernel).
     eprintln!("bench: {} idle sessions", idle_count());
+    // The pool refilled after the first session took from it.
+    wait_pool_of(&prefix, 4).await;
     let rss_before = server.rss_kb("VmRSS:");
     let host_before = host_used_kb();
     let own_before = own_rss_kb();
@@ -834,6 +843,9 @@ async fn oneshot_vs_live(addr: &str, prefix: &str) -> (f64, f64) {
         if i > 0 {
             oneshot.push(d);
         }
+        // The same quiet engine for the other side: the one-shot's removal
+        // and the pool's refill done.
+        wait_pool_of(prefix, 4).await;
         let d = timed_42(
             &http,
             url("/api/v1/sandboxes/live/exec"),
