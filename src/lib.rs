@@ -185,9 +185,14 @@ pub async fn serve(
             header_read: Duration::from_secs(config.header_read_timeout_secs.max(1)),
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
             body: Duration::from_secs(config.body_timeout_secs.max(1)),
-            max_connections: match config.max_connections {
-                0 => (listener::raise_open_files() / 2).min(4096),
-                n => n,
+            max_connections: {
+                // Raised whatever the cap: every connection, and every
+                // sandbox's agent connection, holds a descriptor.
+                let open_files = listener::raise_open_files();
+                match config.max_connections {
+                    0 => (open_files / 2).min(4096),
+                    n => n,
+                }
             },
             per_client: config.connections_per_client,
             exempt: config.trusted_proxies.clone(),

@@ -21,19 +21,9 @@ impl Sandboxes {
         let c = &self.config;
         let (uid, gid) = user_ids(&c.user);
         let docker = self.client()?;
-        let agent = std::fs::canonicalize(&c.agent_path).map_err(|e| {
-            warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
-            SandboxError::Engine
-        })?;
         let host = HostConfig {
             mounts: Some(vec![
-                Mount {
-                    target: Some(AGENT_MOUNT.into()),
-                    source: Some(agent.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
+                self.agent_mount()?,
                 Mount {
                     target: Some("/workspace".into()),
                     source: Some(volume.to_string()),

@@ -7,6 +7,23 @@ use std::collections::HashMap;
 use tracing::warn;
 
 impl Sandboxes {
+    /// The agent binary, read-only at its path in a container (a
+    /// sandbox's or a claim helper's).
+    pub(super) fn agent_mount(&self) -> Result<Mount, SandboxError> {
+        let path = &self.config.agent_path;
+        let agent = std::fs::canonicalize(path).map_err(|e| {
+            warn!(path = %path.display(), error = %e, "agent binary missing");
+            SandboxError::Engine
+        })?;
+        Ok(Mount {
+            target: Some(AGENT_MOUNT.into()),
+            source: Some(agent.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        })
+    }
+
     /// Creates and starts a session's container (its workspace volume is
     /// created when missing, reused when not) and connects to its agent.
     pub async fn create(&self, spec: &CreateSpec) -> Result<SandboxHandle, SandboxError> {
@@ -75,10 +92,6 @@ impl Sandboxes {
             }
             None => None,
         };
-        let agent = std::fs::canonicalize(&c.agent_path).map_err(|e| {
-            warn!(path = %c.agent_path.display(), error = %e, "agent binary missing");
-            SandboxError::Engine
-        })?;
         let direct = self.new_direct_dir()?;
         let image = spec.image.clone().unwrap_or_else(|| c.image.clone());
         let memory = c.memory_mb * 1024 * 1024;
@@ -87,13 +100,7 @@ impl Sandboxes {
         let host = HostConfig {
             mounts: Some(
                 [
-                    Mount {
-                        target: Some(AGENT_MOUNT.into()),
-                        source: Some(agent.display().to_string()),
-                        typ: Some(MountType::BIND),
-                        read_only: Some(true),
-                        ..Default::default()
-                    },
+                    self.agent_mount()?,
                     Mount {
                         target: Some("/workspace".into()),
                         source: Some(volume),
