@@ -215,7 +215,6 @@ impl Session {
                 return;
             }
             self.lock().container_id = None;
-            self.shared.capacity.changed();
         }
         // No container uses the workspace now: release its loop mount.
         self.shared
