@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor kube kube-down
+.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor kube kube-down test-kube
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -49,6 +49,11 @@ kube: docker image
 
 kube-down:
 	@./scripts/ensure-kube.sh down
+
+# Applies deploy/kubernetes/ to that cluster and runs a sandbox pod of our
+# image with the agent (smoke test). Not part of `make test`.
+test-kube: kube agent
+	@./scripts/test-kube.sh
 
 # The front end: npm ci when the lock file changed, then esbuild.
 frontend: static/node_modules/.package-lock.json

@@ -250,6 +250,8 @@ podLogsDir: $STATE/pod-logs
 evictionHard: {memory.available: 200Mi, nodefs.available: 2Gi, imagefs.available: 2Gi, nodefs.inodesFree: 1%}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# The agent reaches a sandbox pod as an image volume (beta in 1.34).
+featureGates: {ImageVolume: true}
 EOC
 }
 
@@ -314,6 +316,7 @@ up() {
     --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --feature-gates ImageVolume=true \
     --kubelet-preferred-address-types Hostname --kubelet-certificate-authority "$PKI/ca.crt" --allow-privileged=false
   wait_for kube-apiserver 240 KCTL get --raw /readyz
   # The apiserver's client certificate for the kubelet is in this group.
@@ -366,5 +369,10 @@ case "${1:-up}" in
   build) build_etcd; build_containerd; build_k8s; build_pause ;;
   up) up ;;
   down) down ;;
-  *) die "usage: $0 [up|down|build]" ;;
+  # `import IMAGE`: an image of the Docker engine into the cluster's
+  # containerd (there is no registry), pinned so it is never collected.
+  import)
+    [ -n "${2:-}" ] || die "usage: $0 import IMAGE"
+    docker save "$2" | CTR images import --label io.cri-containerd.pinned=pinned - >/dev/null ;;
+  *) die "usage: $0 [up|down|build|import IMAGE]" ;;
 esac
