@@ -111,13 +111,21 @@ build_containerd() {
   for c in "${want[@]}"; do [ -x "$BIN/$c" ] || missing+=("$c"); done
   if [ ${#missing[@]} = 0 ]; then say "containerd $CONTAINERD_VERSION already built"; return; fi
   say "building ${missing[*]} $CONTAINERD_VERSION from github.com/containerd/containerd/v2"
-  local tmp; tmp=$(mktemp -d "$DIR/gobin.XXXXXX")
-  local pkgs=()
-  for c in "${missing[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$c@$CONTAINERD_VERSION"); done
-  (cd "$tmp" && GOBIN="$tmp" $NICE go install -trimpath -tags no_btrfs,no_devmapper,no_zfs \
+  # A wrapper module: its go.mod has exclude directives, so `go install
+  # pkg@version` refuses it; its excludes are copied over.
+  local mod="$DIR/src/containerd" pkgs=() c
+  mkdir -p "$mod" "$BIN"
+  local gomod="$(go env GOMODCACHE)/github.com/containerd/containerd/v2@$CONTAINERD_VERSION/go.mod"
+  [ -f "$gomod" ] || (cd "$mod" && go mod download github.com/containerd/containerd/v2@"$CONTAINERD_VERSION")
+  {
+    echo "module replbox.local/containerdbuild"
+    echo "go 1.24.0"
+    echo "require github.com/containerd/containerd/v2 $CONTAINERD_VERSION"
+    sed -n '/^exclude (/,/^)/p' "$gomod"
+  } > "$mod/go.mod"
+  for c in "${missing[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$c"); done
+  (cd "$mod" && $NICE go build -mod=mod -trimpath -tags no_btrfs,no_devmapper,no_zfs -o "$BIN/" \
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" "${pkgs[@]}")
-  mv "$tmp"/* "$BIN/"
-  rmdir "$tmp"
   say "built ${missing[*]}"
 }
 
@@ -367,6 +375,7 @@ down() {
 
 case "${1:-up}" in
   build) build_etcd; build_containerd; build_k8s; build_pause ;;
+  build-kubernetes) build_k8s ;;
   up) up ;;
   down) down ;;
   # `import IMAGE`: an image of the Docker engine into the cluster's
