@@ -41,6 +41,10 @@ done
 answer=no check "server account may not create pods in default" can create pods -n default
 answer=no check "server account may not list nodes" can list nodes
 
+# A pod is refused until the namespace's default ServiceAccount exists (the
+# controller manager makes it a moment after the namespace).
+for _ in $(seq 1 60); do kubectl -n $NS get serviceaccount default >/dev/null 2>&1 && break; sleep 0.5; done
+
 say "agent image (static agent, FROM scratch) into the cluster"
 sum=$(sha256sum "$AGENT" | cut -c1-12)
 AGENT_IMAGE=localhost/replbox/agent:$sum
