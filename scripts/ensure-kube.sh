@@ -285,7 +285,7 @@ import_images() {
     local ctx; ctx=$(mktemp -d)
     cp "$BIN/pause" "$ctx/pause"
     printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' > "$ctx/Dockerfile"
-    docker build -q -t "$PAUSE_IMAGE" "$ctx" >/dev/null
+    docker build -q -t "$PAUSE_IMAGE" "$ctx" 2>&1 >/dev/null | grep -vE "DEPRECATED|buildx|BuildKit|^ *$" >&2 || true
     rm -rf "$ctx"
     docker save "$PAUSE_IMAGE" | CTR images import --label io.cri-containerd.pinned=pinned - >/dev/null
   fi
