@@ -280,21 +280,21 @@ KCTL() { kubectl --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 CTR() { "$BIN/ctr" --address "$RUN/containerd.sock" -n k8s.io "$@"; }
 
 import_images() {
-  if ! CTR images ls -q | grep -qx "$PAUSE_IMAGE"; then
+  if ! CTR images ls -q | grep -x "$PAUSE_IMAGE" >/dev/null; then
     say "pause image $PAUSE_IMAGE (k8s's pause.c, static, FROM scratch) into containerd"
     local ctx; ctx=$(mktemp -d)
     cp "$BIN/pause" "$ctx/pause"
     printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' > "$ctx/Dockerfile"
     docker build -q -t "$PAUSE_IMAGE" "$ctx" 2>&1 >/dev/null | grep -vE "DEPRECATED|buildx|BuildKit|^ *$" >&2 || true
     rm -rf "$ctx"
-    docker save "$PAUSE_IMAGE" | CTR images import --label io.cri-containerd.pinned=pinned - >/dev/null
+    docker save "$PAUSE_IMAGE" | CTR images import --local --discard-unpacked-layers --label io.cri-containerd.pinned=pinned - >/dev/null
   fi
   local want="docker.io/library/$SANDBOX_IMAGE"
   local id; id=$(docker image inspect -f '{{.Id}}' "$SANDBOX_IMAGE" 2>/dev/null) ||
     die "no $SANDBOX_IMAGE in the Docker engine: run \`make image\` first"
-  if [ "$(cat "$STATE/sandbox-image.id" 2>/dev/null)" != "$id" ] || ! CTR images ls -q | grep -qx "$want"; then
+  if [ "$(cat "$STATE/sandbox-image.id" 2>/dev/null)" != "$id" ] || ! CTR images ls -q | grep -x "$want" >/dev/null; then
     say "importing $SANDBOX_IMAGE ($id) from the Docker engine into containerd (docker save | ctr import)"
-    docker save "$SANDBOX_IMAGE" | CTR images import --label io.cri-containerd.pinned=pinned - >/dev/null
+    docker save "$SANDBOX_IMAGE" | CTR images import --local --discard-unpacked-layers --label io.cri-containerd.pinned=pinned - >/dev/null
     echo "$id" > "$STATE/sandbox-image.id"
   else
     say "$SANDBOX_IMAGE already imported"
@@ -382,6 +382,6 @@ case "${1:-up}" in
   # containerd (there is no registry), pinned so it is never collected.
   import)
     [ -n "${2:-}" ] || die "usage: $0 import IMAGE"
-    docker save "$2" | CTR images import --label io.cri-containerd.pinned=pinned - >/dev/null ;;
+    docker save "$2" | CTR images import --local --discard-unpacked-layers --label io.cri-containerd.pinned=pinned - >/dev/null ;;
   *) die "usage: $0 [up|down|build|import IMAGE]" ;;
 esac
