@@ -205,9 +205,22 @@ make_pki() {
 write_configs() {
   mkdir -p "$STATE/cni/bin" "$STATE/cni/net.d" "$STATE/containerd" "$RUN"
   install -m 755 "$HERE/kube/replbox-nonet" "$STATE/cni/bin/replbox-nonet"
+  # containerd also runs the `loopback` plugin for every pod's lo.
+  install -m 755 "$HERE/kube/replbox-nonet" "$STATE/cni/bin/loopback"
   cat > "$STATE/cni/net.d/10-replbox-nonet.conflist" <<EOC
 {"cniVersion": "1.0.0", "name": "replbox-nonet", "plugins": [{"type": "replbox-nonet"}]}
 EOC
+  # containerd 2's CRI gives every container RLIMIT_NOFILE 1024:524288; where
+  # the hard limit cannot be raised (here root's is 20000 and raising it is
+  # "operation not permitted") runc then fails every pod sandbox with "can't
+  # get final child's PID from pipe: EOF". A base spec with the hard limit
+  # this machine allows.
+  local hard; hard=$(ulimit -Hn)
+  "$BIN/ctr" oci spec | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+s["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": int(sys.argv[1]), "soft": min(1024, int(sys.argv[1]))}]
+json.dump(s, sys.stdout, indent=1)' "$hard" > "$STATE/containerd/base-spec.json"
   cat > "$STATE/containerd/config.toml" <<EOC
 # containerd of the replbox test cluster: its own root, state and socket, so
 # it never meets the Docker engine's containerd.
@@ -229,6 +242,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     conf_dir = "$STATE/cni/net.d"
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
+    base_runtime_spec = "$STATE/containerd/base-spec.json"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
       BinaryName = "$(command -v runc)"
       SystemdCgroup = false

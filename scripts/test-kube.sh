@@ -35,7 +35,7 @@ can() { [ "$(kubectl auth can-i "$@" --as "$SA" 2>/dev/null)" = "$answer" ]; }
 for v in "create pods" "delete pods" "watch pods" "create pods/attach" "create persistentvolumeclaims"; do
   answer=yes check "server account may $v in $NS" can $v -n $NS
 done
-for v in "create pods/exec" "get secrets" "create pods/portforward" "update networkpolicies"; do
+for v in "create pods/exec" "get secrets" "get pods/log" "update networkpolicies"; do
   answer=no check "server account may not $v in $NS" can $v -n $NS
 done
 answer=no check "server account may not create pods in default" can create pods -n default
