@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor postgres
+.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor postgres kube kube-down test-kube
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -45,6 +45,21 @@ test-gvisor: gvisor agent image
 	@status=0; for t in $(GVISOR_TESTS); do \
 	  REPLBOX_RUNTIME=runsc $(CARGO) test --quiet --test $$t -- --test-threads=2 || status=1; \
 	done; $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
+
+# A real single-node Kubernetes test cluster (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, containerd) built from
+# Go modules into ~/.cache/replbox/kube and run on 127.0.0.1; skips what is
+# built or running. Not part of `make test`. See docs/kubernetes.md.
+kube: docker image
+	@./scripts/ensure-kube.sh up
+
+kube-down:
+	@./scripts/ensure-kube.sh down
+
+# Applies deploy/kubernetes/ to that cluster and runs a sandbox pod of our
+# image with the agent (smoke test). Not part of `make test`.
+test-kube: kube agent
+	@./scripts/test-kube.sh
 
 # The front end: npm ci when the lock file changed, then esbuild.
 frontend: static/node_modules/.package-lock.json

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# `make test-kube`: against the test cluster of `make kube`, applies
+# deploy/kubernetes/ and runs a smoke test of one sandbox pod (our image, the
+# agent as PID 1, the lock-down of issue #14) and of its agent over the
+# attach stream. Not part of `make test`. Prints "N passed, N failed".
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+STATE=${KUBE_STATE:-/var/lib/replbox/kube}
+export KUBECONFIG=${KUBECONFIG:-$STATE/admin.kubeconfig}
+AGENT=${REPLBOX_AGENT:-$ROOT/target/x86_64-unknown-linux-gnu/release/replbox-agent}
+IMAGE=${REPLBOX_IMAGE:-replbox-sandbox:latest}
+NS=replbox-sandboxes
+SA=system:serviceaccount:replbox:replbox-server
+passed=0 failed=0
+say() { echo "==> test-kube: $*"; }
+ok() { passed=$((passed + 1)); echo "ok   $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+check() { local what=$1; shift; if out=$("$@" 2>&1); then ok "$what"; else bad "$what: $out"; fi; }
+now() { date +%s.%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+
+kubectl get --raw /readyz >/dev/null || { echo "no cluster answers at $KUBECONFIG: run \`make kube\`"; exit 1; }
+[ -x "$AGENT" ] || { echo "no agent at $AGENT: run \`make agent\`"; exit 1; }
+
+say "applying deploy/kubernetes/"
+check "namespaces, RBAC, NetworkPolicy and database Secret apply" \
+  kubectl apply -f "$ROOT/deploy/kubernetes/namespaces.yaml" -f "$ROOT/deploy/kubernetes/rbac.yaml" \
+  -f "$ROOT/deploy/kubernetes/networkpolicy.yaml" -f "$ROOT/deploy/kubernetes/database-secret.yaml"
+# The server cannot run yet (no Kubernetes backend, no server image): the
+# apiserver validates its Deployment and Service without creating them.
+check "server Deployment and Service pass the apiserver's validation (dry run)" \
+  kubectl apply --dry-run=server -f "$ROOT/deploy/kubernetes/server.yaml"
+can() { [ "$(kubectl auth can-i "$@" --as "$SA" 2>/dev/null)" = "$answer" ]; }
+for v in "create pods" "delete pods" "watch pods" "create pods/attach" "create persistentvolumeclaims"; do
+  answer=yes check "server account may $v in $NS" can $v -n $NS
+done
+for v in "create pods/exec" "get secrets" "get pods/log" "update networkpolicies"; do
+  answer=no check "server account may not $v in $NS" can $v -n $NS
+done
+answer=no check "server account may not create pods in default" can create pods -n default
+answer=no check "server account may not list nodes" can list nodes
+
+# A pod is refused until the namespace's default ServiceAccount exists (the
+# controller manager makes it a moment after the namespace).
+for _ in $(seq 1 60); do kubectl -n $NS get serviceaccount default >/dev/null 2>&1 && break; sleep 0.5; done
+
+say "agent image (static agent, FROM scratch) into the cluster"
+sum=$(sha256sum "$AGENT" | cut -c1-12)
+AGENT_IMAGE=localhost/replbox/agent:$sum
+if ! docker image inspect "$AGENT_IMAGE" >/dev/null 2>&1; then
+  ctx=$(mktemp -d); cp "$AGENT" "$ctx/agent"; chmod 755 "$ctx/agent"
+  printf 'FROM scratch\nCOPY agent /agent\n' > "$ctx/Dockerfile"
+  docker build -q -t "$AGENT_IMAGE" "$ctx" >/dev/null; rm -rf "$ctx"
+fi
+"$HERE/ensure-kube.sh" import "$AGENT_IMAGE"
+"$HERE/ensure-kube.sh" import "$IMAGE" 2>/dev/null || true
+
+say "a workspace volume: a hostPath PersistentVolume of ours (no provisioner here)"
+run=$(date +%s)
+POD=sandbox-smoke-$run CLAIM=workspace-smoke-$run PV=replbox-smoke-$run
+VOL=$STATE/volumes/$PV
+mkdir -p "$VOL" && chown 1000:1000 "$VOL"
+kubectl apply -f - >/dev/null <<EOY
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: replbox-local}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $PV}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: replbox-local
+  persistentVolumeReclaimPolicy: Retain
+  claimRef: {namespace: $NS, name: $CLAIM}
+  hostPath: {path: $VOL, type: Directory}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $CLAIM, namespace: $NS}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: replbox-local
+  resources: {requests: {storage: 1Gi}}
+EOY
+
+pod_yaml() {
+  sed -e "s|@NAME@|$1|; s|@IMAGE@|$IMAGE|; s|@AGENT_IMAGE@|$AGENT_IMAGE|; s|@CLAIM@|$2|" "$ROOT/tests/kube/sandbox-pod.yaml"
+}
+say "sandbox pod $POD"
+t0=$(now)
+if pod_yaml "$POD" "$CLAIM" | kubectl apply -f - >/dev/null &&
+  kubectl -n $NS wait --for=condition=Ready "pod/$POD" --timeout=180s >/dev/null; then
+  t1=$(now); ok "sandbox pod Ready in $(ms "$t0" "$t1") ms (apply to Ready, first pod)"
+else
+  bad "sandbox pod not Ready: $(kubectl -n $NS describe pod "$POD" | tail -15)"
+fi
+check "the restricted Pod Security Standard admitted it (namespace enforces it)" \
+  kubectl -n $NS get pod "$POD"
+check "the agent answers Hello over kubectl attach -i" python3 "$ROOT/tests/kube/attach_hello.py" $NS "$POD" 30
+x() { kubectl -n $NS exec "$POD" -c sandbox -- "$@"; }
+want() { local expect=$1; shift; local got; got=$("$@" 2>&1); [ "$got" = "$expect" ] || { echo "got: $got"; return 1; }; }
+check "PID 1 is the agent" want /opt/replbox/agent x sh -c 'tr "\\0" "\\n" < /proc/1/cmdline | head -n1'
+check "runs as uid 1000, not root" want 1000 x id -u
+check "no capabilities" want "CapEff:	0000000000000000" x grep CapEff /proc/1/status
+check "no new privileges" want "NoNewPrivs:	1" x grep NoNewPrivs /proc/1/status
+check "seccomp filter on (RuntimeDefault)" want "Seccomp:	2" x grep '^Seccomp:' /proc/1/status
+check "root filesystem read-only" want refused x sh -c 'touch /usr/x 2>/dev/null && echo written || echo refused'
+check "agent mount read-only" want refused x sh -c 'touch /opt/replbox/x 2>/dev/null && echo written || echo refused'
+check "/tmp writable" want ok x sh -c 'echo hi > /tmp/x && echo ok'
+check "/workspace writable, on the claim's volume" want ok x sh -c 'echo kept > /workspace/f && echo ok'
+check "the workspace file is on the PersistentVolume" want kept cat "$VOL/f"
+check "no service account token" want absent x sh -c 'test -e /var/run/secrets/kubernetes.io && echo present || echo absent'
+check "no service links in the environment" want 0 x sh -c 'env | grep -c _SERVICE_HOST || true'
+check "no network: no route out" want unreachable x python3 -c '
+import socket
+try:
+    socket.create_connection(("1.1.1.1", 80), timeout=3); print("connected")
+except OSError as e:
+    print("unreachable" if e.errno in (101, 113) else e)'
+
+say "a second sandbox pod (images cached)"
+POD2=$POD-2
+t0=$(now)
+if pod_yaml "$POD2" "$CLAIM" | sed 's|persistentVolumeClaim: {claimName: .*}|emptyDir: {}|' | kubectl apply -f - >/dev/null &&
+  kubectl -n $NS wait --for=condition=Ready "pod/$POD2" --timeout=120s >/dev/null; then
+  t1=$(now); ok "second sandbox pod Ready in $(ms "$t0" "$t1") ms (apply to Ready)"
+else
+  bad "second pod not Ready: $(kubectl -n $NS describe pod "$POD2" | tail -15)"
+fi
+
+say "cleaning up"
+kubectl -n $NS delete pod "$POD" "$POD2" --wait=true --timeout=60s >/dev/null 2>&1
+kubectl -n $NS delete pvc "$CLAIM" --wait=true --timeout=60s >/dev/null 2>&1
+kubectl delete pv "$PV" --timeout=60s >/dev/null 2>&1
+rm -rf "$VOL"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
