@@ -22,8 +22,8 @@
 #   sandbox image into containerd; waits for the node Ready; prints
 #   KUBECONFIG.
 #
-# Networking: a pod gets its own network namespace with only loopback and a
-# dummy eth0 (scripts/kube/replbox-nonet, a CNI plugin of ours): no route
+# Networking: a pod gets its own network namespace with only loopback and an
+# eth0 (scripts/kube/replbox-nonet, a CNI plugin of ours): no route
 # anywhere. Sandboxes need none: the agent connection is the attach stream
 # (apiserver -> kubelet -> CRI).
 #
