@@ -22,8 +22,8 @@
 #   sandbox image into containerd; waits for the node Ready; prints
 #   KUBECONFIG.
 #
-# Networking: a pod gets its own network namespace with only loopback and a
-# dummy eth0 (scripts/kube/replbox-nonet, a CNI plugin of ours): no route
+# Networking: a pod gets its own network namespace with only loopback and an
+# eth0 (scripts/kube/replbox-nonet, a CNI plugin of ours): no route
 # anywhere. Sandboxes need none: the agent connection is the attach stream
 # (apiserver -> kubelet -> CRI).
 #
@@ -48,6 +48,8 @@ ETCD_PORT=32379
 API_PORT=36443
 PAUSE_IMAGE=localhost/replbox/pause:$K8S_VERSION
 SANDBOX_IMAGE=${REPLBOX_IMAGE:-replbox-sandbox:latest}
+# The OCI runtime containerd's runc shim runs (BinaryName).
+KUBE_RUNC=${KUBE_RUNC:-$(command -v runc || true)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 export PATH=$PATH:/usr/local/go/bin
 # Others build on the same two cores.
@@ -210,11 +212,10 @@ write_configs() {
   cat > "$STATE/cni/net.d/10-replbox-nonet.conflist" <<EOC
 {"cniVersion": "1.0.0", "name": "replbox-nonet", "plugins": [{"type": "replbox-nonet"}]}
 EOC
-  # containerd 2's CRI gives every container RLIMIT_NOFILE 1024:524288; where
-  # the hard limit cannot be raised (here root's is 20000 and raising it is
-  # "operation not permitted") runc then fails every pod sandbox with "can't
-  # get final child's PID from pipe: EOF". A base spec with the hard limit
-  # this machine allows.
+  # containerd 2's CRI gives every container RLIMIT_NOFILE 1024:524288; here
+  # root's hard limit is 20000 and cannot be raised (no CAP_SYS_RESOURCE:
+  # "operation not permitted"), so a base spec with the hard limit this
+  # machine allows.
   local hard; hard=$(ulimit -Hn)
   "$BIN/ctr" oci spec | python3 -c '
 import json, sys
@@ -237,6 +238,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "$PAUSE_IMAGE"
 [plugins."io.containerd.cri.v1.runtime"]
+  # No process here may lower an oom_score_adj (no CAP_SYS_RESOURCE in the
+  # bounding set): runc's init dies writing the -998 the kubelet asks for a
+  # pod sandbox ("failed to update /proc/self/oom_score_adj: Permission
+  # denied", reported as "can't get final child's PID from pipe: EOF").
+  # Clamp every pod's score to containerd's own (0) instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["$STATE/cni/bin"]
     conf_dir = "$STATE/cni/net.d"
@@ -244,7 +251,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     runtime_type = "io.containerd.runc.v2"
     base_runtime_spec = "$STATE/containerd/base-spec.json"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-      BinaryName = "$(command -v runc)"
+      BinaryName = "$KUBE_RUNC"
       SystemdCgroup = false
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
