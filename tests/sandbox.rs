@@ -369,10 +369,16 @@ async fn the_sandbox_is_locked_down() {
         let (pids_max, _, _) =
             run(&h, "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max").await;
         // gVisor applies the pids limit to its own host threads, not to the
-        // processes inside it, which see none (its fork bomb meets the
-        // memory limit instead: tests/hostile.rs).
+        // processes inside it, which see none; there the same number is
+        // RLIMIT_NPROC, which its kernel counts per sandbox (tests/hostile.rs).
         let pids = if common::gvisor() { "max".to_string() } else { config.pids_limit.to_string() };
         assert_eq!(pids_max.trim(), pids);
+        if common::gvisor() {
+            let (nproc, _, _) = run(&h, "grep 'Max processes' /proc/self/limits").await;
+            let nproc: Vec<&str> = nproc.split_whitespace().collect();
+            let limit = config.pids_limit.to_string();
+            assert_eq!(nproc.get(2..4), Some(&[limit.as_str(), limit.as_str()][..]), "{nproc:?}");
+        }
         let (mem_max, _, _) = run(
             &h,
             "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
