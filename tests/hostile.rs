@@ -3,8 +3,10 @@
 //! its socket) keeps running jobs from before it starts until after it
 //! ends. The server stays up, the bystander's runs that overlapped the
 //! attack (at least 10) keep a median within 3 times the quiet one, the
-//! victim gets a clear message and works again within 2 seconds. While the
-//! victim's workspace is full, the bystander writes to its own.
+//! victim gets a clear message and works again within 2 seconds (under
+//! gVisor, after an attack that ends its whole sandbox, within 6: a new
+//! sandbox's cold start). While the victim's workspace is full, the
+//! bystander writes to its own.
 
 mod common;
 
@@ -363,11 +365,15 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 "{}: bystander median {during:.2} ms vs quiet {quiet:.2} ms",
                 attack.name
             );
-            // The victim works again within 2 seconds, with its files.
+            // The victim works again within 2 seconds, with its files; under
+            // gVisor, where the attack ended the whole sandbox, that run
+            // waits for a new one's cold start (slower under gVisor: README).
+            let ended = results.iter().any(|r| sandbox_ended(r).is_ok());
+            let recovery = Duration::from_secs(if ended && common::gvisor() { 6 } else { 2 });
             let t = Instant::now();
             let again = exec(&server, json!({"command": "cat keep.txt"})).await;
             assert_eq!(again["stdout"], "precious\n", "{}", attack.name);
-            assert!(t.elapsed() < Duration::from_secs(2), "{}: recovery took {:?}", attack.name, t.elapsed());
+            assert!(t.elapsed() < recovery, "{}: recovery took {:?}", attack.name, t.elapsed());
             let health = reqwest::get(server.url("/healthz")).await.unwrap();
             assert_eq!(health.status(), 200, "the server stays up");
         }
