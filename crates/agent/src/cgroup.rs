@@ -21,8 +21,9 @@ impl Counters {
     }
 }
 
-/// Whether the container's tasks fill RLIMIT_NPROC (less 2: the leader
-/// just reaped, a fork in flight), where no cgroup counter says when the
+/// Whether the container's tasks stand at RLIMIT_NPROC (at 90% of it or
+/// more: a bomb's processes that met it exit and leave gaps, the leader was
+/// just reaped), where no cgroup counter says when the
 /// process limit was hit. That is gVisor: it counts a sandbox's tasks
 /// against RLIMIT_NPROC in its own kernel instead of the cgroup's pids
 /// limit, and keeps no `pids.events` (nor a `pids.current` that counts the
@@ -48,7 +49,7 @@ pub fn at_process_limit() -> bool {
     {
         return false;
     }
-    tasks() + 2 >= lim.rlim_cur
+    tasks().saturating_mul(10) >= lim.rlim_cur.saturating_mul(9)
 }
 
 /// The tasks (threads) of every process this container's /proc shows.
