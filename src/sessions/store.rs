@@ -1,11 +1,10 @@
-//! The durable record of sandboxes: who owns which, and its clock. SQLite
-//! under the data dir by default (the same pool holds the cookie sessions).
+//! The durable record of sandboxes: who owns which, and its clock, in the
+//! one database (`crate::db`: SQLite under the data dir by default,
+//! PostgreSQL with `REPLBOX_DATABASE_URL`).
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use crate::db::Db;
+use crate::on_db;
 use std::path::Path;
-use std::str::FromStr;
 
 #[derive(Debug, Clone, sqlx::FromRow, PartialEq)]
 pub struct SandboxRow {
@@ -25,43 +24,38 @@ pub struct SandboxRow {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Store {
-    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
-        std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
-        let url = format!("sqlite://{}", data_dir.join("replbox.db").display());
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL: a commit survives the server crashing (only a
-            // power cut can lose the last ones), and costs no fsync.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The SQLite store under `data_dir` (what tests and `make run` use).
+    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
+        Ok(Self::new(Db::open_sqlite(data_dir).await?))
+    }
+
+    /// The database this store keeps its rows in (the classroom's and the
+    /// cookie sessions' too).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub async fn all(&self) -> Result<Vec<SandboxRow>, sqlx::Error> {
-        sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes")
-            .fetch_all(&self.pool)
-            .await
+        on_db!(&self.db, p => {
+            sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes")
+                .fetch_all(p)
+                .await
+        })
     }
 
     pub async fn upsert(&self, row: &SandboxRow) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        on_db!(&self.db, p => sqlx::query(
             "INSERT INTO sandboxes (owner, kind, token_hash, container_id, created_at, container_at,
                 last_active, idle_ttl_secs, image, env, expired_at, workspace_volume)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT(owner) DO UPDATE SET container_id = excluded.container_id,
                 container_at = excluded.container_at, last_active = excluded.last_active,
                 expired_at = excluded.expired_at, workspace_volume = excluded.workspace_volume",
@@ -78,9 +72,9 @@ impl Store {
         .bind(&row.env)
         .bind(row.expired_at)
         .bind(&row.workspace_volume)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(p)
+        .await
+        .map(|_| ()))
     }
 
     /// Gives a record a new owner, keeping its volume's name (`volume`
@@ -91,23 +85,23 @@ impl Store {
         new: &str,
         volume: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE sandboxes SET owner = ?, workspace_volume = COALESCE(workspace_volume, ?)
-             WHERE owner = ?",
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE sandboxes SET owner = $1, workspace_volume = COALESCE(workspace_volume, $2)
+             WHERE owner = $3",
         )
         .bind(new)
         .bind(volume)
         .bind(old)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(p)
+        .await
+        .map(|_| ()))
     }
 
     pub async fn delete(&self, owner: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM sandboxes WHERE owner = ?")
+        on_db!(&self.db, p => sqlx::query("DELETE FROM sandboxes WHERE owner = $1")
             .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .execute(p)
+            .await
+            .map(|_| ()))
     }
 }
