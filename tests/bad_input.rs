@@ -228,6 +228,25 @@ async fn sizes_either_work_or_get_a_clear_error() {
         let r = server.api(reqwest::Method::POST, "/api/v1/sandboxes").json(&json!({"taskId": "big"})).send().await.unwrap();
         assert_eq!(r.status(), 201);
 
+        // A 1 MB name or value the server refuses is quoted back by its
+        // start only: an image, a field's name, a field's value.
+        let huge = "é".repeat(1 << 19);
+        for (body, code, start) in [
+            (json!({"taskId": "other", "imageId": huge}), "image_not_allowed", "The image \""),
+            (json!({ huge.clone(): 1 }), "bad_json", "The request body is not valid: unknown field `"),
+            (json!({"command": "true", "timeoutMs": huge}), "bad_json", "The request body is not valid: invalid type: string \""),
+        ] {
+            let path = if body["taskId"].is_null() { "/api/v1/sandboxes/big/exec" } else { "/api/v1/sandboxes" };
+            let r = server.api(reqwest::Method::POST, path).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 400, "{code}");
+            let v: Value = r.json().await.unwrap();
+            let message = v["error"]["message"].as_str().unwrap();
+            assert_eq!(v["error"]["code"], code, "{}", &message[..message.len().min(400)]);
+            assert!(message.starts_with(start), "{code}: {}", &message[..message.len().min(400)]);
+            assert!(message.contains(&format!("{}…", "é".repeat(30))), "{code}: {}", &message[..message.len().min(400)]);
+            assert!(message.chars().count() < 400, "{code}: the message is {} characters", message.chars().count());
+        }
+
         // Huge stdin.
         let stdin = "x".repeat(8 * 1024 * 1024);
         let r: Value = json_of(server.api(reqwest::Method::POST, "/api/v1/sandboxes/big/exec")

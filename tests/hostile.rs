@@ -3,8 +3,10 @@
 //! its socket) keeps running jobs from before it starts until after it
 //! ends. The server stays up, the bystander's runs that overlapped the
 //! attack (at least 10) keep a median within 3 times the quiet one, the
-//! victim gets a clear message and works again within 2 seconds. While the
-//! victim's workspace is full, the bystander writes to its own.
+//! victim gets a clear message and works again within 2 seconds (under
+//! gVisor, after an attack that ends its whole sandbox, within 6: a new
+//! sandbox's cold start). While the victim's workspace is full, the
+//! bystander writes to its own.
 
 mod common;
 
@@ -28,7 +30,9 @@ async fn median_run_ms(ws: &mut Ws, n: usize) -> f64 {
 /// the bystander's runs are measured during it, not after.
 const WINDOW: Duration = Duration::from_millis(1000);
 
-/// The victim's exec, at its URL (for a task that does not hold the server).
+/// The victim's exec, at its URL (for a task that does not hold the
+/// server): its result, or for an answer other than 200 `{"status",
+/// "error"}` (an attack that ends its whole sandbox under gVisor).
 async fn exec_at(url: &str, body: &Value) -> Value {
     let r = reqwest::Client::new()
         .post(url)
@@ -37,12 +41,37 @@ async fn exec_at(url: &str, body: &Value) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "exec {body}");
-    r.json().await.unwrap()
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    if status == 200 {
+        v
+    } else {
+        json!({"status": status, "error": v["error"]})
+    }
 }
 
+/// The victim's exec, which must answer 200.
 async fn exec(server: &TestServer, body: Value) -> Value {
-    exec_at(&server.url("/api/v1/sandboxes/victim/exec"), &body).await
+    let r = exec_at(&server.url("/api/v1/sandboxes/victim/exec"), &body).await;
+    assert!(r["status"].is_null(), "exec {body}: {r}");
+    r
+}
+
+/// What the API answers when the job's attack ended its whole sandbox
+/// (gVisor: README, "Running with gVisor").
+fn sandbox_ended(r: &Value) -> Result<(), String> {
+    (r["status"] == 503 && r["error"]["code"] == "sandbox_stopped")
+        .then_some(())
+        .ok_or_else(|| format!("{} {}", r["status"], r["error"]))
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct Attack {
@@ -88,7 +117,15 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
             Attack {
                 name: "memory bomb",
                 body: json!({"command": "python3 -c 'b = bytearray(2 * 1024**3)'"}),
-                check: |r| (r["reason"] == "killed: out of memory").then_some(()).ok_or_else(|| short(r)),
+                check: |r| {
+                    if common::gvisor() {
+                        // gVisor has no OOM killer of its own: the host's
+                        // kills its kernel, and with it the whole sandbox
+                        // (google/gvisor#1967, #2533).
+                        return sandbox_ended(r);
+                    }
+                    (r["reason"] == "killed: out of memory").then_some(()).ok_or_else(|| short(r))
+                },
             },
             Attack {
                 name: "output flood",
@@ -123,7 +160,13 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
             Attack {
                 name: "kill -9 1",
                 body: json!({"command": "kill -9 1; kill -TERM 1; sleep 0.2; echo survived"}),
-                check: |r| (r["stdout"] == "survived\n").then_some(()).ok_or_else(|| short(r)),
+                check: |r| {
+                    if common::gvisor() {
+                        // gVisor delivers a job's SIGKILL to PID 1.
+                        return sandbox_ended(r);
+                    }
+                    (r["stdout"] == "survived\n").then_some(()).ok_or_else(|| short(r))
+                },
             },
             Attack {
                 // The agent's stdio is the server's frame stream: a job that
@@ -135,6 +178,16 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 check: |r| {
                     let out = r["stdout"].as_str().unwrap();
                     let err = r["stderr"].as_str().unwrap();
+                    if common::gvisor() {
+                        // gVisor lets a job list /proc/1/fd, but not read or
+                        // write what is there.
+                        return (!out.contains("WROTE")
+                            && !out.contains("READ")
+                            && out.ends_with("LISTED\n")
+                            && err.matches("Permission denied").count() >= 2)
+                            .then_some(())
+                            .ok_or_else(|| short(r));
+                    }
                     (out.is_empty() && err.matches("Permission denied").count() >= 3)
                         .then_some(())
                         .ok_or_else(|| short(r))
@@ -169,6 +222,13 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 body: json!({"command": format!("python3 -c '{REMOVED_SYSCALLS}'")}),
                 check: |r| {
                     let out = r["stdout"].as_str().unwrap();
+                    if common::gvisor() {
+                        // The profile is not applied (README): gVisor's own
+                        // kernel answers each, inside the sandbox.
+                        return (r["exitCode"] == 0 && out == GVISOR_SYSCALLS)
+                            .then_some(())
+                            .ok_or_else(|| short(r));
+                    }
                     let lines: Vec<&str> = out.lines().collect();
                     (r["exitCode"] == 0
                         && lines.len() == 14
@@ -183,13 +243,25 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 // a process calling outside it (SIGSYS, 128 + 31).
                 name: "a 32-bit system call",
                 body: json!({"command": format!("python3 -c '{INT_80}'; echo \"exit $?\"")}),
-                check: |r| (r["stdout"] == "exit 159\n").then_some(()).ok_or_else(|| short(r)),
+                check: |r| {
+                    // gVisor's kernel has no 32-bit table: ENOSYS.
+                    let expected = if common::gvisor() { "int 0x80 getpid: -38\nexit 0\n" } else { "exit 159\n" };
+                    (r["stdout"] == expected).then_some(()).ok_or_else(|| short(r))
+                },
             },
             Attack {
                 name: "a user namespace of its own",
                 body: json!({"command": "unshare -U -r id; unshare -m true"}),
                 check: |r| {
                     let err = r["stderr"].as_str().unwrap();
+                    if common::gvisor() {
+                        // gVisor's kernel makes the user namespace (root in
+                        // it only, inside gVisor); a mount namespace is refused.
+                        return (r["stdout"] == "uid=0(root) gid=0(root) groups=0(root)\n"
+                            && err.matches("unshare failed: Operation not permitted").count() == 1)
+                            .then_some(())
+                            .ok_or_else(|| short(r));
+                    }
                     (r["stdout"] == "" && err.matches("unshare failed: Operation not permitted").count() == 2)
                         .then_some(())
                         .ok_or_else(|| short(r))
@@ -221,15 +293,16 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 let (started, done) = (started.clone(), done.clone());
                 let (url, body) = (server.url("/api/v1/sandboxes/victim/exec"), attack.body.clone());
                 async move {
+                    // Set however the task ends (a failed exec panics), so
+                    // the bystander stops and the failure is reported.
+                    let _done = SetOnDrop(done);
                     started.notified().await;
                     let t0 = Instant::now();
                     let mut results = Vec::new();
                     while results.is_empty() || t0.elapsed() < WINDOW {
                         results.push(exec_at(&url, &body).await);
                     }
-                    let t1 = Instant::now();
-                    done.store(true, std::sync::atomic::Ordering::SeqCst);
-                    (t0, t1, results)
+                    (t0, Instant::now(), results)
                 }
             });
             // While the victim fills its workspace, the bystander also
@@ -292,11 +365,15 @@ async fn hostile_code_hurts_only_its_own_sandbox() {
                 "{}: bystander median {during:.2} ms vs quiet {quiet:.2} ms",
                 attack.name
             );
-            // The victim works again within 2 seconds, with its files.
+            // The victim works again within 2 seconds, with its files; under
+            // gVisor, where the attack ended the whole sandbox, that run
+            // waits for a new one's cold start (slower under gVisor: README).
+            let ended = results.iter().any(|r| sandbox_ended(r).is_ok());
+            let recovery = Duration::from_secs(if ended && common::gvisor() { 6 } else { 2 });
             let t = Instant::now();
             let again = exec(&server, json!({"command": "cat keep.txt"})).await;
             assert_eq!(again["stdout"], "precious\n", "{}", attack.name);
-            assert!(t.elapsed() < Duration::from_secs(2), "{}: recovery took {:?}", attack.name, t.elapsed());
+            assert!(t.elapsed() < recovery, "{}: recovery took {:?}", attack.name, t.elapsed());
             let health = reqwest::get(server.url("/healthz")).await.unwrap();
             assert_eq!(health.status(), 200, "the server stays up");
         }
@@ -367,6 +444,24 @@ except OSError as e:
     print("TIPC socket pair: " + e.strerror)
 a, b = socket.socketpair()
 "#;
+
+/// What REMOVED_SYSCALLS prints under gVisor, whose kernel answers them
+/// all itself (the profile is not applied there).
+const GVISOR_SYSCALLS: &str = "io_uring_setup: Function not implemented
+keyctl: allowed
+add_key: Permission denied
+userfaultfd: Function not implemented
+perf_event_open: No such device
+bpf: Operation not permitted
+ptrace: allowed
+process_vm_readv: allowed
+unshare: allowed
+name_to_handle_at: Operation not supported
+mount: Operation not permitted
+AF_ALG socket: Address family not supported by protocol
+SCTP socket: Invalid argument
+TIPC socket pair: Address family not supported by protocol
+";
 
 /// Calls getpid through `int 0x80` (machine code in an executable page).
 const INT_80: &str = r#"
@@ -606,11 +701,19 @@ while time.time() < end:
                 Err(e) => panic!("reading the probe: {e}"),
             }
         }
-        assert_eq!(
-            probe.as_deref(),
-            Some("connected, got 0 bytes"),
-            "a job connected during a hand-over within 100 tries, and got nothing"
-        );
+        if common::gvisor() {
+            // gVisor's gofer passes no host unix socket through the bind
+            // mount (README, "Running with gVisor"): the hand-over fails and
+            // the agent stays on its attach stream, and a job's connection
+            // fails as the agent's does, in every one of the 100 windows.
+            assert_eq!(probe, None, "under gVisor a job reached the agent's socket");
+        } else {
+            assert_eq!(
+                probe.as_deref(),
+                Some("connected, got 0 bytes"),
+                "a job connected during a hand-over within 100 tries, and got nothing"
+            );
+        }
         cleanup(&sb).await;
     })
     .await

@@ -346,7 +346,14 @@ async fn the_sandbox_is_locked_down() {
         let limits = sb.applied_limits(h.container_id()).await.unwrap();
         assert_eq!(limits.memory, config.memory_mb * 1024 * 1024);
         assert_eq!(limits.memory_swap, limits.memory, "no extra swap");
-        assert_eq!(limits.pids_limit, config.pids_limit);
+        // gVisor: the host's limit holds its kernel's threads, 4 times the
+        // limit the processes inside meet (RLIMIT_NPROC, below).
+        let host_pids = if common::gvisor() {
+            config.pids_limit * replbox::sandbox::GVISOR_HOST_PIDS_FACTOR
+        } else {
+            config.pids_limit
+        };
+        assert_eq!(limits.pids_limit, host_pids);
         assert_eq!(limits.network_mode, "none");
         assert!(limits.readonly_root);
         assert_eq!(limits.cap_drop, ["ALL"]);
@@ -369,10 +376,16 @@ async fn the_sandbox_is_locked_down() {
         let (pids_max, _, _) =
             run(&h, "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max").await;
         // gVisor applies the pids limit to its own host threads, not to the
-        // processes inside it, which see none (its fork bomb meets the
-        // memory limit instead: tests/hostile.rs).
+        // processes inside it, which see none; there the same number is
+        // RLIMIT_NPROC, which its kernel counts per sandbox (tests/hostile.rs).
         let pids = if common::gvisor() { "max".to_string() } else { config.pids_limit.to_string() };
         assert_eq!(pids_max.trim(), pids);
+        if common::gvisor() {
+            let (nproc, _, _) = run(&h, "grep 'Max processes' /proc/self/limits").await;
+            let nproc: Vec<&str> = nproc.split_whitespace().collect();
+            let limit = config.pids_limit.to_string();
+            assert_eq!(nproc.get(2..4), Some(&[limit.as_str(), limit.as_str()][..]), "{nproc:?}");
+        }
         let (mem_max, _, _) = run(
             &h,
             "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",

@@ -216,6 +216,28 @@ async fn no_spelling_of_a_task_id_reaches_another_tokens_sandbox() {
         }
         let (status, _) = kernel(&server, B, "../secret-task").await;
         assert_eq!(status, 400);
+        // A refused name of 1 MB is quoted back by its first 64 characters.
+        let huge = format!("../{}", "u".repeat(1 << 20));
+        let (status, body) = kernel(&server, B, &huge).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_task_id"))
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        let quoted = format!(
+            "KERNEL_USERNAME \"../{}…\" cannot name a sandbox",
+            "u".repeat(61)
+        );
+        assert!(
+            message.starts_with(&quoted),
+            "{}",
+            &message[..message.len().min(300)]
+        );
+        assert!(
+            message.len() < 300,
+            "the message is {} bytes",
+            message.len()
+        );
         // A's sandbox is as A left it.
         assert_eq!(names(&server, A, "secret-task").await, ["secret.txt"]);
         let out = exec(&server, A, "secret-task", "cat secret.txt").await;

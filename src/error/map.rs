@@ -1,7 +1,7 @@
 //! The one place where the layers' errors become what a client sees: a
 //! code, a sentence and a status.
 
-use super::{AppError, ErrorCode};
+use super::{echo, AppError, ErrorCode};
 use crate::classroom::ClassroomError;
 use crate::sandbox::SandboxError;
 use crate::services::ServiceError;
@@ -198,16 +198,16 @@ impl From<SessionError> for AppError {
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
                 format!(
-                    "A sandbox named {:?} already exists.",
-                    owner_display(&owner)
+                    "A sandbox named {} already exists.",
+                    echo(owner_display(&owner))
                 ),
             ),
             SessionError::BeingRemoved(owner) => Self::new(
                 StatusCode::CONFLICT,
                 ErrorCode::BeingRemoved,
                 format!(
-                    "The sandbox {:?} is being removed; try again in a moment.",
-                    owner_display(&owner)
+                    "The sandbox {} is being removed; try again in a moment.",
+                    echo(owner_display(&owner))
                 ),
             )
             .retry_after(1),
@@ -234,7 +234,8 @@ impl From<ServiceError> for AppError {
             E::UnknownLanguage { name, known } => Self::bad_request(
                 ErrorCode::UnknownLanguage,
                 format!(
-                    "There is no language {name:?} here; try one of: {}.",
+                    "There is no language {} here; try one of: {}.",
+                    echo(&name),
                     known.join(", ")
                 ),
             ),
@@ -261,12 +262,12 @@ impl From<ServiceError> for AppError {
             E::NotAssigned(title) => Self::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::NotAssigned,
-                format!("{title:?} is not one of your class's exercises."),
+                format!("{} is not one of your class's exercises.", echo(&title)),
             ),
-            E::NoSuchExercise(id) => Self::not_found(format!("There is no exercise {id:?}.")),
+            E::NoSuchExercise(id) => Self::not_found(format!("There is no exercise {}.", echo(&id))),
             E::UnknownExercise(id) => Self::bad_request(
                 ErrorCode::UnknownExercise,
-                format!("There is no exercise {id:?}."),
+                format!("There is no exercise {}.", echo(&id)),
             ),
             E::NotYourClass => Self::not_found("There is no such class of yours."),
             E::WorkspaceTooLarge(purpose) => Self::new(
@@ -307,13 +308,13 @@ impl From<ServiceError> for AppError {
             ),
             E::ImageNotAllowed(image) => Self::bad_request(
                 ErrorCode::ImageNotAllowed,
-                format!("The image {image:?} is not offered by this server."),
+                format!("The image {} is not offered by this server.", echo(&image)),
             ),
-            E::NoSuchTask(task_id) => Self::not_found(format!("There is no sandbox {task_id:?}.")),
+            E::NoSuchTask(task_id) => Self::not_found(format!("There is no sandbox {}.", echo(&task_id))),
             E::TaskExists(task_id) => Self::new(
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
-                format!("A sandbox named {task_id:?} already exists."),
+                format!("A sandbox named {} already exists.", echo(&task_id)),
             ),
             E::Internal(what) => {
                 tracing::error!(what, "internal error");

@@ -7,9 +7,11 @@
 //! is the one place that turns them into codes, sentences and statuses.
 
 mod code;
+mod echo;
 mod map;
 
 pub use code::ErrorCode;
+pub use echo::{clip, echo, ECHO_CHARS, REASON_CHARS};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

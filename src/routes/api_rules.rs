@@ -4,7 +4,7 @@
 //! document as served, with this server's languages and images in it.
 
 use super::AppState;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{clip, AppError, ErrorCode, REASON_CHARS};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -24,7 +24,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| {
                 AppError::bad_request(
                     ErrorCode::BadQuery,
-                    format!("The query string is not valid: {}.", query_reason(&e)),
+                    format!(
+                        "The query string is not valid: {}.",
+                        clip(&query_reason(&e), REASON_CHARS)
+                    ),
                 )
             })
     }

@@ -1,7 +1,7 @@
 //! Request bodies whose errors are ours: JSON (`JsonBody`) and raw bytes
 //! (`RawBody`), each refused with a clear JSON error.
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{clip, AppError, ErrorCode, REASON_CHARS};
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -108,7 +108,10 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             AppError::bad_request(
                 ErrorCode::BadJson,
-                format!("The request body is not valid: {e}."),
+                format!(
+                    "The request body is not valid: {}.",
+                    clip(&e.to_string(), REASON_CHARS)
+                ),
             )
         })
     }

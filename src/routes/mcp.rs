@@ -7,8 +7,8 @@
 use super::frames::entries;
 use super::token_auth::ApiCaller;
 use super::AppState;
-use crate::error::AppError;
 use crate::error::ErrorCode;
+use crate::error::{clip, echo, AppError, REASON_CHARS};
 use crate::services::files::{self, file_op, Encoding};
 use crate::services::runs::RunRequest;
 use crate::services::tasks::{CreateRequest, ExecResult, OneShotRequest, Tenant};
@@ -220,8 +220,9 @@ impl Tools {
             other => Err(AppError::bad_request(
                 ErrorCode::UnknownTool,
                 format!(
-                    "There is no tool {other:?}: the tools are run_code, create_sandbox, \
-                     run_command, write_file, read_file, list_files and destroy_sandbox."
+                    "There is no tool {}: the tools are run_code, create_sandbox, \
+                     run_command, write_file, read_file, list_files and destroy_sandbox.",
+                    echo(other)
                 ),
             )),
         }
@@ -246,8 +247,12 @@ impl Tools {
 /// Arguments that do not fit the tool's schema are a tool error an agent
 /// can read and correct, not a protocol failure.
 fn parse<T: DeserializeOwned>(args: Value) -> Result<T, AppError> {
-    serde_json::from_value(args)
-        .map_err(|e| AppError::bad_request(ErrorCode::BadArguments, format!("Bad arguments: {e}.")))
+    serde_json::from_value(args).map_err(|e| {
+        AppError::bad_request(
+            ErrorCode::BadArguments,
+            format!("Bad arguments: {}.", clip(&e.to_string(), REASON_CHARS)),
+        )
+    })
 }
 
 /// A run's answer: the API's fields as structured content; the text gives

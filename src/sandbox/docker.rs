@@ -15,6 +15,8 @@ mod ids;
 mod link;
 mod manage;
 
+pub use create::GVISOR_HOST_PIDS_FACTOR;
+
 use ids::{readable_by_all, shifted_ids, user_ids};
 
 /// Where the agent is mounted inside every container.

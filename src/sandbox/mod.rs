@@ -19,7 +19,7 @@ mod wording;
 
 pub use backend::Backend;
 pub use deployment::{Ownership, LABEL_DEPLOYMENT};
-pub use docker::Sandboxes;
+pub use docker::{Sandboxes, GVISOR_HOST_PIDS_FACTOR};
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
 pub use wording::{exit_reason, shell_quote};
 

@@ -16,13 +16,66 @@ impl Counters {
                 ("/sys/fs/cgroup/memory.events", "oom_kill"),
                 ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
             ]),
-            pids_max_hits: first_of(&[
-                ("/sys/fs/cgroup/pids.events", "max"),
-                ("/sys/fs/cgroup/pids/pids.events", "max"),
-            ]),
+            pids_max_hits: first_of(&PIDS_EVENTS),
         }
     }
 }
+
+/// Whether the container's tasks stand at RLIMIT_NPROC (at 90% of it or
+/// more: a bomb's processes that met it exit and leave gaps, the leader was
+/// just reaped), where no cgroup counter says when the
+/// process limit was hit. That is gVisor: it counts a sandbox's tasks
+/// against RLIMIT_NPROC in its own kernel instead of the cgroup's pids
+/// limit, and keeps no `pids.events` (nor a `pids.current` that counts the
+/// jobs). A job that ends, or is stopped, while the count stands at the
+/// limit hit it. Under runc (`pids.events` present) this is always false.
+pub fn at_process_limit() -> bool {
+    static NO_COUNTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let no_counter = *NO_COUNTER.get_or_init(|| {
+        PIDS_EVENTS
+            .iter()
+            .all(|(path, _)| !std::path::Path::new(path).exists())
+    });
+    if !no_counter {
+        return false;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return false;
+    }
+    tasks().saturating_mul(10) >= lim.rlim_cur.saturating_mul(9)
+}
+
+/// The tasks (threads) of every process this container's /proc shows.
+fn tasks() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| {
+            std::fs::read_dir(e.path().join("task"))
+                .map(|t| t.count() as u64)
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
+const PIDS_EVENTS: [(&str, &str); 2] = [
+    ("/sys/fs/cgroup/pids.events", "max"),
+    ("/sys/fs/cgroup/pids/pids.events", "max"),
+];
 
 fn first_of(files: &[(&str, &str)]) -> u64 {
     files

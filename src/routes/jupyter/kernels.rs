@@ -6,7 +6,7 @@
 //! into each socket's outbox, bounded in bytes, never waiting for one; a
 //! socket whose client does not read past its budget is closed.
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{echo, AppError, ErrorCode};
 use crate::routes::outbox::Outbox;
 use crate::sessions::{AbortOnDrop, JobRecord, Session};
 use axum::http::StatusCode;
@@ -148,7 +148,10 @@ impl Kernel {
         if !matches!(channel, "shell" | "control" | "stdin") {
             return Err(AppError::bad_request(
                 ErrorCode::BadFrame,
-                format!("There is no channel {channel:?}: use shell, control or stdin."),
+                format!(
+                    "There is no channel {}: use shell, control or stdin.",
+                    echo(channel)
+                ),
             ));
         }
         let session = message["header"]["session"]
@@ -396,7 +399,7 @@ fn no_kernel(id: &str) -> AppError {
     AppError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::UnknownKernel,
-        format!("There is no kernel {id:?}."),
+        format!("There is no kernel {}.", echo(id)),
     )
 }
 

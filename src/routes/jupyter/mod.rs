@@ -18,7 +18,7 @@ pub use kernels::Gateway;
 use super::extract::JsonBody;
 use super::token_auth::tenant_of;
 use super::AppState;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{echo, AppError, ErrorCode};
 use crate::services::tasks::Tenant;
 use crate::services::ServiceError;
 use crate::sessions::Session;
@@ -120,8 +120,9 @@ async fn sandbox(
             ServiceError::BadTaskId => AppError::bad_request(
                 ErrorCode::BadTaskId,
                 format!(
-                    "KERNEL_USERNAME {task_id:?} cannot name a sandbox: a taskId is 1 to 63 \
-                     letters, digits, '-', '_' or '.', starting with a letter or digit."
+                    "KERNEL_USERNAME {} cannot name a sandbox: a taskId is 1 to 63 \
+                     letters, digits, '-', '_' or '.', starting with a letter or digit.",
+                    echo(task_id)
                 ),
             ),
             e => e.into(),

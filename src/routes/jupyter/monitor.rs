@@ -3,7 +3,7 @@
 
 use super::kernels::{Gateway, Kernel};
 use super::messages::to_wire;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{echo, AppError, ErrorCode};
 use crate::sessions::{JobRecord, Session, SessionEvent};
 use axum::http::StatusCode;
 use replbox_protocol::{JobId, KernelRequest};
@@ -35,7 +35,7 @@ pub(super) async fn start_job(
                     return Err(AppError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         ErrorCode::SpawnFailed,
-                        format!("The kernel {name:?} exited as it started."),
+                        format!("The kernel {} exited as it started.", echo(name)),
                     ))
                 }
                 Ok(SessionEvent::Expired) => {
@@ -46,7 +46,7 @@ pub(super) async fn start_job(
                     if !job.is_running() {
                         return Err(AppError::bad_request(
                             ErrorCode::SpawnFailed,
-                            format!("The kernel {name:?} did not start."),
+                            format!("The kernel {} did not start.", echo(name)),
                         ));
                     }
                 }
@@ -62,7 +62,10 @@ pub(super) async fn start_job(
             Err(AppError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::SandboxUnresponsive,
-                format!("The kernel {name:?} did not answer within {READY_TIMEOUT:?}."),
+                format!(
+                    "The kernel {} did not answer within {READY_TIMEOUT:?}.",
+                    echo(name)
+                ),
             ))
         }
     }

@@ -2,7 +2,7 @@
 //! image, in Jupyter's shape.
 
 use super::{default_task_id, sandbox, GatewayCaller};
-use crate::error::AppError;
+use crate::error::{echo, AppError};
 use crate::routes::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -81,7 +81,7 @@ pub(super) async fn kernelspec(
         .iter()
         .find(|s| s.name == name)
         .map(|s| Json(spec_json(s)))
-        .ok_or_else(|| AppError::not_found(format!("There is no kernelspec {name:?}.")))
+        .ok_or_else(|| AppError::not_found(format!("There is no kernelspec {}.", echo(&name))))
 }
 
 pub(super) async fn resource(
@@ -89,6 +89,8 @@ pub(super) async fn resource(
     Path((name, resource)): Path<(String, String)>,
 ) -> AppError {
     AppError::not_found(format!(
-        "The kernelspec {name:?} has no resource {resource:?} here."
+        "The kernelspec {} has no resource {} here.",
+        echo(&name),
+        echo(&resource)
     ))
 }

@@ -4,6 +4,7 @@
 //! server or an engine.
 
 use super::*;
+use crate::error::{clip, REASON_CHARS};
 use futures::{Sink, Stream};
 
 pub(super) async fn run_socket<S>(
@@ -129,7 +130,10 @@ pub(super) fn incoming(msg: Option<Result<Message, axum::Error>>, max: usize) ->
             }
             match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(frame) => Incoming::Frame(frame),
-                Err(e) => Incoming::Refuse(format!("That frame is not valid: {e}.")),
+                Err(e) => Incoming::Refuse(format!(
+                    "That frame is not valid: {}.",
+                    clip(&e.to_string(), REASON_CHARS)
+                )),
             }
         }
         Some(Ok(Message::Binary(data))) => {

@@ -6,6 +6,10 @@ use bollard::query_parameters::{AttachContainerOptions, CreateContainerOptions};
 use std::collections::HashMap;
 use tracing::warn;
 
+/// Under gVisor, the host's pids limit of a sandbox as a multiple of the
+/// limit its processes see (README, "Running with gVisor").
+pub const GVISOR_HOST_PIDS_FACTOR: i64 = 4;
+
 impl Sandboxes {
     /// The agent binary, read-only at its path in a container (a
     /// sandbox's or a claim helper's).
@@ -95,6 +99,7 @@ impl Sandboxes {
         let direct = self.new_direct_dir()?;
         let image = spec.image.clone().unwrap_or_else(|| c.image.clone());
         let memory = c.memory_mb * 1024 * 1024;
+        let gvisor = c.runtime.as_deref() == Some("runsc");
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push("REPLBOX_WORKSPACE=/workspace".into());
         let host = HostConfig {
@@ -142,12 +147,34 @@ impl Sandboxes {
             memory: Some(memory),
             memory_swap: Some(memory),
             nano_cpus: Some((c.cpus * 1e9) as i64),
-            pids_limit: Some(c.pids_limit),
-            ulimits: Some(vec![ResourcesUlimits {
-                name: Some("nofile".into()),
-                soft: Some(c.nofile),
-                hard: Some(c.nofile),
-            }]),
+            // Under gVisor the cgroup holds its kernel's host threads, about
+            // one per task inside and its own: with the tasks at their limit
+            // (RLIMIT_NPROC, below) the Go runtime could not make a thread
+            // and the whole sandbox died (exit 2) at 2 times the limit; 4
+            // times leaves it room and still bounds it on the host.
+            pids_limit: Some(if gvisor {
+                c.pids_limit.saturating_mul(GVISOR_HOST_PIDS_FACTOR)
+            } else {
+                c.pids_limit
+            }),
+            ulimits: Some(
+                std::iter::once(ResourcesUlimits {
+                    name: Some("nofile".into()),
+                    soft: Some(c.nofile),
+                    hard: Some(c.nofile),
+                })
+                // gVisor's kernel does not apply the pids limit to what runs
+                // inside (its cgroup's pids.max is `max`), but it counts each
+                // uid's tasks against RLIMIT_NPROC in its own kernel, one per
+                // sandbox: the same limit there. Not under runc, where the
+                // cgroup does it and the count would be the host's uid's.
+                .chain(gvisor.then(|| ResourcesUlimits {
+                    name: Some("nproc".into()),
+                    soft: Some(c.pids_limit),
+                    hard: Some(c.pids_limit),
+                }))
+                .collect(),
+            ),
             init: Some(false),
             runtime: self.config.runtime.clone(),
             log_config: Some(bollard::models::HostConfigLogConfig {

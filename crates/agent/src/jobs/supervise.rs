@@ -14,6 +14,10 @@ use tokio::sync::mpsc;
 /// processes that left its group).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(300);
 
+/// How often a running job's container is checked for standing at
+/// RLIMIT_NPROC (a file read; only where that limit is set).
+const PROCESS_LIMIT_PROBE: Duration = Duration::from_millis(100);
+
 pub(super) async fn supervise(
     id: JobId,
     workspace: &std::path::Path,
@@ -65,6 +69,10 @@ pub(super) async fn supervise(
     let mut reaped: Option<Reaped> = None;
     let mut drain_until: Option<tokio::time::Instant> = None;
     let mut outputs_open = true;
+    // Sampled where no cgroup counter says it (gVisor): at the limit when
+    // the leader exits, at the time limit, or at any tick in between.
+    let mut at_limit = false;
+    let mut probe = tokio::time::interval(PROCESS_LIMIT_PROBE);
 
     loop {
         if reaped.is_some() && !outputs_open {
@@ -88,6 +96,7 @@ pub(super) async fn supervise(
                 None => outputs_open = false,
             },
             r = &mut exit, if reaped.is_none() => {
+                at_limit |= crate::cgroup::at_process_limit();
                 // The leader is gone: end what is left of its group.
                 kill_group(pid, libc::SIGKILL);
                 reaped = Some(r.unwrap_or_else(|_| Reaped::unknown()));
@@ -95,7 +104,11 @@ pub(super) async fn supervise(
             }
             _ = sleep_until(deadline), if reaped.is_none() && !timed_out && deadline.is_some() => {
                 timed_out = true;
+                at_limit |= crate::cgroup::at_process_limit();
                 kill_group(pid, libc::SIGKILL);
+            }
+            _ = probe.tick(), if reaped.is_none() && !at_limit => {
+                at_limit = crate::cgroup::at_process_limit();
             }
             _ = sleep_until(drain_until), if drain_until.is_some() => break,
         }
@@ -125,7 +138,7 @@ pub(super) async fn supervise(
         truncated,
         output_bytes: written,
         oom_killed: counters_after.oom_kills > counters_before.oom_kills,
-        pids_limited: counters_after.pids_max_hits > counters_before.pids_max_hits,
+        pids_limited: at_limit || counters_after.pids_max_hits > counters_before.pids_max_hits,
         workspace_full: crate::cgroup::workspace_full(workspace),
     }
 }
