@@ -23,6 +23,14 @@ pub struct SandboxRow {
     pub workspace_volume: Option<String>,
 }
 
+/// Who holds a sandbox's lease, where it serves, until when (unix ms).
+#[derive(Debug, Clone, sqlx::FromRow, PartialEq)]
+pub struct Lease {
+    pub replica: String,
+    pub addr: String,
+    pub expires_at: i64,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -101,6 +109,132 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// One sandbox's record, as the store has it now.
+    pub async fn get(&self, owner: &str) -> Result<Option<SandboxRow>, sqlx::Error> {
+        sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes WHERE owner = ?")
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records whose lease is free or lapsed at `now_ms`: no live replica
+    /// acts on them.
+    pub async fn unleased(&self, now_ms: i64) -> Result<Vec<SandboxRow>, sqlx::Error> {
+        sqlx::query_as::<_, SandboxRow>(
+            "SELECT s.* FROM sandboxes s LEFT JOIN leases l ON l.sandbox = s.owner
+             WHERE l.sandbox IS NULL OR l.expires_at <= ?",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Takes `sandbox`'s lease for `replica` until `until_ms` when it is
+    /// free, lapsed at `now_ms` or already ours (one statement: two
+    /// replicas never both get it). The holder after the attempt.
+    pub async fn take_lease(
+        &self,
+        sandbox: &str,
+        replica: &str,
+        addr: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Lease, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO leases (sandbox, replica, addr, expires_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(sandbox) DO UPDATE SET replica = excluded.replica,
+                addr = excluded.addr, expires_at = excluded.expires_at
+             WHERE leases.replica = excluded.replica OR leases.expires_at <= ?",
+        )
+        .bind(sandbox)
+        .bind(replica)
+        .bind(addr)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        self.lease(sandbox).await.map(|l| {
+            l.unwrap_or(Lease {
+                replica: String::new(),
+                addr: String::new(),
+                expires_at: 0,
+            })
+        })
+    }
+
+    /// Who holds `sandbox`'s lease (lapsed or not).
+    pub async fn lease(&self, sandbox: &str) -> Result<Option<Lease>, sqlx::Error> {
+        sqlx::query_as::<_, Lease>("SELECT replica, addr, expires_at FROM leases WHERE sandbox = ?")
+            .bind(sandbox)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Renews every lease `replica` still holds, and its heartbeat, until
+    /// `until_ms`; the sandboxes whose leases it still holds (one taken
+    /// over after it lapsed is not among them).
+    pub async fn renew_leases(
+        &self,
+        replica: &str,
+        addr: &str,
+        until_ms: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO replicas (id, addr, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET addr = excluded.addr, expires_at = excluded.expires_at",
+        )
+        .bind(replica)
+        .bind(addr)
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar::<_, String>(
+            "UPDATE leases SET expires_at = ?, addr = ? WHERE replica = ? RETURNING sandbox",
+        )
+        .bind(until_ms)
+        .bind(addr)
+        .bind(replica)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Gives `sandbox`'s lease back, if `replica` holds it.
+    pub async fn release_lease(&self, sandbox: &str, replica: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM leases WHERE sandbox = ? AND replica = ?")
+            .bind(sandbox)
+            .bind(replica)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back every lease of `replica` and its heartbeat (a graceful
+    /// shutdown: the others take its sandboxes at once).
+    pub async fn release_replica(&self, replica: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM leases WHERE replica = ?")
+            .bind(replica)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM replicas WHERE id = ?")
+            .bind(replica)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Other replicas whose heartbeat has not lapsed at `now_ms`.
+    pub async fn other_live_replicas(
+        &self,
+        replica: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar::<_, String>("SELECT id FROM replicas WHERE id <> ? AND expires_at > ?")
+            .bind(replica)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
     }
 
     pub async fn delete(&self, owner: &str) -> Result<(), sqlx::Error> {
