@@ -174,6 +174,11 @@ async fn two_replicas_behind_haproxy_share_sandboxes_and_survive_a_kill() {
         };
         // One after the other: the second sees the first's heartbeat.
         let (a, server_a) = replica(pa);
+        eventually(20, "the first replica serving", || async {
+            let r = reqwest::get(server_a.url("/healthz")).await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
         let (b, server_b) = replica(pb);
         let mut replicas = vec![Some(a), Some(b)];
         let _haproxy = Haproxy::start(ph, &[pa, pb]);

@@ -79,10 +79,25 @@ async fn route(state: AppState, owner: Option<String>, req: Request, next: Next)
                 return AppError::sandbox_moving(until_ms).into_response();
             }
             debug!(%owner, %addr, "forwarding to the replica that holds the sandbox");
-            match forward(&state, &addr, req).await {
-                Ok(resp) => resp,
+            let stream = match connect(&addr).await {
+                Ok(stream) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    // Nothing listens there: the holder is gone.
+                    return match registry_take(&state, &owner, &addr, until_ms).await {
+                        Ok(true) => next.run(req).await,
+                        Ok(false) => AppError::sandbox_moving(until_ms).into_response(),
+                        Err(e) => e.into_response(),
+                    };
+                }
                 Err(e) => {
                     warn!(%owner, %addr, error = %e, "cannot reach the replica that holds the sandbox");
+                    return AppError::sandbox_moving(until_ms).into_response();
+                }
+            };
+            match forward(&state, stream, req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    warn!(%owner, %addr, error = %e, "forwarding to the replica that holds the sandbox failed");
                     AppError::sandbox_moving(until_ms).into_response()
                 }
             }
@@ -101,9 +116,34 @@ fn hop_by_hop(name: &HeaderName, upgrade: bool) -> bool {
     ) || (!upgrade && matches!(n, "connection" | "upgrade"))
 }
 
+async fn registry_take(
+    state: &AppState,
+    owner: &str,
+    addr: &str,
+    until_ms: i64,
+) -> Result<bool, AppError> {
+    Ok(state
+        .services
+        .registry
+        .take_from_gone(owner, addr, until_ms)
+        .await?)
+}
+
+/// A connection to the holder, within 5 s.
+async fn connect(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 async fn forward(
     state: &AppState,
-    addr: &str,
+    stream: tokio::net::TcpStream,
     mut req: Request,
 ) -> Result<Response, Box<dyn std::error::Error + Send + Sync>> {
     let upgrade = req.headers().contains_key(header::UPGRADE);
@@ -112,12 +152,6 @@ async fn forward(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let stream = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await??;
-    stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     state.sockets.spawn(async move {
         if let Err(e) = conn.with_upgrades().await {

@@ -135,6 +135,30 @@ impl Registry {
         Ok(Holder::Here)
     }
 
+    /// The holder at `addr` (lease until `until_ms`) refused a connection:
+    /// nothing listens at its address, so it is gone (a live replica always
+    /// does) and its lease is taken now rather than after it lapses, unless
+    /// it changed meanwhile. Whether this replica holds it now.
+    pub async fn take_from_gone(
+        &self,
+        owner: &str,
+        addr: &str,
+        until_ms: i64,
+    ) -> Result<bool, SessionError> {
+        let (id, mine) = self.shared.replica();
+        let until = now_ms() + self.shared.lease_ms();
+        let taken = self
+            .shared
+            .store
+            .take_lease_from(owner, (addr, until_ms), id, mine, until)
+            .await?;
+        if taken {
+            warn!(%owner, gone = %addr, "took a sandbox over from a replica that no longer listens");
+            self.reload(owner).await?;
+        }
+        Ok(taken)
+    }
+
     /// After taking `owner`'s lease: the session as the store has it.
     async fn reload(&self, owner: &str) -> Result<(), SessionError> {
         let row = self.shared.store.get(owner).await?;

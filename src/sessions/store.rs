@@ -51,7 +51,21 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        // Replicas starting together run the same migrations: the loser of
+        // a race finds the version recorded (a unique key) and tries again,
+        // when the applied ones are skipped.
+        let mut tries = 0;
+        loop {
+            match sqlx::migrate!("./migrations").run(&pool).await {
+                Ok(()) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::info!(error = %e, "migrations raced another replica's; again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Self { pool })
     }
 
@@ -162,6 +176,32 @@ impl Store {
                 expires_at: 0,
             })
         })
+    }
+
+    /// Takes `sandbox`'s lease from the holder serving at `addr` whose
+    /// lease runs to `expires_at` (as just read), if it is still that one's:
+    /// whether it was taken.
+    pub async fn take_lease_from(
+        &self,
+        sandbox: &str,
+        from: (&str, i64),
+        replica: &str,
+        addr: &str,
+        until_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE leases SET replica = ?, addr = ?, expires_at = ?
+             WHERE sandbox = ? AND addr = ? AND expires_at = ?",
+        )
+        .bind(replica)
+        .bind(addr)
+        .bind(until_ms)
+        .bind(sandbox)
+        .bind(from.0)
+        .bind(from.1)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Who holds `sandbox`'s lease (lapsed or not).
