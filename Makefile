@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test unit bench docker image agent frontend browser pydeps haproxy check clean-test-sandboxes gvisor test-gvisor
+.PHONY: run test unit bench docker image agent frontend browser pydeps haproxy check clean-test-sandboxes gvisor test-gvisor postgres
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -12,7 +12,7 @@ run: docker agent image frontend
 	@echo "==> serving on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@./target/release/replbox
 
-test: docker agent image frontend browser pydeps haproxy
+test: docker postgres agent image frontend browser pydeps haproxy
 	@echo "==> test: unit, integration and browser tests against the Docker engine"
 	@$(CARGO) test --workspace --quiet --no-fail-fast -- --test-threads=4 ; status=$$?; \
 	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
@@ -25,6 +25,12 @@ bench: docker agent image frontend browser pydeps
 
 docker:
 	@./scripts/ensure-docker.sh
+
+# PostgreSQL for the tests (every store test runs on SQLite and on it) and
+# for several servers on one store: Debian's postgresql, a cluster of our
+# own on 127.0.0.1:55432; prints the REPLBOX_DATABASE_URL to use.
+postgres:
+	@./scripts/ensure-postgres.sh
 
 # gVisor: runsc built from its Go module into ~/.cache/replbox (not the
 # repository) and registered with our engine by SIGHUP (no restart).

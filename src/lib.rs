@@ -6,6 +6,7 @@
 
 pub mod classroom;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod exercises;
 pub mod limits;
@@ -26,12 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_sessions_sqlx_store::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the data store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("cannot open the data store: {0}")]
+    Db(#[from] db::DbError),
     #[error("cannot reach the container engine: {0}")]
     Engine(#[from] sandbox::SandboxError),
     #[error("configuration: {0}")]
@@ -64,9 +66,10 @@ pub async fn serve(
     tracing::info!(replica = ?config.replica_id, advertised = ?config.advertise_addr, "this replica");
     let config = Arc::new(config);
     let languages = Arc::new(config.language_table().map_err(ServeError::Config)?);
-    let store = Store::open(&config.data_dir).await?;
-    let session_store = SqliteStore::new(store.pool().clone());
-    session_store.migrate().await?;
+    let db = db::Db::open(&config.data_dir, config.database_url.as_deref()).await?;
+    tracing::info!(backend = db.backend(), "store open");
+    let store = Store::new(db.clone());
+    let session_store = db.cookie_store().await?;
     let sandboxes = Sandboxes::new(config.sandbox.clone()).map_err(|e| match e {
         sandbox::SandboxError::Config(m) => ServeError::Config(m),
         e => e.into(),
@@ -112,8 +115,7 @@ pub async fn serve(
             Err(e) => tracing::warn!("exercises: {e}"),
         }
     }
-    let classroom =
-        classroom::Classroom::with_hashers(store.pool().clone(), config.password_hashers());
+    let classroom = classroom::Classroom::with_hashers(db.clone(), config.password_hashers());
     match classroom.lengthen_short_codes().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

@@ -71,8 +71,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     line.trim_end_matches(['\n', '\r']).to_string()
                 }
             };
-            let store = replbox::sessions::Store::open(&cli.config.data_dir).await?;
-            let classroom = replbox::classroom::Classroom::new(store.pool().clone());
+            let db =
+                replbox::db::Db::open(&cli.config.data_dir, cli.config.database_url.as_deref())
+                    .await?;
+            let classroom = replbox::classroom::Classroom::new(db);
             match classroom.add_teacher(&name, &password).await {
                 Ok(_) => {
                     println!("teacher {name:?} added");

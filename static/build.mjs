@@ -6,8 +6,10 @@ import fs from "node:fs";
 import path from "node:path";
 
 const pages = ["ide", "notebook"];
+// boot.js: the IDE's first script, with no imports (it opens the socket).
+const entries = [...pages, "boot"];
 const result = await esbuild.build({
-  entryPoints: Object.fromEntries(pages.map((p) => [p, `src/${p}.js`])),
+  entryPoints: Object.fromEntries(entries.map((p) => [p, `src/${p}.js`])),
   bundle: true,
   splitting: true,
   chunkNames: "chunks/[name]-[hash]",

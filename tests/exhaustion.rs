@@ -56,7 +56,7 @@ async fn class_server(dir: &tempfile::TempDir, tweak: impl FnOnce(&mut Config)) 
     config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     tweak(&mut config);
     let store = replbox::sessions::Store::open(dir.path()).await.unwrap();
-    replbox::classroom::Classroom::new(store.pool().clone())
+    replbox::classroom::Classroom::new(store.db().clone())
         .add_teacher("Ms Hopper", "compilers-rule")
         .await
         .unwrap();
@@ -1094,12 +1094,12 @@ async fn expired_cookie_sessions_are_purged() {
         server.stop().await;
         let store = replbox::sessions::Store::open(dir.path()).await.unwrap();
         sqlx::query("UPDATE tower_sessions SET expiry_date = 0")
-            .execute(store.pool())
+            .execute(store.db().sqlite().unwrap())
             .await
             .unwrap();
         let count = || async {
             let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tower_sessions")
-                .fetch_one(store.pool())
+                .fetch_one(store.db().sqlite().unwrap())
                 .await
                 .unwrap();
             n

@@ -270,7 +270,7 @@ async fn sandboxes_named_before_namespacing_keep_their_files_and_container() {
                 })
                 .await
                 .unwrap();
-            store.pool().close().await;
+            store.db().close().await;
         }
 
         let server = TestServer::start(config.clone()).await;

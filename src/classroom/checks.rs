@@ -3,6 +3,7 @@
 
 use super::{new_id, now, CheckRow, Classroom, ClassroomError, Standing, Student};
 use crate::exercises::grade::Report;
+use crate::on_db;
 use base64::Engine as _;
 use std::collections::BTreeMap;
 
@@ -17,30 +18,41 @@ impl Classroom {
     ) -> Result<String, ClassroomError> {
         let id = new_id();
         let files = stored_files(files);
-        sqlx::query("INSERT INTO checks (id, student_id, exercise, score, max_score, report, files, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        let (score, max_score) = (i64::from(report.score), i64::from(report.max_score));
+        let report = serde_json::to_string(report).unwrap_or_default();
+        let files = serde_json::to_string(&files).unwrap_or_default();
+        on_db!(&self.db, p => {
+            // `seq`: one more than the largest, the order checks were made
+            // in (two made at once on PostgreSQL may share one: they are
+            // then equally new).
+            sqlx::query(
+                "INSERT INTO checks (id, student_id, exercise, score, max_score, report, files, created_at, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checks))",
+            )
             .bind(&id)
             .bind(student_id)
             .bind(exercise)
-            .bind(i64::from(report.score))
-            .bind(i64::from(report.max_score))
-            .bind(serde_json::to_string(report).unwrap_or_default())
-            .bind(serde_json::to_string(&files).unwrap_or_default())
+            .bind(score)
+            .bind(max_score)
+            .bind(&report)
+            .bind(&files)
             .bind(now())
-            .execute(&self.pool)
+            .execute(p)
             .await?;
-        // Only the newest checks of a student on an exercise keep files.
-        sqlx::query(
-            "UPDATE checks SET files = '{}' WHERE student_id = ? AND exercise = ? AND files <> '{}'
-             AND id NOT IN (SELECT id FROM checks WHERE student_id = ? AND exercise = ?
-                            ORDER BY created_at DESC, rowid DESC LIMIT ?)",
-        )
-        .bind(student_id)
-        .bind(exercise)
-        .bind(student_id)
-        .bind(exercise)
-        .bind(CHECK_FILES_KEPT as i64)
-        .execute(&self.pool)
-        .await?;
+            // Only the newest checks of a student on an exercise keep files.
+            sqlx::query(
+                "UPDATE checks SET files = '{}' WHERE student_id = $1 AND exercise = $2 AND files <> '{}'
+                 AND id NOT IN (SELECT id FROM checks WHERE student_id = $3 AND exercise = $4
+                                ORDER BY created_at DESC, seq DESC LIMIT $5)",
+            )
+            .bind(student_id)
+            .bind(exercise)
+            .bind(student_id)
+            .bind(exercise)
+            .bind(CHECK_FILES_KEPT as i64)
+            .execute(p)
+            .await?;
+        });
         Ok(id)
     }
 
@@ -49,12 +61,14 @@ impl Classroom {
         &self,
         student_id: &str,
     ) -> Result<BTreeMap<String, (i64, i64)>, ClassroomError> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT exercise, MAX(score), COUNT(*) FROM checks WHERE student_id = ? GROUP BY exercise",
-        )
-        .bind(student_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, i64, i64)> = on_db!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT exercise, MAX(score), COUNT(*) FROM checks WHERE student_id = $1 GROUP BY exercise",
+            )
+            .bind(student_id)
+            .fetch_all(p)
+            .await
+        })?;
         Ok(rows
             .into_iter()
             .map(|(e, best, n)| (e, (best, n)))
@@ -67,29 +81,35 @@ impl Classroom {
         class_id: &str,
         exercise: &str,
     ) -> Result<Vec<Standing>, ClassroomError> {
-        Ok(sqlx::query_as(
-            "SELECT s.id AS student_id, s.display_name,
-                    MAX(c.score) AS best_score, MAX(c.max_score) AS max_score,
-                    COUNT(c.id) AS attempts, MAX(c.created_at) AS last_check,
-                    (SELECT c2.id FROM checks c2 WHERE c2.student_id = s.id AND c2.exercise = ?
-                     ORDER BY c2.created_at DESC, c2.rowid DESC LIMIT 1) AS last_check_id
-             FROM students s LEFT JOIN checks c ON c.student_id = s.id AND c.exercise = ?
-             WHERE s.class_id = ?
-             GROUP BY s.id, s.display_name
-             ORDER BY best_score IS NULL, best_score DESC, s.display_name",
-        )
-        .bind(exercise)
-        .bind(exercise)
-        .bind(class_id)
-        .fetch_all(&self.pool)
-        .await?)
+        // The ORDER BY repeats MAX(c.score): PostgreSQL takes an output
+        // column's name only on its own, not inside an expression.
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT s.id AS student_id, s.display_name,
+                        MAX(c.score) AS best_score, MAX(c.max_score) AS max_score,
+                        COUNT(c.id) AS attempts, MAX(c.created_at) AS last_check,
+                        (SELECT c2.id FROM checks c2 WHERE c2.student_id = s.id AND c2.exercise = $1
+                         ORDER BY c2.created_at DESC, c2.seq DESC LIMIT 1) AS last_check_id
+                 FROM students s LEFT JOIN checks c ON c.student_id = s.id AND c.exercise = $2
+                 WHERE s.class_id = $3
+                 GROUP BY s.id, s.display_name
+                 ORDER BY MAX(c.score) IS NULL, MAX(c.score) DESC, s.display_name",
+            )
+            .bind(exercise)
+            .bind(exercise)
+            .bind(class_id)
+            .fetch_all(p)
+            .await
+        })?)
     }
 
     pub async fn check(&self, id: &str) -> Result<Option<CheckRow>, ClassroomError> {
-        Ok(sqlx::query_as("SELECT * FROM checks WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as("SELECT * FROM checks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await
+        })?)
     }
 
     /// A check and the student who made it.

@@ -2,6 +2,7 @@
 
 use super::codes::{new_code, CLASS_CODE_LEN};
 use super::{new_id, now, Assigned, Class, Classroom, ClassroomError};
+use crate::on_db;
 
 impl Classroom {
     /// Gives every class whose code is shorter than `CLASS_CODE_LEN` (made
@@ -9,17 +10,22 @@ impl Classroom {
     /// teacher sees it on the dashboard, and students already in the class
     /// stay in it. Returns how many codes changed.
     pub async fn lengthen_short_codes(&self) -> Result<usize, ClassroomError> {
-        let short: Vec<(String,)> = sqlx::query_as("SELECT id FROM classes WHERE length(code) < ?")
-            .bind(CLASS_CODE_LEN as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let short: Vec<(String,)> = on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id FROM classes WHERE length(code) < $1")
+                .bind(CLASS_CODE_LEN as i64)
+                .fetch_all(p)
+                .await
+        })?;
         for (id,) in &short {
             // A clash with another code (60 bits) is left for the next start.
-            let _ = sqlx::query("UPDATE classes SET code = ? WHERE id = ?")
-                .bind(new_code())
-                .bind(id)
-                .execute(&self.pool)
-                .await;
+            let _ = on_db!(&self.db, p => {
+                sqlx::query("UPDATE classes SET code = $1 WHERE id = $2")
+                    .bind(new_code())
+                    .bind(id)
+                    .execute(p)
+                    .await
+                    .map(|_| ())
+            });
         }
         Ok(short.len())
     }
@@ -30,11 +36,14 @@ impl Classroom {
         // A clash with another class's code (60 bits) is tried again.
         for _ in 0..5 {
             let code = new_code();
-            let r = sqlx::query("UPDATE classes SET code = ? WHERE id = ?")
-                .bind(&code)
-                .bind(class_id)
-                .execute(&self.pool)
-                .await;
+            let r = on_db!(&self.db, p => {
+                sqlx::query("UPDATE classes SET code = $1 WHERE id = $2")
+                    .bind(&code)
+                    .bind(class_id)
+                    .execute(p)
+                    .await
+                    .map(|_| ())
+            });
             match r {
                 Ok(_) => return Ok(code),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
@@ -59,14 +68,17 @@ impl Classroom {
                 name: name.trim().to_string(),
                 code: new_code(),
             };
-            let r = sqlx::query("INSERT INTO classes (id, teacher_id, name, code, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&class.id)
-                .bind(&class.teacher_id)
-                .bind(&class.name)
-                .bind(&class.code)
-                .bind(now())
-                .execute(&self.pool)
-                .await;
+            let r = on_db!(&self.db, p => {
+                sqlx::query("INSERT INTO classes (id, teacher_id, name, code, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&class.id)
+                    .bind(&class.teacher_id)
+                    .bind(&class.name)
+                    .bind(&class.code)
+                    .bind(now())
+                    .execute(p)
+                    .await
+                    .map(|_| ())
+            });
             match r {
                 Ok(_) => return Ok(class),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
@@ -79,58 +91,67 @@ impl Classroom {
     }
 
     pub async fn classes_of(&self, teacher_id: &str) -> Result<Vec<Class>, ClassroomError> {
-        Ok(sqlx::query_as("SELECT id, teacher_id, name, code FROM classes WHERE teacher_id = ? ORDER BY created_at")
-            .bind(teacher_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id, teacher_id, name, code FROM classes WHERE teacher_id = $1 ORDER BY created_at")
+                .bind(teacher_id)
+                .fetch_all(p)
+                .await
+        })?)
     }
 
     pub async fn class(&self, id: &str) -> Result<Option<Class>, ClassroomError> {
-        Ok(
-            sqlx::query_as("SELECT id, teacher_id, name, code FROM classes WHERE id = ?")
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id, teacher_id, name, code FROM classes WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(p)
+                .await
+        })?)
     }
 
     /// The exercises the class sees.
     pub async fn assigned(&self, class_id: &str) -> Result<Assigned, ClassroomError> {
-        let chosen: Option<(i64,)> =
-            sqlx::query_as("SELECT exercises_chosen FROM classes WHERE id = ?")
+        let chosen: Option<(i64,)> = on_db!(&self.db, p => {
+            sqlx::query_as("SELECT exercises_chosen FROM classes WHERE id = $1")
                 .bind(class_id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await
+        })?;
         if chosen.is_none_or(|(c,)| c == 0) {
             return Ok(Assigned::All);
         }
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT exercise FROM class_exercises WHERE class_id = ?")
+        let rows: Vec<(String,)> = on_db!(&self.db, p => {
+            sqlx::query_as("SELECT exercise FROM class_exercises WHERE class_id = $1")
                 .bind(class_id)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(p)
+                .await
+        })?;
         Ok(Assigned::Only(rows.into_iter().map(|(x,)| x).collect()))
     }
 
     /// Sets the exercises the class sees (none at all is a choice too).
     pub async fn assign(&self, class_id: &str, exercises: &[String]) -> Result<(), ClassroomError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE classes SET exercises_chosen = 1 WHERE id = ?")
-            .bind(class_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM class_exercises WHERE class_id = ?")
-            .bind(class_id)
-            .execute(&mut *tx)
-            .await?;
-        for x in exercises {
-            sqlx::query("INSERT OR IGNORE INTO class_exercises (class_id, exercise) VALUES (?, ?)")
+        on_db!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE classes SET exercises_chosen = 1 WHERE id = $1")
+                .bind(class_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM class_exercises WHERE class_id = $1")
+                .bind(class_id)
+                .execute(&mut *tx)
+                .await?;
+            for x in exercises {
+                sqlx::query(
+                    "INSERT INTO class_exercises (class_id, exercise) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                )
                 .bind(class_id)
                 .bind(x)
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 }

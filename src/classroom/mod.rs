@@ -14,10 +14,10 @@ mod codes;
 mod students;
 mod teachers;
 
+use crate::db::Db;
 pub use checks::{standings_csv, CHECK_FILES_KEPT, CHECK_STORED_BYTES};
 pub use codes::CLASS_CODE_LEN;
 use serde::Serialize;
-use sqlx::SqlitePool;
 #[derive(Debug, thiserror::Error)]
 pub enum ClassroomError {
     #[error("a teacher named {0:?} exists already")]
@@ -59,7 +59,7 @@ impl Assigned {
 
 #[derive(Clone)]
 pub struct Classroom {
-    pool: SqlitePool,
+    db: Db,
     /// Password hashes computed at once at most (each on a blocking
     /// thread, never on the async workers).
     hashers: std::sync::Arc<tokio::sync::Semaphore>,
@@ -130,14 +130,14 @@ pub struct Joined {
 
 impl Classroom {
     /// With one password hash at a time.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self::with_hashers(pool, 1)
+    pub fn new(db: Db) -> Self {
+        Self::with_hashers(db, 1)
     }
 
     /// With at most `hashers` password hashes at once.
-    pub fn with_hashers(pool: SqlitePool, hashers: usize) -> Self {
+    pub fn with_hashers(db: Db, hashers: usize) -> Self {
         Self {
-            pool,
+            db,
             hashers: std::sync::Arc::new(tokio::sync::Semaphore::new(hashers.max(1))),
         }
     }

@@ -3,6 +3,7 @@
 
 use super::codes::{new_recovery_code, normalize_code, recovery_hash};
 use super::{new_id, now, Classroom, ClassroomError, Joined, Student};
+use crate::on_db;
 fn valid_display_name(name: &str) -> Result<&str, ClassroomError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
@@ -29,10 +30,12 @@ impl Classroom {
             });
         }
         let name = valid_display_name(display_name)?;
-        let class: Option<(String,)> = sqlx::query_as("SELECT id FROM classes WHERE code = ?")
-            .bind(normalize_code(code))
-            .fetch_optional(&self.pool)
-            .await?;
+        let class: Option<(String,)> = on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id FROM classes WHERE code = $1")
+                .bind(normalize_code(code))
+                .fetch_optional(p)
+                .await
+        })?;
         let (class_id,) = class.ok_or(ClassroomError::NoSuchClass)?;
         let student = Student {
             id: new_id(),
@@ -41,15 +44,18 @@ impl Classroom {
             owner: owner.to_string(),
         };
         let recovery_code = new_recovery_code();
-        let r = sqlx::query("INSERT INTO students (id, class_id, display_name, owner, created_at, recovery_hash) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&student.id)
-            .bind(&student.class_id)
-            .bind(&student.display_name)
-            .bind(&student.owner)
-            .bind(now())
-            .bind(recovery_hash(&recovery_code))
-            .execute(&self.pool)
-            .await;
+        let r = on_db!(&self.db, p => {
+            sqlx::query("INSERT INTO students (id, class_id, display_name, owner, created_at, recovery_hash) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&student.id)
+                .bind(&student.class_id)
+                .bind(&student.display_name)
+                .bind(&student.owner)
+                .bind(now())
+                .bind(recovery_hash(&recovery_code))
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
         match r {
             Ok(_) => Ok(Joined {
                 student,
@@ -68,12 +74,14 @@ impl Classroom {
         if self.student_by_owner(owner).await?.is_some() {
             return Err(ClassroomError::AlreadyJoined);
         }
-        sqlx::query_as(
-            "SELECT id, class_id, display_name, owner FROM students WHERE recovery_hash = ?",
-        )
-        .bind(recovery_hash(code))
-        .fetch_optional(&self.pool)
-        .await?
+        on_db!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT id, class_id, display_name, owner FROM students WHERE recovery_hash = $1",
+            )
+            .bind(recovery_hash(code))
+            .fetch_optional(p)
+            .await
+        })?
         .ok_or(ClassroomError::BadRecoveryCode)
     }
 
@@ -85,14 +93,17 @@ impl Classroom {
         name: &str,
     ) -> Result<Student, ClassroomError> {
         let name = valid_display_name(name)?;
-        let r = sqlx::query("UPDATE students SET display_name = ? WHERE id = ? AND class_id = ?")
-            .bind(name)
-            .bind(student_id)
-            .bind(class_id)
-            .execute(&self.pool)
-            .await;
+        let r = on_db!(&self.db, p => {
+            sqlx::query("UPDATE students SET display_name = $1 WHERE id = $2 AND class_id = $3")
+                .bind(name)
+                .bind(student_id)
+                .bind(class_id)
+                .execute(p)
+                .await
+                .map(|done| done.rows_affected())
+        });
         match r {
-            Ok(done) if done.rows_affected() == 0 => Err(ClassroomError::NoSuchStudent),
+            Ok(0) => Err(ClassroomError::NoSuchStudent),
             Ok(_) => self
                 .student(student_id)
                 .await?
@@ -117,36 +128,36 @@ impl Classroom {
             .await?
             .filter(|s| s.class_id == class_id)
             .ok_or(ClassroomError::NoSuchStudent)?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM checks WHERE student_id = ?")
-            .bind(student_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM students WHERE id = ?")
-            .bind(student_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        on_db!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM checks WHERE student_id = $1")
+                .bind(student_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM students WHERE id = $1")
+                .bind(student_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(student)
     }
 
     pub async fn student_by_owner(&self, owner: &str) -> Result<Option<Student>, ClassroomError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT id, class_id, display_name, owner FROM students WHERE owner = ?",
-            )
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await?,
-        )
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id, class_id, display_name, owner FROM students WHERE owner = $1")
+                .bind(owner)
+                .fetch_optional(p)
+                .await
+        })?)
     }
 
     pub async fn student(&self, id: &str) -> Result<Option<Student>, ClassroomError> {
-        Ok(
-            sqlx::query_as("SELECT id, class_id, display_name, owner FROM students WHERE id = ?")
+        Ok(on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id, class_id, display_name, owner FROM students WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(p)
+                .await
+        })?)
     }
 }

@@ -2,6 +2,7 @@
 //! once.
 
 use super::{new_id, now, Classroom, ClassroomError};
+use crate::on_db;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -46,15 +47,18 @@ impl Classroom {
             .await?
             .map_err(|e| ClassroomError::Invalid(e.to_string()))?;
         let id = new_id();
-        let r = sqlx::query(
-            "INSERT INTO teachers (id, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(name.trim())
-        .bind(&hash)
-        .bind(now())
-        .execute(&self.pool)
-        .await;
+        let r = on_db!(&self.db, p => {
+            sqlx::query(
+                "INSERT INTO teachers (id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(name.trim())
+            .bind(&hash)
+            .bind(now())
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
         match r {
             Ok(_) => Ok(id),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -66,11 +70,12 @@ impl Classroom {
 
     /// The teacher's id when the password is right.
     pub async fn login(&self, name: &str, password: &str) -> Result<String, ClassroomError> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT id, password_hash FROM teachers WHERE name = ?")
+        let row: Option<(String, String)> = on_db!(&self.db, p => {
+            sqlx::query_as("SELECT id, password_hash FROM teachers WHERE name = $1")
                 .bind(name.trim())
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await
+        })?;
         // Hash something even for an unknown name, so timing says nothing.
         let (id, hash) = row.unwrap_or_else(|| {
             (

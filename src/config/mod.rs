@@ -25,6 +25,12 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
+    /// The store's database: `postgres://user:password@host:port/db` for
+    /// PostgreSQL (several servers share it); unset, SQLite in the data
+    /// dir (`replbox.db`). The cookie sessions live in it too.
+    #[arg(long, env = "REPLBOX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Seconds without user input before a sandbox expires.
     #[arg(long, env = "REPLBOX_IDLE_TTL_SECS", default_value_t = 30 * 60)]
     pub idle_ttl_secs: u64,

@@ -21,6 +21,7 @@ pub mod token_auth;
 pub mod ws;
 
 use crate::config::Config;
+use crate::db::CookieStore;
 use crate::metrics::Metrics;
 use crate::services::Services;
 use axum::Router;
@@ -29,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -60,7 +60,7 @@ pub fn new_session_limiter(per_minute: u32) -> Arc<NewSessionLimiter> {
     Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(n)))
 }
 
-pub fn router(state: AppState, session_store: SqliteStore) -> Router {
+pub fn router(state: AppState, session_store: CookieStore) -> Router {
     let sessions = SessionManagerLayer::new(session_store)
         .with_name("replbox_session")
         .with_http_only(true)

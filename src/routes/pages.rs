@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Template)]
 #[template(path = "ide.html")]
 pub struct IdePage {
+    /// The first script: opens the socket while `js` loads (boot.js).
+    pub boot: String,
     pub js: String,
     pub css: String,
     pub built: bool,
@@ -41,6 +43,7 @@ pub struct ExerciseView {
 impl IdePage {
     pub fn new(exercise: Option<ExerciseView>) -> Self {
         IdePage {
+            boot: format!("/assets/boot.js?v={}", assets::version("boot.js")),
             js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
             css: format!("/assets/ide.css?v={}", assets::version("ide.css")),
             built: assets::built(),

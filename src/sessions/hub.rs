@@ -5,8 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 
-const HUB_CAPACITY: usize = 512;
-const HUB_HIGH_WATER: usize = 192;
+/// Events in flight per session. Every slot is allocated (and written) when
+/// the session is made, so this is paid by every idle session: 512 slots
+/// were about 45 KB each. Output chunks are up to 256 KiB, so 24 in flight
+/// still keep a fast socket busy.
+const HUB_CAPACITY: usize = 64;
+const HUB_HIGH_WATER: usize = 24;
 /// How long output waits for the slowest socket before that socket is left
 /// to catch up from the replay buffer.
 const HUB_MAX_WAIT: Duration = Duration::from_secs(2);

@@ -1,11 +1,10 @@
-//! The durable record of sandboxes: who owns which, and its clock. SQLite
-//! under the data dir by default (the same pool holds the cookie sessions).
+//! The durable record of sandboxes: who owns which, and its clock, in the
+//! one database (`crate::db`: SQLite under the data dir by default,
+//! PostgreSQL with `REPLBOX_DATABASE_URL`).
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use crate::db::Db;
+use crate::on_db;
 use std::path::Path;
-use std::str::FromStr;
 
 #[derive(Debug, Clone, sqlx::FromRow, PartialEq)]
 pub struct SandboxRow {
@@ -33,57 +32,38 @@ pub struct Lease {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Store {
-    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
-        std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
-        let url = format!("sqlite://{}", data_dir.join("replbox.db").display());
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL: a commit survives the server crashing (only a
-            // power cut can lose the last ones), and costs no fsync.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        // Replicas starting together run the same migrations: the loser of
-        // a race finds the version recorded (a unique key) and tries again,
-        // when the applied ones are skipped.
-        let mut tries = 0;
-        loop {
-            match sqlx::migrate!("./migrations").run(&pool).await {
-                Ok(()) => break,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::info!(error = %e, "migrations raced another replica's; again");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Self { pool })
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The SQLite store under `data_dir` (what tests and `make run` use).
+    pub async fn open(data_dir: &Path) -> Result<Self, sqlx::Error> {
+        Ok(Self::new(Db::open_sqlite(data_dir).await?))
+    }
+
+    /// The database this store keeps its rows in (the classroom's and the
+    /// cookie sessions' too).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub async fn all(&self) -> Result<Vec<SandboxRow>, sqlx::Error> {
-        sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes")
-            .fetch_all(&self.pool)
-            .await
+        on_db!(&self.db, p => {
+            sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes")
+                .fetch_all(p)
+                .await
+        })
     }
 
     pub async fn upsert(&self, row: &SandboxRow) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        on_db!(&self.db, p => sqlx::query(
             "INSERT INTO sandboxes (owner, kind, token_hash, container_id, created_at, container_at,
                 last_active, idle_ttl_secs, image, env, expired_at, workspace_volume)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT(owner) DO UPDATE SET container_id = excluded.container_id,
                 container_at = excluded.container_at, last_active = excluded.last_active,
                 expired_at = excluded.expired_at, workspace_volume = excluded.workspace_volume",
@@ -100,9 +80,9 @@ impl Store {
         .bind(&row.env)
         .bind(row.expired_at)
         .bind(&row.workspace_volume)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(p)
+        .await
+        .map(|_| ()))
     }
 
     /// Gives a record a new owner, keeping its volume's name (`volume`
@@ -113,36 +93,40 @@ impl Store {
         new: &str,
         volume: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE sandboxes SET owner = ?, workspace_volume = COALESCE(workspace_volume, ?)
-             WHERE owner = ?",
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE sandboxes SET owner = $1, workspace_volume = COALESCE(workspace_volume, $2)
+             WHERE owner = $3",
         )
         .bind(new)
         .bind(volume)
         .bind(old)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(p)
+        .await
+        .map(|_| ()))
     }
 
     /// One sandbox's record, as the store has it now.
     pub async fn get(&self, owner: &str) -> Result<Option<SandboxRow>, sqlx::Error> {
-        sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes WHERE owner = ?")
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await
+        on_db!(&self.db, p => {
+            sqlx::query_as::<_, SandboxRow>("SELECT * FROM sandboxes WHERE owner = $1")
+                .bind(owner)
+                .fetch_optional(p)
+                .await
+        })
     }
 
     /// Records whose lease is free or lapsed at `now_ms`: no live replica
     /// acts on them.
     pub async fn unleased(&self, now_ms: i64) -> Result<Vec<SandboxRow>, sqlx::Error> {
-        sqlx::query_as::<_, SandboxRow>(
-            "SELECT s.* FROM sandboxes s LEFT JOIN leases l ON l.sandbox = s.owner
-             WHERE l.sandbox IS NULL OR l.expires_at <= ?",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await
+        on_db!(&self.db, p => {
+            sqlx::query_as::<_, SandboxRow>(
+                "SELECT s.* FROM sandboxes s LEFT JOIN leases l ON l.sandbox = s.owner
+                 WHERE l.sandbox IS NULL OR l.expires_at <= $1",
+            )
+            .bind(now_ms)
+            .fetch_all(p)
+            .await
+        })
     }
 
     /// Takes `sandbox`'s lease for `replica` until `until_ms` when it is
@@ -156,30 +140,29 @@ impl Store {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<Lease, sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO leases (sandbox, replica, addr, expires_at) VALUES (?, ?, ?, ?)
+        on_db!(&self.db, p => sqlx::query(
+            "INSERT INTO leases (sandbox, replica, addr, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT(sandbox) DO UPDATE SET replica = excluded.replica,
                 addr = excluded.addr, expires_at = excluded.expires_at
-             WHERE leases.replica = excluded.replica OR leases.expires_at <= ?",
+             WHERE leases.replica = excluded.replica OR leases.expires_at <= $5",
         )
         .bind(sandbox)
         .bind(replica)
         .bind(addr)
         .bind(until_ms)
         .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        self.lease(sandbox).await.map(|l| {
-            l.unwrap_or(Lease {
-                replica: String::new(),
-                addr: String::new(),
-                expires_at: 0,
-            })
-        })
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(self.lease(sandbox).await?.unwrap_or(Lease {
+            replica: String::new(),
+            addr: String::new(),
+            expires_at: 0,
+        }))
     }
 
-    /// Takes `sandbox`'s lease from the holder serving at `addr` whose
-    /// lease runs to `expires_at` (as just read), if it is still that one's:
+    /// Takes `sandbox`'s lease from the holder serving at `from.0` whose
+    /// lease runs to `from.1` (as just read), if it is still that one's:
     /// whether it was taken.
     pub async fn take_lease_from(
         &self,
@@ -189,9 +172,9 @@ impl Store {
         addr: &str,
         until_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE leases SET replica = ?, addr = ?, expires_at = ?
-             WHERE sandbox = ? AND addr = ? AND expires_at = ?",
+        let n = on_db!(&self.db, p => sqlx::query(
+            "UPDATE leases SET replica = $1, addr = $2, expires_at = $3
+             WHERE sandbox = $4 AND addr = $5 AND expires_at = $6",
         )
         .bind(replica)
         .bind(addr)
@@ -199,17 +182,22 @@ impl Store {
         .bind(sandbox)
         .bind(from.0)
         .bind(from.1)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 
     /// Who holds `sandbox`'s lease (lapsed or not).
     pub async fn lease(&self, sandbox: &str) -> Result<Option<Lease>, sqlx::Error> {
-        sqlx::query_as::<_, Lease>("SELECT replica, addr, expires_at FROM leases WHERE sandbox = ?")
+        on_db!(&self.db, p => {
+            sqlx::query_as::<_, Lease>(
+                "SELECT replica, addr, expires_at FROM leases WHERE sandbox = $1",
+            )
             .bind(sandbox)
-            .fetch_optional(&self.pool)
+            .fetch_optional(p)
             .await
+        })
     }
 
     /// Renews every lease `replica` still holds, and its heartbeat, until
@@ -221,47 +209,51 @@ impl Store {
         addr: &str,
         until_ms: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO replicas (id, addr, expires_at) VALUES (?, ?, ?)
+        on_db!(&self.db, p => sqlx::query(
+            "INSERT INTO replicas (id, addr, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT(id) DO UPDATE SET addr = excluded.addr, expires_at = excluded.expires_at",
         )
         .bind(replica)
         .bind(addr)
         .bind(until_ms)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query_scalar::<_, String>(
-            "UPDATE leases SET expires_at = ?, addr = ? WHERE replica = ? RETURNING sandbox",
-        )
-        .bind(until_ms)
-        .bind(addr)
-        .bind(replica)
-        .fetch_all(&self.pool)
+        .execute(p)
         .await
+        .map(|_| ()))?;
+        on_db!(&self.db, p => {
+            sqlx::query_scalar::<_, String>(
+                "UPDATE leases SET expires_at = $1, addr = $2 WHERE replica = $3 RETURNING sandbox",
+            )
+            .bind(until_ms)
+            .bind(addr)
+            .bind(replica)
+            .fetch_all(p)
+            .await
+        })
     }
 
     /// Gives `sandbox`'s lease back, if `replica` holds it.
     pub async fn release_lease(&self, sandbox: &str, replica: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM leases WHERE sandbox = ? AND replica = ?")
+        on_db!(&self.db, p => sqlx::query("DELETE FROM leases WHERE sandbox = $1 AND replica = $2")
             .bind(sandbox)
             .bind(replica)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .execute(p)
+            .await
+            .map(|_| ()))
     }
 
     /// Gives back every lease of `replica` and its heartbeat (a graceful
     /// shutdown: the others take its sandboxes at once).
     pub async fn release_replica(&self, replica: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM leases WHERE replica = ?")
+        on_db!(&self.db, p => sqlx::query("DELETE FROM leases WHERE replica = $1")
             .bind(replica)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("DELETE FROM replicas WHERE id = ?")
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        on_db!(&self.db, p => sqlx::query("DELETE FROM replicas WHERE id = $1")
             .bind(replica)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .execute(p)
+            .await
+            .map(|_| ()))
     }
 
     /// Other replicas whose heartbeat has not lapsed at `now_ms`.
@@ -270,18 +262,22 @@ impl Store {
         replica: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar::<_, String>("SELECT id FROM replicas WHERE id <> ? AND expires_at > ?")
+        on_db!(&self.db, p => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT id FROM replicas WHERE id <> $1 AND expires_at > $2",
+            )
             .bind(replica)
             .bind(now_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(p)
             .await
+        })
     }
 
     pub async fn delete(&self, owner: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM sandboxes WHERE owner = ?")
+        on_db!(&self.db, p => sqlx::query("DELETE FROM sandboxes WHERE owner = $1")
             .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .execute(p)
+            .await
+            .map(|_| ()))
     }
 }

@@ -13,9 +13,18 @@ export class Connection {
   }
 
   connect() {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}${this.path}`);
-    ws.binaryType = "arraybuffer";
+    // The first time: the socket boot.js opened for this path, if any.
+    const early = window.replboxEarlySocket;
+    window.replboxEarlySocket = undefined;
+    let ws;
+    if (early && early.path === this.path) {
+      ws = early.ws;
+    } else {
+      early?.ws.close();
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      ws = new WebSocket(`${proto}//${location.host}${this.path}`);
+      ws.binaryType = "arraybuffer";
+    }
     this.ws = ws;
     ws.onopen = () => {
       this.backoff = 250;
@@ -57,6 +66,11 @@ export class Connection {
       this.backoff = Math.min(this.backoff * 2, 5000);
       setTimeout(() => this.connect(), wait);
     };
+    // What the early socket heard before we took it, in order (no event
+    // can come between: they are dispatched after this task).
+    if (ws === early?.ws) {
+      for (const ev of early.events) ws[`on${ev.type}`](ev);
+    }
   }
 
   get open() {

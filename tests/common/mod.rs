@@ -487,3 +487,87 @@ pub async fn refusal(r: reqwest::Response) -> (u16, String) {
     );
     (status, code.to_string())
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: a database of the test's own on the cluster `make postgres`
+// runs (scripts/ensure-postgres.sh), dropped when the test ends.
+
+/// The cluster's URL: `REPLBOX_TEST_DATABASE_URL`, or what
+/// scripts/ensure-postgres.sh wrote beside its cluster.
+pub fn postgres_url() -> String {
+    if let Ok(url) = std::env::var("REPLBOX_TEST_DATABASE_URL") {
+        return url;
+    }
+    let file = "/var/lib/replbox/postgres.url";
+    match std::fs::read_to_string(file) {
+        Ok(url) => url.trim().to_string(),
+        Err(e) => panic!(
+            "no PostgreSQL for the tests ({file}: {e}): run `make postgres`, which starts one \
+             (or set REPLBOX_TEST_DATABASE_URL)"
+        ),
+    }
+}
+
+/// A database made for one test (`CREATE DATABASE` with a random name),
+/// dropped when this is dropped, even after a failure.
+pub struct PgDatabase {
+    /// The URL a server or a store takes (`REPLBOX_DATABASE_URL`).
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn new() -> Self {
+        use sqlx::Connection as _;
+        let admin = postgres_url();
+        let mut conn = match tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::PgConnection::connect(&admin),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => panic!("no PostgreSQL answers at the tests' URL ({e}): run `make postgres`, which starts one"),
+            Err(_) => panic!("PostgreSQL did not answer within 10 s: run `make postgres`, which starts one"),
+        };
+        let name = format!("rbt_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = conn.close().await;
+        let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Its own thread and runtime: drop may run inside a runtime, or
+        // while a failed test unwinds.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx::Connection as _;
+                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await?;
+                    conn.close().await
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("cannot drop the test database {}: {dropped:?}", self.name);
+        }
+    }
+}

@@ -80,7 +80,7 @@ pub(super) async fn write_frames(
 /// Where the agent's frames come from: the attach stream, then the socket.
 enum Source {
     Attach(AgentOutput),
-    Socket(OwnedReadHalf),
+    Socket(OwnedReadHalf, ReadRoom),
 }
 
 impl Source {
@@ -104,18 +104,63 @@ impl Source {
                     None => return false,
                 }
             },
-            Source::Socket(socket) => {
-                if buf.capacity() - buf.len() < 16 * 1024 {
-                    buf.reserve(READ_ROOM);
+            Source::Socket(socket, room) => {
+                if buf.capacity() - buf.len() < room.size / 2 {
+                    buf.reserve(room.size);
                 }
-                matches!(socket.read_buf(buf).await, Ok(n) if n > 0)
+                let spare = buf.capacity() - buf.len();
+                match socket.read_buf(buf).await {
+                    Ok(n) if n > 0 => {
+                        room.after_read(n, spare);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Once every frame in `buf` is routed: a quiet sandbox gives its read
+    /// buffer back (a thousand idle sandboxes would otherwise each keep the
+    /// room their last burst of output grew).
+    fn settle(&self, buf: &mut BytesMut) {
+        if let Source::Socket(_, room) = self {
+            if buf.is_empty() && buf.capacity() > READ_ROOM_MIN && room.quiet {
+                *buf = BytesMut::new();
             }
         }
     }
 }
 
-/// How much room a read from the socket asks for.
-const READ_ROOM: usize = 256 * 1024;
+/// How much room the next read from the socket asks for: small while the
+/// agent is quiet, doubling while reads fill it (a stream's reads grow to
+/// `READ_ROOM_MAX`), halving again once they come back small.
+struct ReadRoom {
+    size: usize,
+    /// The last read was small: the burst, if any, is over.
+    quiet: bool,
+}
+
+const READ_ROOM_MIN: usize = 4 * 1024;
+const READ_ROOM_MAX: usize = 256 * 1024;
+
+impl ReadRoom {
+    fn new() -> Self {
+        ReadRoom {
+            size: READ_ROOM_MIN,
+            quiet: true,
+        }
+    }
+
+    fn after_read(&mut self, n: usize, spare: usize) {
+        self.quiet = n < READ_ROOM_MIN;
+        if n >= spare / 2 {
+            self.size = (self.size * 2).min(READ_ROOM_MAX);
+        } else if n < self.size / 8 {
+            self.size = (self.size / 2).max(READ_ROOM_MIN);
+        }
+    }
+}
 
 /// The agent's own diagnostics (its stderr): to the log, a line at a time.
 struct Diagnostics {
@@ -206,8 +251,8 @@ pub(super) async fn read_frames(
                     Ok(Ok(half)) => half,
                     _ => break 'outer,
                 };
-                let Source::Attach(output) = std::mem::replace(&mut source, Source::Socket(half))
-                else {
+                let socket = Source::Socket(half, ReadRoom::new());
+                let Source::Attach(output) = std::mem::replace(&mut source, socket) else {
                     break 'outer;
                 };
                 tokio::spawn(drain_attach(
@@ -226,6 +271,7 @@ pub(super) async fn read_frames(
                 break 'outer;
             }
         }
+        source.settle(&mut buf);
     }
     let _ = alive.send(false);
     // Dropping the senders tells every waiting job and request.
@@ -318,4 +364,45 @@ async fn deliver(routes: &Routes, id: JobId, event: JobEvent, last: bool) -> boo
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_room_grows_with_a_stream_and_shrinks_when_quiet() {
+        let mut room = ReadRoom::new();
+        // A stream: every read fills what it was offered.
+        for _ in 0..10 {
+            let spare = room.size;
+            room.after_read(spare, spare);
+            assert!(!room.quiet);
+        }
+        assert_eq!(room.size, READ_ROOM_MAX);
+        // Its last frames: a small read, and the buffer may go at once.
+        room.after_read(40, READ_ROOM_MAX);
+        assert!(room.quiet);
+        for _ in 0..10 {
+            room.after_read(40, READ_ROOM_MAX);
+        }
+        assert_eq!(room.size, READ_ROOM_MIN);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_socket_gives_its_read_buffer_back() {
+        let (half, _write) = tokio::net::UnixStream::pair().unwrap().0.into_split();
+        let mut room = ReadRoom::new();
+        room.after_read(READ_ROOM_MAX, READ_ROOM_MAX);
+        let source = Source::Socket(half, room);
+        let mut buf = BytesMut::with_capacity(READ_ROOM_MAX);
+        source.settle(&mut buf);
+        assert_eq!(buf.capacity(), READ_ROOM_MAX, "a burst keeps its room");
+        let Source::Socket(half, mut room) = source else {
+            unreachable!()
+        };
+        room.after_read(40, READ_ROOM_MAX);
+        Source::Socket(half, room).settle(&mut buf);
+        assert_eq!(buf.capacity(), 0, "a quiet socket holds no buffer");
+    }
 }

@@ -47,9 +47,9 @@ export async function loadWorkspace() {
   try {
     const root = await list("");
     if (!exercise && root.length === 0 && !store.get("welcomed", false)) {
-      for (const [path, text] of Object.entries(WELCOME)) {
-        await conn.request({ type: "file.write", path, data: text });
-      }
+      // All at once: one round trip, not one per file.
+      await Promise.all(Object.entries(WELCOME).map(([path, text]) =>
+        conn.request({ type: "file.write", path, data: text })));
       store.set("welcomed", true);
       await list("");
       state.tabs = ["main.py"];
