@@ -3,8 +3,9 @@
 //! tabs and a program's REST calls reach the replica holding the sandbox's
 //! lease wherever they land; the holder is killed (SIGKILL) mid-run, and
 //! the other takes the sandbox over: the next run works, the files are
-//! there, the same container answers. `scripts/ensure-haproxy.sh` (make
-//! test) installs HAProxy.
+//! there, the same container answers. The state is on PostgreSQL (`make
+//! postgres`, a database of the test's own); `scripts/ensure-haproxy.sh`
+//! (make test) installs HAProxy.
 
 mod common;
 
@@ -152,6 +153,10 @@ async fn two_replicas_behind_haproxy_share_sandboxes_and_survive_a_kill() {
         config.sandbox.workspace_quota_mb = 64;
         let sb = engine(config.sandbox.clone()).await;
         let root_env = root.path().display().to_string();
+        // The shared state on PostgreSQL (`make postgres`), a database of
+        // this test's own; the data dir (shared too) keeps the deployment
+        // id and the token key.
+        let pg = common::PgDatabase::new().await;
         let ports = free_ports(3);
         let (pa, pb, ph) = (ports[0], ports[1], ports[2]);
         let replica = |port: u16| {
@@ -162,6 +167,7 @@ async fn two_replicas_behind_haproxy_share_sandboxes_and_survive_a_kill() {
                     ("REPLBOX_ADDR", addr.as_str()),
                     ("REPLBOX_WARM_POOL", "0"),
                     ("REPLBOX_WORKSPACE_ROOT", root_env.as_str()),
+                    ("REPLBOX_DATABASE_URL", pg.url.as_str()),
                     ("REPLBOX_WORKSPACE_QUOTA_MB", "64"),
                     ("REPLBOX_REAP_INTERVAL_MS", "200"),
                     ("REPLBOX_LEASE_SECS", "3"),
@@ -195,7 +201,11 @@ async fn two_replicas_behind_haproxy_share_sandboxes_and_survive_a_kill() {
             (ok == 4).then_some(())
         })
         .await;
-        let store = Store::open(dir.path()).await.unwrap();
+        let store = Store::new(
+            replbox::db::Db::open_postgres(&pg.url)
+                .await
+                .expect("the test's PostgreSQL database"),
+        );
 
         // --- A student through the balancer: a file, then two tabs of one
         // cookie on different replicas.
