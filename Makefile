@@ -4,7 +4,7 @@
 AGENT := target/x86_64-unknown-linux-gnu/release/replbox-agent
 CARGO ?= cargo
 
-.PHONY: run test unit bench docker image agent frontend browser pydeps check clean-test-sandboxes gvisor test-gvisor postgres kube kube-down test-kube
+.PHONY: run test unit bench docker image agent frontend browser pydeps haproxy check clean-test-sandboxes gvisor test-gvisor postgres kube kube-down test-kube
 
 run: docker agent image frontend
 	@echo "==> build: server (release)"
@@ -12,7 +12,7 @@ run: docker agent image frontend
 	@echo "==> serving on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@./target/release/replbox
 
-test: docker postgres agent image frontend browser pydeps
+test: docker postgres agent image frontend browser pydeps haproxy
 	@echo "==> test: unit, integration and browser tests against the Docker engine"
 	@$(CARGO) test --workspace --quiet --no-fail-fast -- --test-threads=4 ; status=$$?; \
 	  $(MAKE) --no-print-directory clean-test-sandboxes; exit $$status
@@ -83,6 +83,10 @@ pydeps:
 	@python3 -c "import schemathesis, sys; sys.exit(not schemathesis.__version__.startswith('4.'))" 2>/dev/null || { \
 	  echo "==> pip: schemathesis 4.x"; \
 	  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'; }
+
+# Debian's HAProxy in front of two replicas (tests/replicas.rs).
+haproxy:
+	@./scripts/ensure-haproxy.sh
 
 # Debian's Chromium for the browser tests (never a downloaded browser).
 browser:

@@ -55,6 +55,15 @@ pub async fn serve(
             .map_err(ServeError::Config)?,
     );
     tracing::info!(deployment = ?config.sandbox.deployment, "this deployment's sandboxes carry its id");
+    // Where other replicas forward this one's sandboxes' requests, and its
+    // id among them (sessions/lease.rs).
+    if config.advertise_addr.is_none() {
+        config.advertise_addr = Some(listener.local_addr()?.to_string());
+    }
+    if config.replica_id.is_none() {
+        config.replica_id = config.advertise_addr.clone();
+    }
+    tracing::info!(replica = ?config.replica_id, advertised = ?config.advertise_addr, "this replica");
     let config = Arc::new(config);
     let languages = Arc::new(config.language_table().map_err(ServeError::Config)?);
     let db = db::Db::open(&config.data_dir, config.database_url.as_deref()).await?;
@@ -132,6 +141,7 @@ pub async fn serve(
         cancel.clone(),
     ));
     let _pool = registry.start_pool(cancel.clone());
+    let _leases = registry.spawn_leases(cancel.clone());
     let drain_registry = registry.clone();
     let services = services::Services {
         config: config.clone(),
@@ -209,5 +219,8 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), sockets.wait()).await;
     drop(_pool);
     let _ = tokio::time::timeout(Duration::from_secs(10), drain_registry.drain_pool()).await;
+    // The others take this replica's sandboxes at once, not after a lapse.
+    drop(_leases);
+    drain_registry.release_leases().await;
     Ok(())
 }

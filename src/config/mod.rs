@@ -47,6 +47,26 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_REAP_INTERVAL_MS", default_value_t = 1000)]
     pub reap_interval_ms: u64,
 
+    /// This replica's id among servers sharing one store (default: its
+    /// advertised address, which is unique among them by necessity).
+    #[arg(long, env = "REPLBOX_REPLICA_ID")]
+    pub replica_id: Option<String>,
+
+    /// The `host:port` other replicas reach this one at, to forward a
+    /// sandbox's requests to it (default: the address it listens on).
+    #[arg(long, env = "REPLBOX_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+
+    /// Lifetime of a replica's lease on a sandbox, in seconds: another
+    /// replica takes the sandbox over this long after its holder stops
+    /// renewing.
+    #[arg(long, env = "REPLBOX_LEASE_SECS", default_value_t = 15)]
+    pub lease_secs: u64,
+
+    /// How often a replica renews its leases, in seconds.
+    #[arg(long, env = "REPLBOX_LEASE_RENEW_SECS", default_value_t = 5)]
+    pub lease_renew_secs: u64,
+
     /// Comma-separated bearer tokens for the REST API (empty: API disabled).
     #[arg(
         long,

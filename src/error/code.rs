@@ -79,6 +79,7 @@ codes! {
     OriginRefused = "origin_refused",
     PathOutsideWorkspace = "path_outside_workspace",
     PermissionDenied = "permission_denied",
+    SandboxMoving = "sandbox_moving",
     SandboxStopped = "sandbox_stopped",
     SandboxUnresponsive = "sandbox_unresponsive",
     SpawnFailed = "spawn_failed",

@@ -189,6 +189,20 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl AppError {
+    /// Another replica holds the sandbox and this one cannot reach it (or
+    /// will not act on it): retry once its lease may have lapsed.
+    pub fn sandbox_moving(until_ms: i64) -> Self {
+        let left = (until_ms - chrono::Utc::now().timestamp_millis()).max(0) as u64;
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::SandboxMoving,
+            "Another server holds this sandbox and cannot be reached right now; it moves here within a few seconds: try again.",
+        )
+        .retry_after(left.div_ceil(1000).clamp(1, 60))
+    }
+}
+
 impl From<SessionError> for AppError {
     fn from(e: SessionError) -> Self {
         match e {
@@ -217,6 +231,7 @@ impl From<SessionError> for AppError {
                 "Every sandbox is in use right now; try again in a few seconds.",
             )
             .retry_after(10),
+            SessionError::Elsewhere { until_ms, .. } => Self::sandbox_moving(until_ms),
             SessionError::Sandbox(e) => e.into(),
             SessionError::Store(e) => e.into(),
         }

@@ -58,6 +58,11 @@ pub async fn owner(
     Ok(owner)
 }
 
+/// The owner key this browser has, if any (nothing is made or written).
+pub async fn known_owner(session: &BrowserSession) -> Option<String> {
+    session.get::<String>(OWNER_KEY).await.ok().flatten()
+}
+
 /// The owner key of a browser that has visited the page before.
 pub async fn existing_owner(session: &BrowserSession) -> Result<String, AppError> {
     session

@@ -10,6 +10,7 @@ mod classroom_pages;
 pub mod client_addr;
 pub mod cross_site;
 pub mod extract;
+pub mod forward;
 pub mod frames;
 pub mod health;
 pub mod jupyter;
@@ -71,6 +72,12 @@ pub fn router(state: AppState, session_store: CookieStore) -> Router {
         .merge(ws::router())
         .merge(classroom::router())
         .merge(classroom_pages::router())
+        // Innermost: after the cookie session is loaded and the request
+        // passed the cross-site guard.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::browser,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             cross_site::guard,
@@ -78,7 +85,10 @@ pub fn router(state: AppState, session_store: CookieStore) -> Router {
         .layer(sessions);
     Router::new()
         .merge(browser)
-        .merge(api::router())
+        .merge(api::router().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::api,
+        )))
         .merge(mcp::router(state.clone()))
         .merge(jupyter::router())
         .merge(health::router())

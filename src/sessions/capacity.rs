@@ -152,7 +152,9 @@ impl Capacity {
     pub(super) async fn evict_idle(&self, all: Vec<Arc<Session>>, except: Option<&str>) -> bool {
         let victim = all
             .into_iter()
-            .filter(|s| Some(s.owner.as_str()) != except && s.has_container() && !s.busy())
+            .filter(|s| {
+                Some(s.owner.as_str()) != except && s.has_container() && s.leased() && !s.busy()
+            })
             .filter(|s| s.idle_secs() >= self.grace_secs)
             .max_by_key(|s| s.idle_secs());
         match victim {

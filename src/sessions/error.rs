@@ -19,6 +19,10 @@ pub enum SessionError {
     /// The cap on live sandboxes is reached and nothing can be evicted.
     #[error("every sandbox is in use")]
     CapacityFull,
+    /// Another replica holds the sandbox's lease (it lapses at
+    /// `until_ms` unless renewed).
+    #[error("another server replica ({addr}) holds this sandbox")]
+    Elsewhere { addr: String, until_ms: i64 },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error("the store: {0}")]

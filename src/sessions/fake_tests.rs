@@ -97,3 +97,91 @@ async fn room_for_a_check_is_refused_past_the_cap_until_it_is_given_back() {
     })
     .await
 }
+
+/// A replica named `id` on a shared store and engine.
+async fn replica(id: &str, store: &store::Store, backend: Arc<FakeBackend>) -> Registry {
+    let config = Config {
+        replica_id: Some(id.into()),
+        advertise_addr: Some(format!("127.0.0.1:{}", id.len() + 9000)),
+        lease_secs: 15,
+        ..config(4)
+    };
+    Registry::open(Arc::new(config), backend, store.clone(), Metrics::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_replica_holds_a_sandbox_until_its_lease_lapses_and_then_another_takes_it() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(dir.path()).await.unwrap();
+        let backend = Arc::new(FakeBackend::default());
+        let a = replica("a", &store, backend.clone()).await;
+        let b = replica("bb", &store, backend.clone()).await;
+        let on_a = a
+            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
+            .await
+            .unwrap();
+        on_a.ensure().await.unwrap();
+        let mut events = on_a.hub.subscribe();
+
+        // B neither makes it again nor acts on it: A holds it.
+        assert_eq!(
+            b.hold("b-ada").await.unwrap(),
+            Holder::Elsewhere {
+                addr: "127.0.0.1:9001".into(),
+                until_ms: store.lease("b-ada").await.unwrap().unwrap().expires_at,
+            }
+        );
+        assert!(matches!(
+            b.create("b-ada", OwnerKind::Browser, NewSession::default())
+                .await,
+            Err(SessionError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            b.remove("b-ada").await,
+            Err(SessionError::Elsewhere { .. })
+        ));
+        a.renew_once().await;
+        assert!(on_a.leased(), "renewed");
+
+        // A stops renewing: once its lease has lapsed (taken here as if
+        // 20 s had passed), B takes the sandbox, re-attaching to the same
+        // container; A hears at its next renewal that it lost it.
+        let later = lease::now_ms() + 20_000;
+        let taken = store
+            .take_lease("b-ada", "bb", "127.0.0.1:9002", later, later + 15_000)
+            .await
+            .unwrap();
+        assert_eq!(taken.replica, "bb");
+        assert_eq!(b.hold("b-ada").await.unwrap(), Holder::Here);
+        let on_b = b.get("b-ada").expect("loaded from the store");
+        on_b.ensure().await.unwrap();
+        assert_eq!(backend.created(), 1, "the same container, re-attached");
+        assert_eq!(on_b.container_id(), on_a.container_id());
+
+        a.renew_once().await;
+        assert!(!on_a.leased());
+        assert!(on_a.live_handle().is_none(), "A let go of the agent");
+        loop {
+            if let SessionEvent::Moved = events.recv().await.unwrap() {
+                break;
+            }
+        }
+        // A's reaper and capacity no longer count or expire it.
+        assert_eq!(a.shared.live(), 0);
+        assert_eq!(b.shared.live(), 1);
+        on_a.expire().await;
+        assert_eq!(backend.live(), 1, "only the holder expires a sandbox");
+        assert!(matches!(
+            a.hold("b-ada").await.unwrap(),
+            Holder::Elsewhere { .. }
+        ));
+        // B's expiry ends it once and gives the lease back.
+        on_b.expire().await;
+        assert_eq!((backend.live(), backend.removed()), (0, 1));
+        assert!(store.lease("b-ada").await.unwrap().is_none());
+    })
+    .await
+}

@@ -2,7 +2,7 @@
 //! re-attached on first use; noticed when it dies; removed at expiry with
 //! the workspace kept.
 
-use super::{SandboxError, Session, SessionError, SessionEvent, Status};
+use super::{Registry, SandboxError, Session, SessionError, SessionEvent, Status};
 use crate::sandbox::{CreateSpec, SandboxHandle};
 use crate::sessions::now;
 use std::sync::Arc;
@@ -20,6 +20,18 @@ impl Session {
         }
         if self.lock().removed {
             return Err(SessionError::Deleted);
+        }
+        if !self.leased() {
+            // Not held here (loaded at start-up, or lost): take it, which
+            // reloads this state from the store, or say who holds it.
+            Registry {
+                shared: self.shared.clone(),
+            }
+            .hold_here(&self.owner)
+            .await?;
+            if self.lock().removed {
+                return Err(SessionError::Deleted);
+            }
         }
         let running = self.container_running().await;
         let _slot = if !running {
@@ -197,6 +209,10 @@ impl Session {
     /// session expired. Sockets hear `Expired`.
     pub async fn expire(&self) {
         let _guard = self.start.lock().await;
+        if !self.leased() {
+            // Another replica's (or nobody's until taken): not ours to end.
+            return;
+        }
         let id = {
             let mut state = self.lock();
             state.handle = None;
@@ -225,6 +241,9 @@ impl Session {
         self.shared.capacity.changed();
         self.set_status(Status::Expired);
         self.persist().await;
+        // No container left to guard: any replica may act on it next.
+        self.lock().leased_at = None;
+        self.shared.release_lease(&self.owner).await;
         info!(owner = %self.owner, "sandbox expired; workspace kept");
         self.hub.send(SessionEvent::Expired).await;
     }

@@ -11,6 +11,7 @@ mod error;
 mod fake_tests;
 mod hub;
 mod jobs;
+pub mod lease;
 mod lifecycle;
 pub mod pool;
 pub mod reaper;
@@ -22,6 +23,7 @@ mod tracking;
 pub use error::SessionError;
 pub use hub::{SessionHub, Subscription};
 pub use jobs::{Chunk, JobKind, JobRecord, Replay};
+pub use lease::Holder;
 pub use store::{SandboxRow, Store};
 
 use crate::config::Config;
@@ -35,7 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -51,7 +53,7 @@ pub enum OwnerKind {
 }
 
 impl OwnerKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OwnerKind::Browser => "browser",
             OwnerKind::Api => "api",
@@ -119,6 +121,9 @@ pub enum SessionEvent {
         position: usize,
     },
     Expired,
+    /// Another replica took this sandbox's lease: this one no longer acts
+    /// on it (its tabs reconnect and reach the new holder).
+    Moved,
 }
 
 struct Shared {
@@ -155,7 +160,12 @@ impl Shared {
                 .cloned()
                 .collect()
         };
-        counted.iter().filter(|s| s.has_container()).count() + self.pool.size()
+        // Only what this replica holds: another's sandboxes count there.
+        counted
+            .iter()
+            .filter(|s| s.has_container() && s.leased())
+            .count()
+            + self.pool.size()
     }
 }
 
@@ -172,6 +182,9 @@ struct State {
     shell: Option<JobId>,
     last_expiry_sent: i64,
     removed: bool,
+    /// When this replica last took the sandbox's lease (unix ms); `None`:
+    /// not held here, so this state may be stale.
+    leased_at: Option<i64>,
     /// The session's workspace volume, once it has one.
     workspace_volume: Option<String>,
 }
@@ -287,7 +300,8 @@ impl Session {
     async fn persist(&self) {
         let row = {
             let mut state = self.lock();
-            if state.removed {
+            // Not held here: another replica's record is the truth.
+            if state.removed || state.leased_at.is_none() {
                 return;
             }
             state.persisted_active = state.last_active;

@@ -32,7 +32,7 @@ impl IdleReaper {
 }
 
 /// A one-shot session older than this without a container is a leftover.
-const ONE_SHOT_LEFTOVER_SECS: i64 = 300;
+pub(super) const ONE_SHOT_LEFTOVER_SECS: i64 = 300;
 
 impl Registry {
     /// One pass of the reaper: expire idle sandboxes, drop workspaces past
@@ -40,7 +40,10 @@ impl Registry {
     pub async fn reap_once(&self) {
         let t = now();
         let retention = self.shared.config.retention_secs as i64;
-        for session in self.all() {
+        // What no live replica holds and is due is taken here first; then
+        // only what this replica holds is acted on (each thing once).
+        self.adopt_unleased(false).await;
+        for session in self.all().into_iter().filter(|s| s.leased()) {
             let (has_container, expiry, expired_at) = {
                 let state = session.lock();
                 (

@@ -10,7 +10,28 @@ impl Registry {
     /// of another deployment (their `replbox.deployment` label) are left
     /// alone; so are unlabelled ones (made before the label) that the store
     /// does not know, with a line in the log: they may be another server's.
+    ///
+    /// With replicas sharing the store, the sweep runs only when no other
+    /// replica's heartbeat is live (what this store does not know may be a
+    /// live replica's warm container, or a sandbox it is making); either
+    /// way the sandboxes with a container that no live replica holds are
+    /// taken here.
     pub async fn recover(&self) -> Result<(), SandboxError> {
+        // Our heartbeat first: a replica starting after us sees us.
+        self.renew_once().await;
+        let alone = match self.others_live().await {
+            Ok(others) => !others,
+            Err(e) => {
+                warn!(error = %e, "cannot read the other replicas' heartbeats");
+                false
+            }
+        };
+        self.adopt_unleased(true).await;
+        if !alone {
+            info!("other replicas are live: start-up removes nothing (what the store does not know may be theirs)");
+            self.update_gauges();
+            return Ok(());
+        }
         let sandboxes = &self.shared.sandboxes;
         let ours = sandboxes.deployment();
         let all = self.all();

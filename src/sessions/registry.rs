@@ -102,6 +102,18 @@ impl Registry {
         kind: OwnerKind,
         opts: NewSession,
     ) -> Result<Arc<Session>, SessionError> {
+        if self.get(owner).is_some() {
+            return Err(SessionError::AlreadyExists(owner.to_string()));
+        }
+        // Another replica may be making it, or hold it since our start.
+        if let Err(e) = self.hold_here(owner).await {
+            if matches!(e, SessionError::Elsewhere { .. })
+                && self.shared.store.get(owner).await?.is_some()
+            {
+                return Err(SessionError::AlreadyExists(owner.to_string()));
+            }
+            return Err(e);
+        }
         let t = now();
         let row = SandboxRow {
             owner: owner.to_string(),
@@ -128,6 +140,7 @@ impl Registry {
                 return Err(SessionError::AlreadyExists(owner.to_string()));
             }
             let s = self.session_from_row(&row);
+            s.lock().leased_at = Some(lease::now_ms());
             sessions.insert(owner.to_string(), s.clone());
             s
         };
@@ -138,6 +151,8 @@ impl Registry {
 
     /// Deletes a session: its container, its volume and its record.
     pub async fn remove(&self, owner: &str) -> Result<(), SessionError> {
+        // Only the holder removes (it reloads a stale session first).
+        self.hold_here(owner).await?;
         let session = {
             let mut sessions = self.shared.sessions.locked();
             let Some(session) = sessions.remove(owner) else {
@@ -174,6 +189,7 @@ impl Registry {
             .remove_volume(&session.volume())
             .await?;
         self.shared.store.delete(owner).await?;
+        self.shared.release_lease(owner).await;
         self.shared.capacity.changed();
         session.hub.send(SessionEvent::Expired).await;
         self.update_gauges();

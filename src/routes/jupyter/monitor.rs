@@ -41,6 +41,7 @@ pub(super) async fn start_job(
                 Ok(SessionEvent::Expired) => {
                     return Err(AppError::not_found("The sandbox expired."))
                 }
+                Ok(SessionEvent::Moved) => return Err(AppError::sandbox_moving(0)),
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     // Missed events: the record says whether it still runs.
                     if !job.is_running() {
@@ -128,7 +129,7 @@ pub(super) async fn monitor(gateway: std::sync::Weak<Gateway>, kernel: std::sync
             {
                 k.live.lock().unwrap().execution_state = "dead".into();
             }
-            Ok(SessionEvent::Expired) | Err(RecvError::Closed) => {
+            Ok(SessionEvent::Expired | SessionEvent::Moved) | Err(RecvError::Closed) => {
                 if let Some(g) = gateway.upgrade() {
                     let id = k.id.clone();
                     drop(k);

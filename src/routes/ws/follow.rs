@@ -128,6 +128,16 @@ impl Conn {
                 self.close(CLOSE_EXPIRED, "sandbox expired").await;
                 return true;
             }
+            SessionEvent::Moved => {
+                // The tab reconnects (any code but 4000) and is forwarded
+                // to the replica that holds the sandbox now.
+                self.close(
+                    CLOSE_SERVICE_RESTART,
+                    "sandbox moved to another server; reconnect",
+                )
+                .await;
+                return true;
+            }
         }
         false
     }
@@ -137,7 +147,7 @@ impl Conn {
         let Some(record) = self.sandbox.job(job) else {
             self.refuse(
                 ErrorCode::UnknownJob,
-                format!("There is no job {job} to replay."),
+                format!("There is no job {job} to replay here: it ended long ago, or the server that ran it stopped (a run in flight then goes on in your sandbox, and its files are kept, but its output is lost)."),
             )
             .await;
             return;

@@ -53,6 +53,8 @@ pub struct SocketParams {
 /// Close codes.
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Another server replica took the sandbox over: reconnect.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 /// The sandbox expired (files kept).
 pub const CLOSE_EXPIRED: u16 = 4000;
 
