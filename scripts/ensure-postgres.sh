@@ -107,10 +107,10 @@ role=$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'replbox'")
 if [ -z "$password" ] || [ "$role" != 1 ]; then
   password=$(openssl rand -hex 16)
   if [ "$role" = 1 ]; then
-    psql_admin -c "ALTER ROLE replbox WITH LOGIN CREATEDB PASSWORD '$password'"
+    echo "ALTER ROLE replbox WITH LOGIN CREATEDB PASSWORD '$password'" | psql_admin
   else
     say "making the role replbox"
-    psql_admin -c "CREATE ROLE replbox WITH LOGIN CREATEDB PASSWORD '$password'"
+    echo "CREATE ROLE replbox WITH LOGIN CREATEDB PASSWORD '$password'" | psql_admin
   fi
 fi
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'replbox'")" != 1 ]; then
@@ -119,4 +119,4 @@ if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'replbox'")" !=
 fi
 url="postgres://replbox:$password@127.0.0.1:$PORT/replbox"
 (umask 077; echo "$url" >"$URLFILE.tmp") && mv "$URLFILE.tmp" "$URLFILE"
-say "REPLBOX_DATABASE_URL=$url"
+say "REPLBOX_DATABASE_URL=postgres://replbox:***@127.0.0.1:$PORT/replbox (the whole URL: $URLFILE)"

@@ -61,7 +61,27 @@ pub async fn serve(
         config.advertise_addr = Some(listener.local_addr()?.to_string());
     }
     if config.replica_id.is_none() {
-        config.replica_id = config.advertise_addr.clone();
+        // Unique per process: two replicas given the same address (a
+        // Deployment's pods that all listen on 0.0.0.0:8080) must never
+        // take each other for themselves. A restarted replica's old leases
+        // are given back at a graceful stop, or lapse.
+        config.replica_id = Some(format!(
+            "{}#{:08x}",
+            config.advertise_addr.as_deref().unwrap_or_default(),
+            rand::random::<u32>()
+        ));
+    }
+    if config.database_url.is_some()
+        && config
+            .advertise_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_unspecified())
+    {
+        tracing::warn!(
+            advertised = ?config.advertise_addr,
+            "REPLBOX_ADVERTISE_ADDR is not set and this replica listens on every address: other replicas cannot forward to it; set REPLBOX_ADVERTISE_ADDR to an address they reach"
+        );
     }
     tracing::info!(replica = ?config.replica_id, advertised = ?config.advertise_addr, "this replica");
     let config = Arc::new(config);

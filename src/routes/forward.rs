@@ -12,7 +12,7 @@
 
 use super::{browser_session, token_auth, AppState};
 use crate::error::AppError;
-use crate::services::tasks::owner_of;
+use crate::services::tasks::{owner_of, valid_task_id};
 use crate::sessions::Holder;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -59,7 +59,8 @@ pub async fn api(State(state): State<AppState>, req: Request, next: Next) -> Res
         (Some(task), Some(tenant)) => {
             // As the route decodes it (a taskId is plain, but be exact).
             let task = percent_decode(&task);
-            Some(owner_of(&tenant, &task))
+            // A bad taskId is refused where it is served (no lease asked).
+            valid_task_id(&task).ok().map(|()| owner_of(&tenant, &task))
         }
         _ => None,
     };

@@ -143,6 +143,15 @@ async fn one_replica_holds_a_sandbox_until_its_lease_lapses_and_then_another_tak
             b.remove("b-ada").await,
             Err(SessionError::Elsewhere { .. })
         ));
+        // A name with no sandbox takes no lease (a caller makes names up).
+        assert_eq!(a.hold("b-nobody").await.unwrap(), Holder::Here);
+        assert!(store.lease("b-nobody").await.unwrap().is_none());
+        // A lease not renewed for its whole length is not acted on here,
+        // even before another replica takes it (a store outage).
+        let at = on_a.lock().leased_at;
+        on_a.lock().leased_at = Some(lease::now_ms() - 20_000);
+        assert!(!on_a.leased(), "stale");
+        on_a.lock().leased_at = at;
         a.renew_once().await;
         assert!(on_a.leased(), "renewed");
 

@@ -7,10 +7,12 @@ use tokio::sync::{broadcast, Notify};
 
 /// Events in flight per session. Every slot is allocated (and written) when
 /// the session is made, so this is paid by every idle session: 512 slots
-/// were about 45 KB each. Output chunks are up to 256 KiB, so 24 in flight
-/// still keep a fast socket busy.
-const HUB_CAPACITY: usize = 64;
-const HUB_HIGH_WATER: usize = 24;
+/// were about 45 KB each, 128 are about 11 KB. Output waits for the slowest
+/// socket past 16 (up to 256 KiB each: the socket's outbox, not the hub,
+/// does the buffering); the wide margin above it is what keeps a socket
+/// that stops reading for a moment from lagging (a lagging socket replays).
+const HUB_CAPACITY: usize = 128;
+const HUB_HIGH_WATER: usize = 16;
 /// How long output waits for the slowest socket before that socket is left
 /// to catch up from the replay buffer.
 const HUB_MAX_WAIT: Duration = Duration::from_secs(2);

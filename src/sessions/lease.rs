@@ -41,6 +41,17 @@ impl Shared {
         (self.config.lease_secs.max(1) * 1000) as i64
     }
 
+    /// How long before its lease ends (by our clock, from the moment its
+    /// last take or renewal began) a replica stops acting on a sandbox it
+    /// could not renew: the others may take it at the end.
+    fn lease_margin_ms(&self) -> i64 {
+        (self.lease_ms() / 4).min(2_000)
+    }
+
+    fn renew_ms(&self) -> i64 {
+        (self.config.lease_renew_secs.max(1) * 1000) as i64
+    }
+
     /// Takes `owner`'s lease when it is free, lapsed or ours.
     async fn take_lease(&self, owner: &str) -> Result<Holder, sqlx::Error> {
         let (id, addr) = self.replica();
@@ -73,9 +84,20 @@ impl Shared {
 }
 
 impl Session {
-    /// Whether this replica holds the lease (as last taken or renewed).
+    /// Whether this replica holds the lease: taken or renewed recently
+    /// enough that nobody else can have taken it since. A replica whose
+    /// renewals fail (a store outage) stops acting before its leases end.
     pub(super) fn leased(&self) -> bool {
-        self.lock().leased_at.is_some()
+        let at = self.lock().leased_at;
+        let shared = &self.shared;
+        at.is_some_and(|at| now_ms() < at + shared.lease_ms() - shared.lease_margin_ms())
+    }
+
+    /// Held, and taken or renewed within one renewal interval: a request
+    /// needs no statement to know it is served here.
+    fn freshly_leased(&self) -> bool {
+        let at = self.lock().leased_at;
+        at.is_some_and(|at| now_ms() < at + self.shared.renew_ms().min(self.shared.lease_margin_ms()))
     }
 
     /// Reloads what the store says (another replica acted on it meanwhile).
@@ -124,13 +146,23 @@ impl Registry {
     /// its session reloaded from the store when it was not held here) or
     /// another live one.
     pub async fn hold(&self, owner: &str) -> Result<Holder, SessionError> {
+        let current = self.get(owner);
+        if current.as_ref().is_some_and(|s| s.freshly_leased()) {
+            return Ok(Holder::Here);
+        }
+        if current.is_none() && self.shared.store.get(owner).await?.is_none() {
+            // No sandbox yet: nothing to guard (making one takes the lease;
+            // a lease row per name a caller makes up would be kept forever).
+            return Ok(Holder::Here);
+        }
+        let began = now_ms();
         let holder = self.shared.take_lease(owner).await?;
         if holder != Holder::Here {
             return Ok(holder);
         }
-        let held = self.get(owner).is_some_and(|s| s.leased());
-        if !held {
-            self.reload(owner).await?;
+        match self.get(owner) {
+            Some(s) if s.leased() => s.lock().leased_at = Some(began),
+            _ => self.reload(owner).await?,
         }
         Ok(Holder::Here)
     }
@@ -262,16 +294,26 @@ impl Registry {
             Ok(owners) => owners.into_iter().collect(),
             Err(e) => {
                 warn!(error = %e, "cannot renew leases; they lapse unless the next renewal works");
+                // Past its end (less the margin) a lease may be another
+                // replica's: stop acting on it before that can happen.
+                for s in self.all() {
+                    if s.lock().leased_at.is_some() && !s.leased() {
+                        s.lose_lease().await;
+                    }
+                }
                 return;
             }
         };
         for s in self.all() {
-            // A lease taken after this renewal began is not in `ours`.
-            let lost = s
-                .lock()
-                .leased_at
-                .is_some_and(|at| at < started && !ours.contains(&s.owner));
-            if lost {
+            let mut state = s.lock();
+            let Some(at) = state.leased_at else { continue };
+            if ours.contains(&s.owner) {
+                // Renewed: good until `until`, as from `started`.
+                state.leased_at = Some(at.max(started));
+            } else if at < started {
+                // Lost meanwhile (a lease taken after this renewal began
+                // is not in `ours`, and is not lost).
+                drop(state);
                 s.lose_lease().await;
             }
         }

@@ -2,7 +2,9 @@
 // code (most of the page's bytes) is still loading, so the sandbox is
 // claimed and its first frames wait in a queue. `Connection` adopts the
 // socket and replays the queue (connection.js). No imports: it must not wait
-// for any other file.
+// for any other file. If the rest of the page fails to load, this socket
+// still holds the session's sandbox until the tab closes (as an open tab
+// would).
 
 const exercise = document.body.dataset.exercise;
 const path = exercise

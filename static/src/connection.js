@@ -69,7 +69,13 @@ export class Connection {
     // What the early socket heard before we took it, in order (no event
     // can come between: they are dispatched after this task).
     if (ws === early?.ws) {
-      for (const ev of early.events) ws[`on${ev.type}`](ev);
+      for (const ev of early.events) {
+        try {
+          ws[`on${ev.type}`](ev);
+        } catch (e) {
+          reportError(e);
+        }
+      }
     }
   }
 

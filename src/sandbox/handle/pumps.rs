@@ -123,10 +123,13 @@ impl Source {
     /// Once every frame in `buf` is routed: a quiet sandbox gives its read
     /// buffer back (a thousand idle sandboxes would otherwise each keep the
     /// room their last burst of output grew).
-    fn settle(&self, buf: &mut BytesMut) {
+    fn settle(&mut self, buf: &mut BytesMut) {
         if let Source::Socket(_, room) = self {
             if buf.is_empty() && buf.capacity() > READ_ROOM_MIN && room.quiet {
                 *buf = BytesMut::new();
+                // And the next read asks for little: a slice of a big room
+                // kept by a job's replay would keep all of it alive.
+                room.size = READ_ROOM_MIN;
             }
         }
     }
@@ -394,7 +397,7 @@ mod tests {
         let (half, _write) = tokio::net::UnixStream::pair().unwrap().0.into_split();
         let mut room = ReadRoom::new();
         room.after_read(READ_ROOM_MAX, READ_ROOM_MAX);
-        let source = Source::Socket(half, room);
+        let mut source = Source::Socket(half, room);
         let mut buf = BytesMut::with_capacity(READ_ROOM_MAX);
         source.settle(&mut buf);
         assert_eq!(buf.capacity(), READ_ROOM_MAX, "a burst keeps its room");
@@ -402,7 +405,12 @@ mod tests {
             unreachable!()
         };
         room.after_read(40, READ_ROOM_MAX);
-        Source::Socket(half, room).settle(&mut buf);
+        let mut source = Source::Socket(half, room);
+        source.settle(&mut buf);
         assert_eq!(buf.capacity(), 0, "a quiet socket holds no buffer");
+        let Source::Socket(_, room) = source else {
+            unreachable!()
+        };
+        assert_eq!(room.size, READ_ROOM_MIN, "and its next read asks for little");
     }
 }
