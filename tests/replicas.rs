@@ -137,8 +137,10 @@ async fn exec(server: &common::TestServer, task: &str, command: &str) -> Value {
 }
 
 /// Which replica holds `owner`'s lease, as the shared store says.
+/// The address of the replica holding `owner`'s lease (its id is the
+/// address and a suffix new each start).
 async fn holder(store: &Store, owner: &str) -> String {
-    store.lease(owner).await.unwrap().expect("a lease").replica
+    store.lease(owner).await.unwrap().expect("a lease").addr
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -97,7 +97,9 @@ impl Session {
     /// needs no statement to know it is served here.
     fn freshly_leased(&self) -> bool {
         let at = self.lock().leased_at;
-        at.is_some_and(|at| now_ms() < at + self.shared.renew_ms().min(self.shared.lease_margin_ms()))
+        at.is_some_and(|at| {
+            now_ms() < at + self.shared.renew_ms().min(self.shared.lease_margin_ms())
+        })
     }
 
     /// Reloads what the store says (another replica acted on it meanwhile).
@@ -146,13 +148,18 @@ impl Registry {
     /// its session reloaded from the store when it was not held here) or
     /// another live one.
     pub async fn hold(&self, owner: &str) -> Result<Holder, SessionError> {
-        let current = self.get(owner);
-        if current.as_ref().is_some_and(|s| s.freshly_leased()) {
-            return Ok(Holder::Here);
-        }
-        if current.is_none() && self.shared.store.get(owner).await?.is_none() {
+        if self.get(owner).is_none() && self.shared.store.get(owner).await?.is_none() {
             // No sandbox yet: nothing to guard (making one takes the lease;
             // a lease row per name a caller makes up would be kept forever).
+            return Ok(Holder::Here);
+        }
+        self.take(owner).await
+    }
+
+    /// Takes `owner`'s lease (or finds it freshly renewed here): what acts
+    /// on a sandbox, making one included, goes through this.
+    async fn take(&self, owner: &str) -> Result<Holder, SessionError> {
+        if self.get(owner).is_some_and(|s| s.freshly_leased()) {
             return Ok(Holder::Here);
         }
         let began = now_ms();
@@ -220,9 +227,10 @@ impl Registry {
         Ok(())
     }
 
-    /// Like [`Registry::hold`], as an error when another replica holds it.
+    /// Takes the lease (as making, starting or removing a sandbox must), as
+    /// an error when another replica holds it.
     pub(super) async fn hold_here(&self, owner: &str) -> Result<(), SessionError> {
-        match self.hold(owner).await? {
+        match self.take(owner).await? {
             Holder::Here => Ok(()),
             Holder::Elsewhere { addr, until_ms } => Err(SessionError::Elsewhere { addr, until_ms }),
         }
@@ -305,15 +313,21 @@ impl Registry {
             }
         };
         for s in self.all() {
-            let mut state = s.lock();
-            let Some(at) = state.leased_at else { continue };
-            if ours.contains(&s.owner) {
-                // Renewed: good until `until`, as from `started`.
-                state.leased_at = Some(at.max(started));
-            } else if at < started {
-                // Lost meanwhile (a lease taken after this renewal began
-                // is not in `ours`, and is not lost).
-                drop(state);
+            let lost = {
+                let mut state = s.lock();
+                match state.leased_at {
+                    // Renewed: good until `until`, as from `started`.
+                    Some(at) if ours.contains(&s.owner) => {
+                        state.leased_at = Some(at.max(started));
+                        false
+                    }
+                    // Lost meanwhile (a lease taken after this renewal
+                    // began is not in `ours`, and is not lost).
+                    Some(at) => at < started,
+                    None => false,
+                }
+            };
+            if lost {
                 s.lose_lease().await;
             }
         }

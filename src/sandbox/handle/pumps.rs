@@ -411,6 +411,9 @@ mod tests {
         let Source::Socket(_, room) = source else {
             unreachable!()
         };
-        assert_eq!(room.size, READ_ROOM_MIN, "and its next read asks for little");
+        assert_eq!(
+            room.size, READ_ROOM_MIN,
+            "and its next read asks for little"
+        );
     }
 }
