@@ -8,7 +8,7 @@
 
 mod backend;
 pub mod deployment;
-mod direct;
+pub mod direct;
 mod docker;
 #[cfg(test)]
 pub mod fake;
