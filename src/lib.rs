@@ -90,25 +90,34 @@ pub async fn serve(
     tracing::info!(backend = db.backend(), "store open");
     let store = Store::new(db.clone());
     let session_store = db.cookie_store().await?;
-    let sandboxes = Sandboxes::new(config.sandbox.clone()).map_err(|e| match e {
-        sandbox::SandboxError::Config(m) => ServeError::Config(m),
-        e => e.into(),
-    })?;
+    let sandboxes: Arc<dyn sandbox::Backend> = match config.sandbox.backend {
+        config::BackendKind::Docker => {
+            let docker = Sandboxes::new(config.sandbox.clone()).map_err(|e| match e {
+                sandbox::SandboxError::Config(m) => ServeError::Config(m),
+                e => e.into(),
+            })?;
+            match docker.check_runtime().await {
+                Ok(()) => {}
+                Err(sandbox::SandboxError::Config(m)) => return Err(ServeError::Config(m)),
+                // The engine may come back later; /healthz says so meanwhile.
+                Err(e) => tracing::warn!(error = %e, "cannot check the sandbox runtime now"),
+            }
+            Arc::new(docker)
+        }
+        config::BackendKind::Kubernetes => {
+            tracing::info!(namespace = %config.sandbox.kube_namespace, "sandboxes are Kubernetes pods");
+            Arc::new(sandbox::Pods::new(config.sandbox.clone()))
+        }
+    };
     let renamed =
         services::tasks::namespace_old_names(&store, |owner| sandboxes.volume_name(owner)).await?;
     if renamed > 0 {
         tracing::info!(renamed, "API sandboxes moved into their tokens' namespaces");
     }
-    match sandboxes.check_runtime().await {
-        Ok(()) => {}
-        Err(sandbox::SandboxError::Config(m)) => return Err(ServeError::Config(m)),
-        // The engine may come back later; /healthz says so meanwhile.
-        Err(e) => tracing::warn!(error = %e, "cannot check the sandbox runtime now"),
-    }
     let metrics = metrics::Metrics::default();
     let registry = Registry::open(
         config.clone(),
-        Arc::new(sandboxes),
+        sandboxes,
         store.clone(),
         metrics.clone(),
     )

@@ -10,7 +10,7 @@ mod sandbox;
 
 use clap::Parser;
 pub use languages::{Language, DEFAULT_LANGUAGES};
-pub use sandbox::{AgentTransport, SandboxConfig};
+pub use sandbox::{AgentTransport, BackendKind, SandboxConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

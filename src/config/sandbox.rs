@@ -7,6 +7,55 @@ use std::path::PathBuf;
 /// How sandboxes are made: the engine, the image and the limits.
 #[derive(Debug, Clone, Args)]
 pub struct SandboxConfig {
+    /// Where sandboxes run: `docker` (the engine at REPLBOX_DOCKER_SOCKET)
+    /// or `kubernetes` (pods in REPLBOX_KUBE_NAMESPACE, through the
+    /// in-cluster service account or $KUBECONFIG; docs/kubernetes.md).
+    #[arg(long, env = "REPLBOX_BACKEND", value_enum, default_value = "docker")]
+    pub backend: BackendKind,
+
+    /// Kubernetes: the namespace of the sandbox pods and their workspace
+    /// claims.
+    #[arg(
+        long,
+        env = "REPLBOX_KUBE_NAMESPACE",
+        default_value = "replbox-sandboxes"
+    )]
+    pub kube_namespace: String,
+
+    /// Kubernetes: the image holding the static agent at `/agent` (FROM
+    /// scratch), mounted read-only into every pod as an image volume.
+    #[arg(
+        long,
+        env = "REPLBOX_KUBE_AGENT_IMAGE",
+        default_value = "replbox-agent:latest"
+    )]
+    pub kube_agent_image: String,
+
+    /// Kubernetes: the StorageClass of workspace claims (unset: the
+    /// cluster's default). Its driver must enforce sizes: the claim asks
+    /// for REPLBOX_WORKSPACE_QUOTA_MB.
+    #[arg(long, env = "REPLBOX_KUBE_STORAGE_CLASS")]
+    pub kube_storage_class: Option<String>,
+
+    /// Kubernetes: the RuntimeClass of sandbox pods (`gvisor`, say); unset:
+    /// the cluster's default runtime.
+    #[arg(long, env = "REPLBOX_KUBE_RUNTIME_CLASS")]
+    pub kube_runtime_class: Option<String>,
+
+    /// Kubernetes: the pull policy of the sandbox and agent images
+    /// (`Never` for images imported on the nodes, as on the test cluster).
+    #[arg(
+        long,
+        env = "REPLBOX_KUBE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    pub kube_pull_policy: String,
+
+    /// Kubernetes: how long a new pod may take to run (scheduling, volume,
+    /// image), in seconds.
+    #[arg(long, env = "REPLBOX_KUBE_START_TIMEOUT_S", default_value_t = 120)]
+    pub kube_start_timeout_s: u64,
+
     /// The Docker engine's socket.
     #[arg(
         long,
@@ -141,6 +190,13 @@ pub struct SandboxConfig {
     /// at most 64).
     #[arg(long, env = "REPLBOX_DEPLOYMENT")]
     pub deployment: Option<String>,
+}
+
+/// Where sandboxes run (`REPLBOX_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    Docker,
+    Kubernetes,
 }
 
 /// How the server and a sandbox's agent talk (`REPLBOX_AGENT_TRANSPORT`).

@@ -13,6 +13,7 @@ mod docker;
 #[cfg(test)]
 pub mod fake;
 mod handle;
+pub mod kubernetes;
 pub mod quota;
 pub mod seccomp;
 mod wording;
@@ -21,6 +22,7 @@ pub use backend::Backend;
 pub use deployment::{Ownership, LABEL_DEPLOYMENT};
 pub use docker::{Sandboxes, GVISOR_HOST_PIDS_FACTOR};
 pub use handle::{Collected, Job, JobControl, JobEvent, SandboxHandle};
+pub use kubernetes::Pods;
 pub use wording::{exit_reason, shell_quote};
 
 use replbox_protocol::FileError;

@@ -77,7 +77,24 @@ pub(super) type AgentOutput = Pin<
     Box<dyn Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
 >;
 
+/// A handle that does not keep its connection open.
+#[derive(Clone)]
+pub(super) struct WeakHandle(std::sync::Weak<Conn>);
+
+impl WeakHandle {
+    pub(super) fn upgrade(&self) -> Option<SandboxHandle> {
+        self.0
+            .upgrade()
+            .map(|conn| SandboxHandle { conn })
+            .filter(|h| h.is_alive())
+    }
+}
+
 impl SandboxHandle {
+    pub(super) fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.conn))
+    }
+
     /// Wraps an attached container's stdio and performs the handshake;
     /// with `direct`, then hands the conversation over to a socket there.
     pub(super) async fn connect(
