@@ -51,7 +51,7 @@ wake = threading.Event()
 stopping = threading.Event()
 children = set()
 children_lock = threading.Lock()
-# Refusals already logged (claim uid -> reason), so each is said once.
+# Refusals already logged (by claim uid and reason), so each is said once.
 said = {}
 
 
@@ -61,8 +61,9 @@ def log(msg):
 
 
 def say_once(key, msg):
-    if said.get(key) != msg:
-        said[key] = msg
+    """Logs `msg` unless something was said under `key` already."""
+    if key not in said:
+        said[key] = True
         log(msg)
 
 
@@ -202,14 +203,14 @@ def provision(pvc):
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     who = f"claim {ns}/{name}"
     if spec.get("volumeMode", "Filesystem") != "Filesystem":
-        return say_once(uid, f"{who}: volumeMode {spec['volumeMode']} is not supported, skipped")
+        return say_once(uid + " mode", f"{who}: volumeMode {spec['volumeMode']} is not supported, skipped")
     if spec.get("selector") or spec.get("dataSource") or spec.get("dataSourceRef"):
-        return say_once(uid, f"{who}: selectors and data sources are not supported, skipped")
+        return say_once(uid + " source", f"{who}: selectors and data sources are not supported, skipped")
     request = spec.get("resources", {}).get("requests", {}).get("storage")
     try:
         size = quantity_bytes(request)
     except ValueError as e:
-        return say_once(uid, f"{who}: {e}, skipped")
+        return say_once(uid + " size", f"{who}: {e}, skipped")
     node = this_node()
     pv = f"pvc-{uid}"
     directory, image = paths(pv)
@@ -217,7 +218,7 @@ def provision(pvc):
         free = shutil.disk_usage(VOLUMES).free
         if size > free:
             return say_once(
-                uid, f"{who}: asks {request}, the disk has {free // MIB} MiB free: not provisioned"
+                uid + " space", f"{who}: asks {request}, the disk has {free // MIB} MiB free: not provisioned"
             )
         make_image(image, size)
         log(f"{who}: made {image} ({request}, sparse ext4)")
@@ -273,13 +274,16 @@ def provision(pvc):
     except Failed as e:
         if "AlreadyExists" not in str(e) and "already exists" not in str(e):
             raise
-    said.pop(uid, None)
 
 
 def delete(pv):
     name = pv["metadata"]["name"]
     directory, image = paths(name)
     phase = pv.get("status", {}).get("phase")
+    if pv["metadata"].get("deletionTimestamp") and not (
+        mounted(directory) or os.path.exists(image) or os.path.exists(directory)
+    ):
+        return  # done; the PV goes when its protection finalizer does
     unmount(directory)
     removed = []
     if os.path.exists(image):
@@ -300,7 +304,7 @@ def remount(pv):
     if mounted(directory):
         return
     if not os.path.exists(image):
-        return say_once(name, f"PersistentVolume {name}: its image {image} is missing")
+        return say_once(name + " image", f"PersistentVolume {name}: its image {image} is missing")
     mount(image, directory)
     log(f"PersistentVolume {name}: mounted {image} on {directory} again")
 
@@ -320,7 +324,7 @@ def reconcile():
         if pv["metadata"].get("annotations", {}).get(ANNOTATION) != PROVISIONER:
             continue
         if not PV_NAME.match(name):
-            say_once(name, f"PersistentVolume {name} claims to be ours but is not named by us; left alone")
+            say_once(name + " name", f"PersistentVolume {name} claims to be ours but is not named by us; left alone")
             continue
         phase = pv.get("status", {}).get("phase")
         if phase in ("Released", "Failed") and pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete":
