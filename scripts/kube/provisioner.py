@@ -211,8 +211,10 @@ def provision(pvc):
         size = quantity_bytes(request)
     except ValueError as e:
         return say_once(uid + " size", f"{who}: {e}, skipped")
-    node = this_node()
     pv = f"pvc-{uid}"
+    if not PV_NAME.match(pv):
+        return say_once(uid + " uid", f"{who}: uid {uid!r} is not a UUID, skipped")
+    node = this_node()
     directory, image = paths(pv)
     if not os.path.exists(image):
         free = shutil.disk_usage(VOLUMES).free
