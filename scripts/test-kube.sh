@@ -18,6 +18,7 @@ say() { echo "==> test-kube: $*"; }
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL $*"; }
 check() { local what=$1; shift; if out=$("$@" 2>&1); then ok "$what"; else bad "$what: $out"; fi; }
+want() { local expect=$1; shift; local got; got=$("$@" 2>&1); [ "$got" = "$expect" ] || { echo "got: $got"; return 1; }; }
 now() { date +%s.%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
 
@@ -107,7 +108,6 @@ check "the restricted Pod Security Standard admitted it (namespace enforces it)"
   kubectl -n $NS get pod "$POD"
 check "the agent answers Hello over kubectl attach -i" python3 "$ROOT/tests/kube/attach_hello.py" $NS "$POD" 30
 x() { kubectl -n $NS exec "$POD" -c sandbox -- "$@"; }
-want() { local expect=$1; shift; local got; got=$("$@" 2>&1); [ "$got" = "$expect" ] || { echo "got: $got"; return 1; }; }
 check "PID 1 is the agent" want /opt/replbox/agent x sh -c 'tr "\\0" "\\n" < /proc/1/cmdline | head -n1'
 check "runs as uid 1000, not root" want 1000 x id -u
 check "no capabilities" want "CapEff:	0000000000000000" x grep CapEff /proc/1/status
