@@ -386,7 +386,7 @@ def watch(resource):
             log(f"watch of {resource} ended (exit {rc}{': ' + complaint if complaint else ''}); again in {pause:.0f} s")
         wake.set()
         stopping.wait(pause)
-        pause = min(pause * 2, 10.0)
+        pause = min(pause * 2, 5.0)
 
 
 def stop(signum, _frame):
