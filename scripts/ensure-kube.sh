@@ -27,7 +27,14 @@
 # anywhere. Sandboxes need none: the agent connection is the attach stream
 # (apiserver -> kubelet -> CRI).
 #
-# `scripts/ensure-kube.sh down` stops every component (make kube-down).
+# Workspaces: StorageClass `replbox-quota` (scripts/kube/storageclass.yaml)
+# and its provisioner, scripts/kube/provisioner.py, started as one more
+# component: each claim gets a loop-mounted ext4 image of its size under
+# $KUBE_STATE/volumes, so its size is enforced.
+#
+# `scripts/ensure-kube.sh down` stops every component (make kube-down); the
+# volumes' images stay (students' files) and are mounted again by the next
+# `up`.
 set -euo pipefail
 say() { echo "==> kube: $*"; }
 die() { echo "==> kube: ERROR: $*" >&2; exit 1; }
@@ -364,6 +371,9 @@ up() {
     --bind-address 127.0.0.1 --leader-elect=false
   wait_for containerd 120 "$BIN/ctr" --address "$RUN/containerd.sock" version
   import_images
+  KCTL apply -f "$HERE/kube/storageclass.yaml" >/dev/null
+  start provisioner env KUBECONFIG="$STATE/admin.kubeconfig" KUBE_STATE="$STATE" KUBE_NODE_NAME="$NODE" \
+    python3 -u "$HERE/kube/provisioner.py"
   start kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --hostname-override "$NODE"
   say "waiting for node $NODE Ready"
@@ -383,6 +393,7 @@ down() {
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     rm -f "$RUN/$name.pid"
   }
+  stop provisioner
   stop kubelet
   # The kubelet leaves its pods running; end them before their runtime.
   if running containerd; then
@@ -391,6 +402,15 @@ down() {
     for t in $(CTR tasks ls -q 2>/dev/null); do CTR tasks delete -f "$t" >/dev/null 2>&1 || true; done
   fi
   stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop containerd; stop etcd
+  # The provisioner's loop mounts go (their loop devices with them); the
+  # images stay, and the next `up` mounts them again.
+  local m n=0
+  for m in $(awk -v d="$STATE/volumes/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo); do
+    [ -f "$m.img" ] || continue
+    umount "$m" 2>/dev/null || umount -l "$m"
+    n=$((n + 1))
+  done
+  [ "$n" = 0 ] || say "unmounted $n workspace volumes (images kept in $STATE/volumes)"
   say "stopped (state kept in $STATE; remove it for a fresh cluster)"
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test-kube`: against the test cluster of `make kube`, applies
 # deploy/kubernetes/ and runs a smoke test of one sandbox pod (our image, the
-# agent as PID 1, the lock-down of issue #14) and of its agent over the
-# attach stream. Not part of `make test`. Prints "N passed, N failed".
+# agent as PID 1, the lock-down of issue #14, a workspace claim whose size
+# the volume enforces) and of its agent over the attach stream. Not part of
+# `make test`. Prints "N passed, N failed".
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -17,6 +18,7 @@ say() { echo "==> test-kube: $*"; }
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL $*"; }
 check() { local what=$1; shift; if out=$("$@" 2>&1); then ok "$what"; else bad "$what: $out"; fi; }
+want() { local expect=$1; shift; local got; got=$("$@" 2>&1); [ "$got" = "$expect" ] || { echo "got: $got"; return 1; }; }
 now() { date +%s.%N; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
 
@@ -63,38 +65,33 @@ fi
 "$HERE/ensure-kube.sh" import "$AGENT_IMAGE"
 "$HERE/ensure-kube.sh" import "$IMAGE" 2>/dev/null || true
 
-say "a workspace volume: a hostPath PersistentVolume of ours (no provisioner here)"
+say "a workspace claim of class replbox-quota (scripts/kube/provisioner.py)"
 run=$(date +%s)
-POD=sandbox-smoke-$run CLAIM=workspace-smoke-$run PV=replbox-smoke-$run
-VOL=$STATE/volumes/$PV
-mkdir -p "$VOL" && chown 1000:1000 "$VOL"
+POD=sandbox-smoke-$run CLAIM=workspace-smoke-$run
+check "StorageClass replbox-quota (provisioner replbox.local/quota)" want replbox.local/quota \
+  kubectl get storageclass replbox-quota -o jsonpath='{.provisioner}'
+t0=$(now)
 kubectl apply -f - >/dev/null <<EOY
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: replbox-local}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: WaitForFirstConsumer
-reclaimPolicy: Delete
----
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $PV}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteOnce]
-  storageClassName: replbox-local
-  persistentVolumeReclaimPolicy: Retain
-  claimRef: {namespace: $NS, name: $CLAIM}
-  hostPath: {path: $VOL, type: Directory}
----
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: $CLAIM, namespace: $NS}
 spec:
   accessModes: [ReadWriteOnce]
-  storageClassName: replbox-local
-  resources: {requests: {storage: 1Gi}}
+  storageClassName: replbox-quota
+  resources: {requests: {storage: 64Mi}}
 EOY
+if kubectl -n $NS wait --for=jsonpath='{.status.phase}'=Bound "pvc/$CLAIM" --timeout=15s >/dev/null; then
+  t1=$(now); ok "the claim is Bound in $(ms "$t0" "$t1") ms (apply to Bound)"
+else
+  bad "the claim is not Bound within 15 s: $(kubectl -n $NS describe pvc "$CLAIM" | tail -8)"
+fi
+PV=$(kubectl -n $NS get pvc "$CLAIM" -o jsonpath='{.spec.volumeName}')
+VOL=$STATE/volumes/$PV
+check "its PersistentVolume is the provisioner's: local, 64Mi, reclaim Delete, on this node" \
+  want "replbox.local/quota local=$VOL 64Mi Delete localhost" kubectl get pv "$PV" -o \
+  jsonpath='{.metadata.annotations.pv\.kubernetes\.io/provisioned-by} local={.spec.local.path} {.spec.capacity.storage} {.spec.persistentVolumeReclaimPolicy} {.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}'
+volume() { echo "$(findmnt -n -o FSTYPE "$VOL") $(findmnt -n -o SOURCE "$VOL" | tr -d 0-9) $(stat -c %s "$VOL.img")"; }
+check "the volume is a loop-mounted ext4 image of 64 MiB" want "ext4 /dev/loop $((64 << 20))" volume
 
 pod_yaml() {
   sed -e "s|@NAME@|$1|; s|@IMAGE@|$IMAGE|; s|@AGENT_IMAGE@|$AGENT_IMAGE|; s|@CLAIM@|$2|" "$ROOT/tests/kube/sandbox-pod.yaml"
@@ -111,7 +108,6 @@ check "the restricted Pod Security Standard admitted it (namespace enforces it)"
   kubectl -n $NS get pod "$POD"
 check "the agent answers Hello over kubectl attach -i" python3 "$ROOT/tests/kube/attach_hello.py" $NS "$POD" 30
 x() { kubectl -n $NS exec "$POD" -c sandbox -- "$@"; }
-want() { local expect=$1; shift; local got; got=$("$@" 2>&1); [ "$got" = "$expect" ] || { echo "got: $got"; return 1; }; }
 check "PID 1 is the agent" want /opt/replbox/agent x sh -c 'tr "\\0" "\\n" < /proc/1/cmdline | head -n1'
 check "runs as uid 1000, not root" want 1000 x id -u
 check "no capabilities" want "CapEff:	0000000000000000" x grep CapEff /proc/1/status
@@ -122,6 +118,22 @@ check "agent mount read-only" want refused x sh -c 'touch /opt/replbox/x 2>/dev/
 check "/tmp writable" want ok x sh -c 'echo hi > /tmp/x && echo ok'
 check "/workspace writable, on the claim's volume" want ok x sh -c 'echo kept > /workspace/f && echo ok'
 check "the workspace file is on the PersistentVolume" want kept cat "$VOL/f"
+# The kubelet gave the `local` volume the pod's fsGroup (chgrp, setgid).
+check "the workspace is the pod's fsGroup's (gid 1000, setgid, group-writable)" \
+  want "0:1000 2775" x stat -c '%u:%g %a' /workspace
+nospace() {
+  local out
+  if out=$(x sh -c 'head -c 80M /dev/zero > /workspace/big' 2>&1); then
+    echo "80 MiB written into a 64Mi claim"; return 1
+  fi
+  case $out in *"No space left on device"*) ;; *) echo "$out"; return 1 ;; esac
+}
+check "writing 80 MiB into the 64Mi claim fails: No space left on device" nospace
+check "df in the sandbox shows the claim's size, not the host's disk" want yes \
+  x sh -c 'test $(df -k /workspace | awk "NR == 2 {print \$2}") -le 65536 && echo yes'
+check "after a full disk, the sandbox still works (files kept, space back)" want "kept again" \
+  x sh -c 'rm /workspace/big && echo again > /workspace/g && echo $(cat /workspace/f /workspace/g)'
+check "after a full disk, the agent still answers Hello" python3 "$ROOT/tests/kube/attach_hello.py" $NS "$POD" 30
 check "no service account token" want absent x sh -c 'test -e /var/run/secrets/kubernetes.io && echo present || echo absent'
 # enableServiceLinks: false drops every Service's variables but the
 # apiserver's own (KUBERNETES_SERVICE_HOST/PORT), which the kubelet always
@@ -148,7 +160,11 @@ fi
 say "cleaning up"
 kubectl -n $NS delete pod "$POD" "$POD2" --wait=true --timeout=60s >/dev/null 2>&1
 kubectl -n $NS delete pvc "$CLAIM" --wait=true --timeout=60s >/dev/null 2>&1
-kubectl delete pv "$PV" --timeout=60s >/dev/null 2>&1
-rm -rf "$VOL"
+check "deleting the claim deletes its PersistentVolume" kubectl wait --for=delete "pv/$PV" --timeout=20s
+cleaned() {
+  if findmnt "$VOL" >/dev/null; then echo "$VOL is still mounted"; return 1; fi
+  local p; for p in "$VOL.img" "$VOL"; do [ ! -e "$p" ] || { echo "$p is still there"; return 1; }; done
+}
+check "and the provisioner removed its mount, image and directory" cleaned
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

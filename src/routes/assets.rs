@@ -33,6 +33,23 @@ pub fn version(path: &str) -> String {
         .unwrap_or_else(|| "missing".into())
 }
 
+/// The chunks a page's script imports at once (`preload.json`, written by
+/// static/build.mjs), as the URLs that script asks for: the page names
+/// them in `<link rel="modulepreload">` so they load beside it.
+pub fn preload(page: &str) -> Vec<String> {
+    let Some(file) = Dist::get("preload.json") else {
+        return Vec::new();
+    };
+    let all: std::collections::HashMap<String, Vec<String>> =
+        serde_json::from_slice(&file.data).unwrap_or_default();
+    all.get(page)
+        .into_iter()
+        .flatten()
+        .filter(|p| Dist::get(p).is_some())
+        .map(|p| format!("/assets/{p}"))
+        .collect()
+}
+
 /// Whether the front end was built (it is build output, not committed).
 pub fn built() -> bool {
     Dist::get("ide.js").is_some()
@@ -42,6 +59,16 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some(file) = Dist::get(&path) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
+    // The build's gzipped copy, when the browser takes gzip: compressed
+    // once at build time, not on each request.
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+        });
+    let gzipped = gzip.then(|| Dist::get(&format!("{path}.gz"))).flatten();
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
     if headers
         .get(header::IF_NONE_MATCH)
@@ -50,8 +77,16 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let mime = file.metadata.mimetype().to_string();
-    let mut resp = file.data.into_owned().into_response();
+    let encoded = gzipped.is_some();
+    let mut resp = match gzipped {
+        Some(gz) => gz.data.into_owned().into_response(),
+        None => file.data.into_owned().into_response(),
+    };
     let h = resp.headers_mut();
+    if encoded {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(&mime)

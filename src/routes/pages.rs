@@ -28,6 +28,8 @@ pub struct IdePage {
     /// The first script: opens the socket while `js` loads (boot.js).
     pub boot: String,
     pub js: String,
+    /// The chunks `js` imports at once, fetched beside it.
+    pub preload: Vec<String>,
     pub css: String,
     pub built: bool,
     /// On an exercise's page: the exercise.
@@ -45,6 +47,7 @@ impl IdePage {
         IdePage {
             boot: format!("/assets/boot.js?v={}", assets::version("boot.js")),
             js: format!("/assets/ide.js?v={}", assets::version("ide.js")),
+            preload: assets::preload("ide"),
             css: format!("/assets/ide.css?v={}", assets::version("ide.css")),
             built: assets::built(),
             exercise,
@@ -56,6 +59,7 @@ impl IdePage {
 #[template(path = "notebook.html")]
 struct NotebookPage {
     js: String,
+    preload: Vec<String>,
     css: String,
     path: String,
 }
@@ -76,6 +80,7 @@ async fn notebook(
     }
     render(&NotebookPage {
         js: format!("/assets/notebook.js?v={}", assets::version("notebook.js")),
+        preload: assets::preload("notebook"),
         css: format!("/assets/notebook.css?v={}", assets::version("notebook.css")),
         path,
     })

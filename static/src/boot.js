@@ -14,5 +14,16 @@ const proto = location.protocol === "https:" ? "wss:" : "ws:";
 const ws = new WebSocket(`${proto}//${location.host}${path}`);
 ws.binaryType = "arraybuffer";
 const events = [];
-ws.onopen = ws.onmessage = ws.onclose = (ev) => events.push(ev);
-window.replboxEarlySocket = { path, ws, events };
+// The workspace's listing is asked for as soon as the sandbox is ready,
+// with ref 0 (the Connection's own refs start at 1): the answer is waiting
+// when the editor's code has loaded (tree.js takes it).
+const early = { path, ws, events, listRef: null };
+ws.onopen = ws.onclose = (ev) => events.push(ev);
+ws.onmessage = (ev) => {
+  events.push(ev);
+  if (early.listRef === null && typeof ev.data === "string" && ev.data.includes('"status":"ready"')) {
+    early.listRef = 0;
+    ws.send(JSON.stringify({ type: "file.list", path: "", ref: 0 }));
+  }
+};
+window.replboxEarlySocket = early;

@@ -26,6 +26,12 @@ export class Connection {
       ws.binaryType = "arraybuffer";
     }
     this.ws = ws;
+    // A request boot.js made on the early socket: its answer (replayed
+    // below, or still to come) resolves `earlyList`.
+    if (ws === early?.ws && early.listRef !== null) {
+      this.earlyList = new Promise((resolve, reject) => this.pending.set(early.listRef, { resolve, reject }));
+      this.earlyList.catch(() => {});
+    }
     ws.onopen = () => {
       this.backoff = 250;
       this.handlers.onOpen?.();

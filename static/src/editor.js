@@ -87,6 +87,11 @@ export class Editor {
     this.view.contentDOM.setAttribute("aria-readonly", "false");
   }
 
+  /// Holds a file's text without showing it (it was just written here).
+  seed(path, text) {
+    if (!this.states.has(path)) this.states.set(path, EditorState.create({ doc: text, extensions: this.extensions(path) }));
+  }
+
   /// Replaces a file's text (after a reload from the sandbox), keeping it undoable.
   replace(path, text) {
     const state = this.states.get(path);

@@ -24,7 +24,10 @@ export function dirOf(path) {
 }
 
 export async function list(dir) {
-  const f = await conn.request({ type: "file.list", path: dir });
+  // The first listing of the root was asked for by boot.js.
+  const early = dir === "" ? conn.earlyList : undefined;
+  conn.earlyList = undefined;
+  const f = await (early ?? conn.request({ type: "file.list", path: dir }));
   const entries = f.entries.filter((e) => !e.name.startsWith("."));
   entries.sort((a, b) => (a.kind === "dir") === (b.kind === "dir") ? a.name.localeCompare(b.name) : a.kind === "dir" ? -1 : 1);
   state.tree.set(dir, entries);
@@ -47,11 +50,17 @@ export async function loadWorkspace() {
   try {
     const root = await list("");
     if (!exercise && root.length === 0 && !store.get("welcomed", false)) {
-      // All at once: one round trip, not one per file.
-      await Promise.all(Object.entries(WELCOME).map(([path, text]) =>
-        conn.request({ type: "file.write", path, data: text })));
+      // All at once: one round trip, not one per file. What was written is
+      // known here: main.py opens from it, not from another read, and the
+      // tree is listed again off the way to ready.
+      const written = await Promise.all(Object.entries(WELCOME).map(([path, text]) =>
+        conn.request({ type: "file.write", path, data: text }).then((f) => [path, text, f.version])));
       store.set("welcomed", true);
-      await list("");
+      for (const [path, , version] of written) state.versions.set(path, version);
+      editor.seed("main.py", WELCOME["main.py"]);
+      state.tree.set("", Object.entries(WELCOME).map(([name, text]) => ({ name, kind: "file", size: text.length }))
+        .sort((a, b) => a.name.localeCompare(b.name)));
+      refreshTree();
       state.tabs = ["main.py"];
       state.active = "main.py";
     }
