@@ -288,6 +288,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 # The agent reaches a sandbox pod as an image volume (beta in 1.34).
 featureGates: {ImageVolume: true}
+# Processes (and threads) per pod: Kubernetes has no per-pod field for it,
+# so the node bounds every pod (REPLBOX_PIDS_LIMIT's default; a fork bomb
+# without it took this 2-core node to a load of 60).
+podPidsLimit: 256
 EOC
 }
 

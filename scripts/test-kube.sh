@@ -166,5 +166,19 @@ cleaned() {
   local p; for p in "$VOL.img" "$VOL"; do [ ! -e "$p" ] || { echo "$p is still there"; return 1; }; done
 }
 check "and the provisioner removed its mount, image and directory" cleaned
+
+# The Kubernetes backend itself (tests/kube.rs): the server's own code makes
+# the pods and claims, speaks to the agents over the attach stream, and
+# runs the REST API, hostile code, the warm pool and expiry on them.
+say "the Kubernetes backend: cargo test --features kube-tests --test kube"
+out=$(cd "$ROOT" && REPLBOX_BACKEND=kubernetes REPLBOX_KUBE_NAMESPACE=$NS \
+  REPLBOX_KUBE_AGENT_IMAGE="$AGENT_IMAGE" REPLBOX_KUBE_PULL_POLICY=Never \
+  REPLBOX_KUBE_STORAGE_CLASS=replbox-quota REPLBOX_IMAGE="$IMAGE" \
+  cargo test --quiet --features kube-tests --test kube -- --test-threads=1 --nocapture 2>&1)
+echo "$out" | grep -oE '(pod cold start|kubernetes vs docker).*' | sed 's/^/     /'
+while read -r name verdict; do
+  if [ "$verdict" = ok ]; then ok "backend: $name"; else bad "backend: $name"; fi
+done < <(echo "$out" | awk '/^test [a-z_]+ \.\.\. /{name=$2} /(^| )(ok|FAILED)$/{if (name != "") {print name, $NF; name=""}}')
+echo "$out" | grep -q '^test result: ok' || bad "backend tests: $(echo "$out" | grep -E 'panicked|test result' | head -5)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

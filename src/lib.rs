@@ -115,13 +115,8 @@ pub async fn serve(
         tracing::info!(renamed, "API sandboxes moved into their tokens' namespaces");
     }
     let metrics = metrics::Metrics::default();
-    let registry = Registry::open(
-        config.clone(),
-        sandboxes,
-        store.clone(),
-        metrics.clone(),
-    )
-    .await?;
+    let registry =
+        Registry::open(config.clone(), sandboxes, store.clone(), metrics.clone()).await?;
     if let Err(e) = registry.recover().await {
         // The engine may come back later; /healthz says so meanwhile.
         tracing::warn!(error = %e, "start-up recovery skipped: engine unavailable");

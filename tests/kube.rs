@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{server_config, within, TestServer};
-use replbox::sandbox::{Backend, CreateSpec, JobEvent, Pods, SandboxHandle};
+use common::{server_config, within, Browser, Got, TestServer};
+use replbox::sandbox::{CreateSpec, JobEvent, Pods, SandboxHandle};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,10 @@ fn kube_config() -> replbox::config::SandboxConfig {
 async fn cluster(config: &replbox::config::SandboxConfig) -> Pods {
     let pods = Pods::new(config.clone());
     if let Err(e) = pods.ping().await {
-        panic!("no Kubernetes cluster answers ({e}): run `make kube` (KUBECONFIG={:?})", std::env::var("KUBECONFIG").ok());
+        panic!(
+            "no Kubernetes cluster answers ({e}): run `make kube` (KUBECONFIG={:?})",
+            std::env::var("KUBECONFIG").ok()
+        );
     }
     pods
 }
@@ -72,7 +75,10 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         };
         let t = Instant::now();
         let h = pods.create(&spec).await.expect("create a sandbox pod");
-        println!("pod cold start (claim, pod, attach, hello): {} ms", t.elapsed().as_millis());
+        println!(
+            "pod cold start (claim, pod, attach, hello): {} ms",
+            t.elapsed().as_millis()
+        );
         let id = h.container_id().to_string();
         assert_eq!(id, pods.container_name("alice"));
 
@@ -81,7 +87,9 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         let spec_v = &pod["spec"];
         assert_eq!(spec_v["automountServiceAccountToken"], false);
         assert_eq!(spec_v["enableServiceLinks"], false);
-        assert!(spec_v["hostNetwork"] != true && spec_v["hostPID"] != true && spec_v["hostIPC"] != true);
+        assert!(
+            spec_v["hostNetwork"] != true && spec_v["hostPID"] != true && spec_v["hostIPC"] != true
+        );
         let c = &spec_v["containers"][0];
         assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
@@ -90,14 +98,26 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
 
         // ... and as the agent's jobs see it.
         let checks = [
-            ("tr '\\0' '\\n' < /proc/1/cmdline | head -n1", "/opt/replbox/agent\n"),
+            (
+                "tr '\\0' '\\n' < /proc/1/cmdline | head -n1",
+                "/opt/replbox/agent\n",
+            ),
             ("id -u", "1000\n"),
             ("grep CapEff /proc/1/status", "CapEff:\t0000000000000000\n"),
             ("grep NoNewPrivs /proc/self/status", "NoNewPrivs:\t1\n"),
             ("grep '^Seccomp:' /proc/self/status", "Seccomp:\t2\n"),
-            ("touch /usr/x 2>/dev/null && echo written || echo refused", "refused\n"),
-            ("touch /opt/replbox/x 2>/dev/null && echo written || echo refused", "refused\n"),
-            ("test -e /var/run/secrets/kubernetes.io && echo token || echo none", "none\n"),
+            (
+                "touch /usr/x 2>/dev/null && echo written || echo refused",
+                "refused\n",
+            ),
+            (
+                "touch /opt/replbox/x 2>/dev/null && echo written || echo refused",
+                "refused\n",
+            ),
+            (
+                "test -e /var/run/secrets/kubernetes.io && echo token || echo none",
+                "none\n",
+            ),
             ("echo t > /tmp/t && cat /tmp/t", "t\n"),
         ];
         for (line, want) in checks {
@@ -109,30 +129,53 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         h.write_file("notes/kept.txt".into(), b"precious".to_vec())
             .await
             .expect("write a file");
-        assert_eq!(h.read_file("notes/kept.txt".into()).await.unwrap(), b"precious");
+        assert_eq!(
+            h.read_file("notes/kept.txt".into()).await.unwrap(),
+            b"precious"
+        );
 
         // The quota is the volume's size: writing past it fails, and the
         // sandbox goes on.
-        let (out, err, code) =
-            sh(&h, "head -c 100M /dev/zero > /workspace/big; echo $?; rm -f /workspace/big").await;
+        let (out, err, code) = sh(
+            &h,
+            "head -c 100M /dev/zero > /workspace/big; echo $?; rm -f /workspace/big",
+        )
+        .await;
         assert_eq!((out.as_str(), code), ("1\n", Some(0)), "{err}");
         assert!(err.contains("No space left on device"), "{err}");
-        let claim = pods.claim(&pods.volume_name("alice")).await.unwrap().expect("the claim");
+        let claim = pods
+            .claim(&pods.volume_name("alice"))
+            .await
+            .unwrap()
+            .expect("the claim");
         let claim = serde_json::to_value(claim).unwrap();
         assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "64Mi");
 
         // The reaper's view: the pod, its owner, running.
         let listed = pods.list().await.unwrap();
-        assert!(listed.iter().any(|p| p.id == id && p.session == "alice" && p.running), "{listed:?}");
+        assert!(
+            listed
+                .iter()
+                .any(|p| p.id == id && p.session == "alice" && p.running),
+            "{listed:?}"
+        );
 
         // Removed (as at expiry): the pod goes, the claim stays, and the
         // student's next sandbox finds the files.
         drop(h);
         pods.remove(&id).await.unwrap();
         assert!(!pods.is_running(&id).await.unwrap());
-        assert!(pods.list_volumes().await.unwrap().iter().any(|v| v.name == pods.volume_name("alice")));
+        assert!(pods
+            .list_volumes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.name == pods.volume_name("alice")));
         let back = pods.create(&spec).await.expect("the student comes back");
-        assert_eq!(back.read_file("notes/kept.txt".into()).await.unwrap(), b"precious");
+        assert_eq!(
+            back.read_file("notes/kept.txt".into()).await.unwrap(),
+            b"precious"
+        );
 
         // A re-attach (a server restart) reaches the same agent.
         drop(back);
@@ -144,7 +187,12 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         assert!(pods.list().await.unwrap().is_empty());
         // Deleting a claim is the end of its files.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while pods.claim(&pods.volume_name("alice")).await.unwrap().is_some() {
+        while pods
+            .claim(&pods.volume_name("alice"))
+            .await
+            .unwrap()
+            .is_some()
+        {
             assert!(Instant::now() < deadline, "the claim is not deleted");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -152,61 +200,82 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
     .await
 }
 
-/// The run round trip and a stream over the attach stream (figures for the
-/// closing note; `make bench` measures Docker's).
+/// The run round trip and a stream, on the Kubernetes backend (the attach
+/// stream) and on the Docker backend (its default transport), by the same
+/// code in the same run: the figures of docs/kubernetes.md.
 #[tokio::test(flavor = "multi_thread")]
-async fn runs_and_streams_over_the_attach_stream() {
+async fn runs_and_streams_beside_the_docker_backend() {
     within(300, async {
         let config = kube_config();
         let pods = cluster(&config).await;
-        let h = pods
-            .create(&CreateSpec {
-                session: "speed".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create");
-        let mut rtt = Vec::new();
-        for _ in 0..30 {
-            let t = Instant::now();
-            let (_, _, code) = sh(&h, "true").await;
-            assert_eq!(code, Some(0));
-            rtt.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        rtt.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let docker = common::engine(common::sandbox_config()).await;
+        let spec = CreateSpec {
+            session: "speed".into(),
+            ..Default::default()
+        };
         let t = Instant::now();
-        let mut job = h
-            .spawn(replbox_protocol::JobSpec::shell("head -c 67108864 /dev/zero"))
-            .await
-            .unwrap();
-        let mut bytes = 0usize;
-        loop {
-            match job.next().await.expect("the stream's end") {
-                JobEvent::Output { data, .. } => bytes += data.len(),
-                JobEvent::Exit(e) => {
-                    assert_eq!(e.code, Some(0));
-                    break;
-                }
-                _ => {}
-            }
-        }
-        assert_eq!(bytes, 64 << 20, "every byte of the stream arrives");
-        let mb_s = 64.0 / t.elapsed().as_secs_f64();
+        let on_kube = pods.create(&spec).await.expect("create a pod");
+        let kube_cold = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let on_docker = docker.create(&spec).await.expect("create a container");
+        let docker_cold = t.elapsed().as_secs_f64() * 1000.0;
+        let (kube_rtt, docker_rtt) = (round_trip(&on_kube).await, round_trip(&on_docker).await);
+        let (kube_mb_s, docker_mb_s) = (stream(&on_kube).await, stream(&on_docker).await);
         println!(
-            "kubernetes: run round trip median {:.2} ms p90 {:.2} ms; stream {:.1} MB/s",
-            rtt[rtt.len() / 2],
-            rtt[rtt.len() * 9 / 10],
-            mb_s
+            "kubernetes vs docker: cold start {kube_cold:.0} vs {docker_cold:.0} ms; run round trip median {kube_rtt:.2} vs {docker_rtt:.2} ms; stream {kube_mb_s:.0} vs {docker_mb_s:.0} MB/s"
         );
-        drop(h);
+        drop((on_kube, on_docker));
         cleanup(&pods).await;
+        common::cleanup(&docker).await;
     })
     .await
 }
 
+async fn round_trip(h: &SandboxHandle) -> f64 {
+    let mut rtt = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let (_, _, code) = sh(h, "true").await;
+        assert_eq!(code, Some(0));
+        rtt.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    rtt.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rtt[rtt.len() / 2]
+}
+
+/// 64 MiB from a job, every byte counted: MB/s.
+async fn stream(h: &SandboxHandle) -> f64 {
+    let t = Instant::now();
+    let mut job = h
+        .spawn(replbox_protocol::JobSpec::shell(
+            "head -c 67108864 /dev/zero",
+        ))
+        .await
+        .unwrap();
+    let mut bytes = 0usize;
+    loop {
+        match job.next().await.expect("the stream's end") {
+            JobEvent::Output { data, .. } => bytes += data.len(),
+            JobEvent::Exit(e) => {
+                assert_eq!(e.code, Some(0));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(bytes, 64 << 20, "every byte of the stream arrives");
+    64.0 * 1.048576 / t.elapsed().as_secs_f64()
+}
+
+/// An attack: its name, the exec request, what the answer must show.
+type Attack = (&'static str, Value, fn(&Value) -> bool);
+
 async fn exec(server: &TestServer, task: &str, body: Value) -> Value {
     let r = server
-        .api(reqwest::Method::POST, &format!("/api/v1/sandboxes/{task}/exec"))
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sandboxes/{task}/exec"),
+        )
         .json(&body)
         .send()
         .await
@@ -228,7 +297,8 @@ async fn the_server_runs_its_sandboxes_as_pods() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = server_config(dir.path());
         config.sandbox = kube_config();
-        config.idle_ttl_secs = 6;
+        config.idle_ttl_secs = 4;
+        config.warm_pool = 1;
         let pods = cluster(&config.sandbox).await;
         let server = TestServer::start(config.clone()).await;
         let r = server
@@ -248,7 +318,7 @@ async fn the_server_runs_its_sandboxes_as_pods() {
             .unwrap();
         assert_eq!(r.status(), 201);
 
-        let attacks: [(&str, Value, fn(&Value) -> bool); 4] = [
+        let attacks: [Attack; 4] = [
             (
                 "fork bomb",
                 json!({"command": "bomb() { bomb | bomb & }; bomb; sleep 2; exit 1", "timeoutMs": 5000}),
@@ -271,6 +341,7 @@ async fn the_server_runs_its_sandboxes_as_pods() {
             ),
         ];
         for (name, body, check) in attacks {
+            eprintln!("kube: {name}");
             let r = exec(&server, "victim", body).await;
             assert!(check(&r), "{name}: {}", r.to_string().chars().take(400).collect::<String>());
             let r = exec(&server, "victim", json!({"command": "cat keep.txt"})).await;
@@ -279,15 +350,45 @@ async fn the_server_runs_its_sandboxes_as_pods() {
             assert_eq!(r["stdout"], "fine\n", "the bystander after {name}: {r}");
         }
 
-        // Idle past the TTL: the pods go, the claims stay.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while pods.list().await.unwrap().iter().any(|p| p.running) {
-            assert!(Instant::now() < deadline, "idle pods were not expired");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        // A student's tab: files written, then idle past the TTL: its pod
+        // goes, its claim stays, and the next visit finds the files.
+        eprintln!("kube: a browser session's expiry");
+        let browser = Browser::new();
+        browser.visit(&server).await;
+        let mut ws = browser.socket(&server, "").await;
+        let (out, _) = ws.run(json!({"command": "echo kept > f.txt; echo ok"})).await;
+        assert_eq!(out, "ok\n");
+        // It took the warm pod, and the pool makes another.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = pods.list().await.unwrap();
+            let pool: Vec<_> = list.iter().filter(|p| p.id.contains("-pool-")).collect();
+            if pool.len() == 2 && pool.iter().all(|p| p.running) {
+                assert!(pool.iter().any(|p| p.name != p.id), "the claimed warm pod answers to its student's name: {list:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the warm pool: {list:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        assert_eq!(pods.list_volumes().await.unwrap().len(), 2, "the workspaces are kept");
-        let r = exec(&server, "victim", json!({"command": "cat keep.txt"})).await;
-        assert_eq!(r["stdout"], "precious\n", "the files after expiry: {r}");
+        let mut expired = false;
+        loop {
+            match ws.recv().await {
+                Got::Json(v) if v["type"] == "expired" => expired = true,
+                Got::Closed(_) => break,
+                _ => {}
+            }
+        }
+        assert!(expired, "the tab is told its sandbox expired");
+        let claims = pods.list_volumes().await.unwrap().len();
+        assert_eq!(claims, 4, "every workspace claim is kept (2 tasks, the tab's, the pool's)");
+        let running = pods.list().await.unwrap();
+        assert_eq!(running.iter().filter(|p| p.running).count(), 3, "the expired pod is gone: {running:?}");
+        let mut ws = browser.socket(&server, "").await;
+        let hello = ws.until("hello").await;
+        assert_eq!(hello["status"], "expired");
+        let (out, _) = ws.run(json!({"command": "cat f.txt"})).await;
+        assert_eq!(out, "kept\n", "the files after expiry");
+        drop(ws);
 
         // A restarted server finds its pods and claims and removes nothing
         // that a sandbox owns.

@@ -44,11 +44,7 @@ pub struct SandboxConfig {
 
     /// Kubernetes: the pull policy of the sandbox and agent images
     /// (`Never` for images imported on the nodes, as on the test cluster).
-    #[arg(
-        long,
-        env = "REPLBOX_KUBE_PULL_POLICY",
-        default_value = "IfNotPresent"
-    )]
+    #[arg(long, env = "REPLBOX_KUBE_PULL_POLICY", default_value = "IfNotPresent")]
     pub kube_pull_policy: String,
 
     /// Kubernetes: how long a new pod may take to run (scheduling, volume,

@@ -157,7 +157,10 @@ impl Pods {
             .unwrap_or_else(|| self.volume_name(&spec.session));
         self.ensure_claim(&claim, &spec.session).await?;
         let pod = spec::pod(&self.config, &name, &claim, spec);
-        let image = spec.image.clone().unwrap_or_else(|| self.config.image.clone());
+        let image = spec
+            .image
+            .clone()
+            .unwrap_or_else(|| self.config.image.clone());
         let pods = self.pods().await?;
         pods.create(&PostParams::default(), &pod)
             .await
@@ -204,7 +207,9 @@ impl Pods {
                                 return done;
                             }
                         }
-                        Ok(kube::api::WatchEvent::Deleted(_)) => return Err(SandboxError::AgentGone),
+                        Ok(kube::api::WatchEvent::Deleted(_)) => {
+                            return Err(SandboxError::AgentGone)
+                        }
                         // Expired resource version, or a cut stream: read again.
                         Ok(_) | Err(_) => break,
                     }
@@ -278,39 +283,35 @@ impl Pods {
     /// Unpacks a tar archive into a pod at `path` through its agent (the
     /// server may not exec in sandboxes): the files are the sandbox user's.
     pub async fn upload_tar(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), SandboxError> {
-        let handle = self
-            .live
-            .lock()
-            .unwrap()
-            .get(id)
-            .and_then(|h| h.upgrade());
+        let handle = self.live.lock().unwrap().get(id).and_then(|h| h.upgrade());
         let handle = match handle {
             Some(h) => h,
             None => return Err(SandboxError::AgentGone),
         };
         let base = path.trim_end_matches('/').trim_start_matches("/workspace");
         let base = base.trim_start_matches('/').to_string();
-        let files = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, Vec<u8>)>> {
-            let mut archive = tar::Archive::new(std::io::Cursor::new(tar));
-            let mut files = Vec::new();
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                if entry.header().entry_type() != tar::EntryType::Regular {
-                    continue;
+        let files =
+            tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, Vec<u8>)>> {
+                let mut archive = tar::Archive::new(std::io::Cursor::new(tar));
+                let mut files = Vec::new();
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    if entry.header().entry_type() != tar::EntryType::Regular {
+                        continue;
+                    }
+                    let name = entry.path()?.display().to_string();
+                    let mut data = Vec::new();
+                    std::io::Read::read_to_end(&mut entry, &mut data)?;
+                    files.push((name, data));
                 }
-                let name = entry.path()?.display().to_string();
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut data)?;
-                files.push((name, data));
-            }
-            Ok(files)
-        })
-        .await
-        .map_err(|_| SandboxError::Engine)?
-        .map_err(|e| {
-            warn!(error = %e, "a tar archive for a sandbox cannot be read");
-            SandboxError::Engine
-        })?;
+                Ok(files)
+            })
+            .await
+            .map_err(|_| SandboxError::Engine)?
+            .map_err(|e| {
+                warn!(error = %e, "a tar archive for a sandbox cannot be read");
+                SandboxError::Engine
+            })?;
         for (name, data) in files {
             let name = name.trim_start_matches("./");
             let full = if base.is_empty() {
@@ -571,4 +572,3 @@ impl Backend for Pods {
         Pods::volume_name(self, owner)
     }
 }
-
