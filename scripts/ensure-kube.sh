@@ -292,6 +292,11 @@ featureGates: {ImageVolume: true}
 # so the node bounds every pod (REPLBOX_PIDS_LIMIT's default; a fork bomb
 # without it took this 2-core node to a load of 60).
 podPidsLimit: 256
+# A sandbox's agent speaks on stdout, which the runtime logs: rotated small
+# and often (each pod's ephemeral-storage limit bounds the rest).
+containerLogMaxSize: 10Mi
+containerLogMaxFiles: 2
+containerLogMonitorInterval: 3s
 EOC
 }
 

@@ -41,7 +41,7 @@ can() {
   shift 2
   [ "$(kubectl auth can-i "$verb" "$res" $sub "$@" --as "$SA" 2>/dev/null)" = "$answer" ]
 }
-for v in "create pods" "delete pods" "watch pods" "create pods/attach" "get pods/attach" "create persistentvolumeclaims"; do
+for v in "create pods" "delete pods" "watch pods" "patch pods" "create pods/attach" "get pods/attach" "create persistentvolumeclaims"; do
   answer=yes check "server account may $v in $NS" can $v -n $NS
 done
 for v in "create pods/exec" "get pods/exec" "get secrets" "get pods/log" "create pods/portforward" "update networkpolicies"; do
@@ -170,11 +170,29 @@ check "and the provisioner removed its mount, image and directory" cleaned
 # The Kubernetes backend itself (tests/kube.rs): the server's own code makes
 # the pods and claims, speaks to the agents over the attach stream, and
 # runs the REST API, hostile code, the warm pool and expiry on them.
-say "the Kubernetes backend: cargo test --features kube-tests --test kube"
-out=$(cd "$ROOT" && REPLBOX_BACKEND=kubernetes REPLBOX_KUBE_NAMESPACE=$NS \
+say "the Kubernetes backend: cargo test --features kube-tests --test kube, as the server's ServiceAccount"
+# The tests talk to the cluster with the server's own identity (a token of
+# deploy/kubernetes/rbac.yaml's ServiceAccount): its Role must be enough.
+SERVER_KUBECONFIG=$STATE/server.kubeconfig
+(
+  umask 077
+  token=$(kubectl -n replbox create token replbox-server --duration=2h)
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  [ -n "$ca" ] || ca=$(base64 -w0 < "$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")
+  cat > "$SERVER_KUBECONFIG" <<EOK
+apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: replbox-server, user: {token: "$token"}}]
+contexts: [{name: replbox-server, context: {cluster: test, user: replbox-server, namespace: $NS}}]
+current-context: replbox-server
+EOK
+)
+out=$(cd "$ROOT" && KUBECONFIG=$SERVER_KUBECONFIG REPLBOX_BACKEND=kubernetes REPLBOX_KUBE_NAMESPACE=$NS \
   REPLBOX_KUBE_AGENT_IMAGE="$AGENT_IMAGE" REPLBOX_KUBE_PULL_POLICY=Never \
   REPLBOX_KUBE_STORAGE_CLASS=replbox-quota REPLBOX_IMAGE="$IMAGE" \
-  cargo test --quiet --features kube-tests --test kube -- --test-threads=1 --nocapture 2>&1)
+  cargo test --features kube-tests --test kube -- --test-threads=1 --nocapture 2>&1)
 echo "$out" | grep -oE '(pod cold start|kubernetes vs docker).*' | sed 's/^/     /'
 while read -r name verdict; do
   if [ "$verdict" = ok ]; then ok "backend: $name"; else bad "backend: $name"; fi

@@ -134,6 +134,22 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
             b"precious"
         );
 
+        // An archive (the grader's hidden files) goes in with its modes.
+        let mut tar = tar::Builder::new(Vec::new());
+        let script = b"#!/bin/sh\necho hidden harness\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(script.len() as u64);
+        header.set_mode(0o555);
+        header.set_cksum();
+        tar.append_data(&mut header, "bin/run-me", &script[..])
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        replbox::sandbox::Backend::upload_tar(&pods, &id, "/workspace", tar)
+            .await
+            .expect("upload a tar");
+        let (out, err, _) = sh(&h, "bin/run-me; stat -c %a bin/run-me").await;
+        assert_eq!(out, "hidden harness\n555\n", "{err}");
+
         // The quota is the volume's size: writing past it fails, and the
         // sandbox goes on.
         let (out, err, code) = sh(
@@ -391,11 +407,23 @@ async fn the_server_runs_its_sandboxes_as_pods() {
         drop(ws);
 
         // A restarted server finds its pods and claims and removes nothing
-        // that a sandbox owns.
+        // that a sandbox owns: the same pods answer.
+        let live = |list: Vec<replbox::sandbox::ManagedContainer>| -> Vec<String> {
+            // (Warm pods are the pool's, made again by each server.)
+            let mut ids: Vec<String> = list
+                .into_iter()
+                .filter(|p| p.running && !p.id.contains("-pool-"))
+                .map(|p| p.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        let before = live(pods.list().await.unwrap());
         server.stop().await;
         let server = TestServer::start(config.clone()).await;
         let r = exec(&server, "victim", json!({"command": "cat keep.txt"})).await;
         assert_eq!(r["stdout"], "precious\n", "after a restart: {r}");
+        assert_eq!(live(pods.list().await.unwrap()), before, "the restarted server re-attached to the same pods");
         server.stop().await;
         cleanup(&pods).await;
     })

@@ -47,6 +47,12 @@ pub struct SandboxConfig {
     #[arg(long, env = "REPLBOX_KUBE_PULL_POLICY", default_value = "IfNotPresent")]
     pub kube_pull_policy: String,
 
+    /// Kubernetes: the node disk a sandbox pod may use, in MiB: its
+    /// container log (the runtime logs what the agent writes to stdout)
+    /// and writable layer. Past it the kubelet evicts that pod alone.
+    #[arg(long, env = "REPLBOX_KUBE_EPHEMERAL_MB", default_value_t = 1024)]
+    pub kube_ephemeral_mb: u64,
+
     /// Kubernetes: how long a new pod may take to run (scheduling, volume,
     /// image), in seconds.
     #[arg(long, env = "REPLBOX_KUBE_START_TIMEOUT_S", default_value_t = 120)]

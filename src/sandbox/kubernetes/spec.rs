@@ -19,10 +19,17 @@ pub const AGENT: &str = "/opt/replbox/agent";
 pub const ANNOTATION_NAME: &str = "replbox.name";
 
 /// A Kubernetes object name (DNS-1123 label: lower-case letters, digits
-/// and `-`, at most 63) for `name`: itself when it is one, else a readable
-/// part and a hash of the whole, so two names never meet.
+/// and `-`, at most 63) for `name`: itself when it is one and does not end
+/// the way a hashed name does, else a readable part and a hash of the
+/// whole, so two names never meet.
 pub fn object_name(name: &str) -> String {
-    let valid = !name.is_empty()
+    let looks_hashed = name.len() > 17
+        && name.as_bytes()[name.len() - 17] == b'-'
+        && name[name.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let valid = !looks_hashed
+        && !name.is_empty()
         && name.len() <= 63
         && name
             .bytes()
@@ -164,8 +171,11 @@ pub fn pod(config: &SandboxConfig, name: &str, claim: &str, spec: &CreateSpec) -
             },
             "resources": {
                 // Memory is asked for in full: no sandbox is overcommitted.
-                "requests": {"cpu": "100m", "memory": memory},
-                "limits": {"cpu": cpu, "memory": memory},
+                // Disk on the node: the container's log (the node's runtime
+                // keeps what the agent writes to stdout) and its writable
+                // layer. Past the limit the kubelet evicts this pod alone.
+                "requests": {"cpu": "100m", "memory": memory, "ephemeral-storage": "64Mi"},
+                "limits": {"cpu": cpu, "memory": memory, "ephemeral-storage": format!("{}Mi", config.kube_ephemeral_mb)},
             },
             "volumeMounts": [
                 {"name": "agent", "mountPath": AGENT_DIR, "readOnly": true},
@@ -201,6 +211,9 @@ mod tests {
     #[test]
     fn object_names_are_valid_and_distinct() {
         assert_eq!(object_name("replbox-abc-1"), "replbox-abc-1");
+        // A valid name shaped like another's hashed form is hashed too.
+        let hashed = object_name("Task_One");
+        assert_ne!(object_name(&hashed), hashed);
         let a = object_name("rbt-1-t-0123456789abcdef-Task_One");
         let b = object_name("rbt-1-t-0123456789abcdef-task-one");
         assert_ne!(a, b);
