@@ -65,11 +65,25 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',')
-                .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+            // `gzip`, unless refused with `q=0`.
+            v.split(',').any(|e| {
+                let mut parts = e.split(';').map(str::trim);
+                parts.next() == Some("gzip")
+                    && !parts.any(|p| {
+                        p.strip_prefix("q=")
+                            .and_then(|q| q.parse::<f32>().ok())
+                            .is_some_and(|q| q == 0.0)
+                    })
+            })
         });
     let gzipped = gzip.then(|| Dist::get(&format!("{path}.gz"))).flatten();
-    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    // One tag per body: the gzipped one is another representation.
+    let etag = format!(
+        "\"{}{}\"",
+        hex::encode(&file.metadata.sha256_hash()[..12]),
+        if gzipped.is_some() { "-gz" } else { "" }
+    );
+
     if headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())
