@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cleanup, engine, server_config, within, Browser, TestServer, Ws};
+use common::{cleanup, engine, job, server_config, within, Browser, TestServer, Ws};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -490,22 +490,6 @@ fn short(r: &Value) -> String {
     )
 }
 
-/// One job's stdout, stderr and exit code.
-async fn job(h: &replbox::sandbox::SandboxHandle, line: &str) -> (String, String, Option<i32>) {
-    let out = h
-        .spawn(replbox_protocol::JobSpec::shell(line))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.exit.and_then(|e| e.code),
-    )
-}
-
 /// The sandbox still answers after an attempt.
 async fn still_works(h: &replbox::sandbox::SandboxHandle, after: &str) {
     let (out, _, code) = job(h, "echo alive").await;
@@ -525,6 +509,26 @@ async fn first_line(job: &mut replbox::sandbox::Job) -> String {
     }
     String::from_utf8_lossy(&line).into_owned()
 }
+
+/// Python for a job: `probe()` connects to the agent's socket, sends what
+/// is not the secret and says what it got back (`None`: no connection).
+const PROBE: &str = r#"
+import os, socket
+def probe():
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect('/opt/replbox/direct/agent.sock')
+    except OSError:
+        s.close(); return None
+    s.settimeout(10)
+    s.sendall(os.urandom(32) + b'RBX1' + bytes(64))
+    try:
+        got = s.recv(65536)
+    except OSError:
+        # Reset (closed before it was accepted) or silence: nothing either way.
+        got = b''
+    return 'connected, got %d bytes' % len(got)
+"#;
 
 /// The agent's direct socket (the default transport): a job sees its
 /// directory, but cannot connect once the hand-over is done, cannot make or
@@ -688,21 +692,7 @@ print('ptrace', libc.ptrace(16, 1, 0, 0))
         let accepting = tokio::spawn(replbox::sandbox::direct::accept_one(listening, secret));
         let (out, err, code) = job(
             &h,
-            r#"python3 -c "
-import os, socket
-s = socket.socket(socket.AF_UNIX)
-try:
-    s.connect('/opt/replbox/direct/agent.sock')
-except OSError as e:
-    print('refused', e.errno); raise SystemExit
-s.settimeout(10)
-s.sendall(os.urandom(32) + b'RBX1' + bytes(64))
-try:
-    got = s.recv(65536)
-except OSError:
-    got = b''
-print('connected, got %d bytes' % len(got))
-""#,
+            &format!("python3 -c \"{PROBE}\nprint(probe() or 'refused')\""),
         )
         .await;
         if common::gvisor() {
@@ -736,25 +726,18 @@ print('connected, got %d bytes' % len(got))
         // If the job gets in during one of these windows, it gets nothing.
         let mut prober = h
             .spawn(replbox_protocol::JobSpec::shell(
-                r#"exec python3 -c "
-import os, socket, sys, time
+                format!(
+                    "exec python3 -c \"{PROBE}
+import time
 print('ready', flush=True)
 end = time.time() + 120
 while time.time() < end:
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect('/opt/replbox/direct/agent.sock')
-    except OSError:
-        s.close(); continue
-    s.settimeout(10)
-    s.sendall(os.urandom(32) + b'RBX1' + bytes(64))
-    try:
-        got = s.recv(65536)
-    except OSError:
-        got = b''
-    open('/workspace/probe.txt', 'w').write('connected, got %d bytes' % len(got))
-    break
-""#,
+    got = probe()
+    if got:
+        open('/workspace/probe.txt', 'w').write(got)
+        break
+\""
+                ),
             ))
             .await
             .unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{server_config, within, Browser, Got, TestServer};
+use common::{job, server_config, within, Browser, Got, TestServer};
 use replbox::sandbox::{CreateSpec, JobEvent, Pods, SandboxHandle};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -47,21 +47,6 @@ async fn cleanup(pods: &Pods) {
     for v in pods.list_volumes().await.unwrap_or_default() {
         let _ = pods.remove_volume(&v.name).await;
     }
-}
-
-async fn sh(h: &SandboxHandle, line: &str) -> (String, String, Option<i32>) {
-    let out = h
-        .spawn(replbox_protocol::JobSpec::shell(line))
-        .await
-        .expect("spawn")
-        .collect()
-        .await
-        .expect("collect");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.exit.and_then(|e| e.code),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,7 +106,7 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
             ("echo t > /tmp/t && cat /tmp/t", "t\n"),
         ];
         for (line, want) in checks {
-            let (out, err, _) = sh(&h, line).await;
+            let (out, err, _) = job(&h, line).await;
             assert_eq!(out, want, "{line}: {err}");
         }
 
@@ -147,12 +132,12 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         replbox::sandbox::Backend::upload_tar(&pods, &id, "/workspace", tar)
             .await
             .expect("upload a tar");
-        let (out, err, _) = sh(&h, "bin/run-me; stat -c %a bin/run-me").await;
+        let (out, err, _) = job(&h, "bin/run-me; stat -c %a bin/run-me").await;
         assert_eq!(out, "hidden harness\n555\n", "{err}");
 
         // The quota is the volume's size: writing past it fails, and the
         // sandbox goes on.
-        let (out, err, code) = sh(
+        let (out, err, code) = job(
             &h,
             "head -c 100M /dev/zero > /workspace/big; echo $?; rm -f /workspace/big",
         )
@@ -196,7 +181,7 @@ async fn a_sandbox_is_a_locked_down_pod_with_a_kept_workspace_claim() {
         // A re-attach (a server restart) reaches the same agent.
         drop(back);
         let again = pods.attach(&id).await.expect("re-attach");
-        assert_eq!(sh(&again, "cat notes/kept.txt").await.0, "precious");
+        assert_eq!(job(&again, "cat notes/kept.txt").await.0, "precious");
         drop(again);
 
         cleanup(&pods).await;
@@ -251,7 +236,7 @@ async fn round_trip(h: &SandboxHandle) -> f64 {
     let mut rtt = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
-        let (_, _, code) = sh(h, "true").await;
+        let (_, _, code) = job(h, "true").await;
         assert_eq!(code, Some(0));
         rtt.push(t.elapsed().as_secs_f64() * 1000.0);
     }

@@ -17,7 +17,7 @@ mod manage;
 
 pub use create::GVISOR_HOST_PIDS_FACTOR;
 
-use ids::{readable_by_all, shifted_ids, user_ids};
+use ids::{readable_by_all, shifted_ids};
 
 /// Where the agent is mounted inside every container.
 const AGENT_MOUNT: &str = "/opt/replbox/agent";

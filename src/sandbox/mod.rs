@@ -63,6 +63,14 @@ pub enum SandboxError {
     WorkspaceUnclaimed(String),
 }
 
+/// uid and gid of a `uid:gid` user string (`REPLBOX_SANDBOX_USER`, a
+/// spec's user), for every backend.
+pub(crate) fn user_ids(user: &str) -> (u32, u32) {
+    let mut parts = user.split(':').map(|p| p.parse().unwrap_or(1000));
+    let uid = parts.next().unwrap_or(1000);
+    (uid, parts.next().unwrap_or(uid))
+}
+
 /// What a new sandbox is for.
 #[derive(Debug, Clone, Default)]
 pub struct CreateSpec {

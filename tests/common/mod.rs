@@ -97,6 +97,22 @@ pub async fn cleanup(sandboxes: &Sandboxes) {
     }
 }
 
+/// One shell job's stdout, stderr and exit code, through a sandbox's agent.
+pub async fn job(h: &replbox::sandbox::SandboxHandle, line: &str) -> (String, String, Option<i32>) {
+    let out = h
+        .spawn(replbox_protocol::JobSpec::shell(line))
+        .await
+        .expect("spawn a job")
+        .collect()
+        .await
+        .expect("the job's output");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.exit.and_then(|e| e.code),
+    )
+}
+
 /// Every async test runs under a timeout.
 pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), f)

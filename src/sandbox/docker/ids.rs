@@ -1,12 +1,5 @@
 //! The sandbox user's ids, on the host and in the container.
 
-/// uid and gid of a `uid:gid` user string.
-pub(super) fn user_ids(user: &str) -> (u32, u32) {
-    let mut parts = user.split(':').map(|p| p.parse().unwrap_or(1000));
-    let uid = parts.next().unwrap_or(1000);
-    (uid, parts.next().unwrap_or(uid))
-}
-
 /// The host ids of `(uid, gid)` in a container of an engine with these
 /// `docker info` security options and root directory: `None` when the
 /// engine does not remap user namespaces; shifted by the remapped root's

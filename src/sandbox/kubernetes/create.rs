@@ -196,32 +196,27 @@ fn started(pod: &Pod, image: &str) -> Option<Result<(), SandboxError>> {
     if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
         return Some(Err(SandboxError::AgentGone));
     }
-    let waiting = status
+    // A waiting reason it cannot leave: its image, or its container's
+    // making.
+    let stuck = status
         .container_statuses
         .iter()
         .flatten()
         .chain(status.init_container_statuses.iter().flatten())
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
-        .filter_map(|w| w.reason.as_deref())
-        .find(|r| {
-            matches!(
-                *r,
-                "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
-            )
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .find_map(|reason| match reason {
+            "ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
+                info!(reason, image, "a sandbox pod's image is not available");
+                Some(SandboxError::ImageMissing(image.to_string()))
+            }
+            "CreateContainerConfigError" | "CreateContainerError" => {
+                warn!(reason, "a sandbox pod cannot start");
+                Some(SandboxError::Engine)
+            }
+            _ => None,
         });
-    if let Some(reason) = waiting {
-        info!(reason, image, "a sandbox pod's image is not available");
-        return Some(Err(SandboxError::ImageMissing(image.to_string())));
-    }
-    if let Some(reason) = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
-        .find(|r| r == "CreateContainerConfigError" || r == "CreateContainerError")
-    {
-        warn!(%reason, "a sandbox pod cannot start");
-        return Some(Err(SandboxError::Engine));
+    if let Some(e) = stuck {
+        return Some(Err(e));
     }
     None
 }

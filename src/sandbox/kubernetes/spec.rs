@@ -88,14 +88,6 @@ pub fn selector(config: &SandboxConfig) -> String {
     format!("{LABEL_MANAGED}={}", object_name(&config.name_prefix))
 }
 
-/// `uid:gid` as numbers (the Docker backend's `user` form).
-fn ids(user: &str) -> (i64, i64) {
-    let mut parts = user.split(':').map(|p| p.parse::<i64>().ok());
-    let uid = parts.next().flatten().unwrap_or(1000);
-    let gid = parts.next().flatten().unwrap_or(uid);
-    (uid, gid)
-}
-
 /// The workspace claim: the quota is its size, enforced by the volume.
 pub fn claim(config: &SandboxConfig, name: &str, session: &str) -> PersistentVolumeClaim {
     let size = if config.workspace_quota_mb > 0 {
@@ -124,7 +116,7 @@ pub fn claim(config: &SandboxConfig, name: &str, session: &str) -> PersistentVol
 /// size-limited memory volume, the workspace claim at /workspace, no
 /// service account token, no service links, no host namespaces.
 pub fn pod(config: &SandboxConfig, name: &str, claim: &str, spec: &CreateSpec) -> Pod {
-    let (uid, gid) = ids(spec.user.as_deref().unwrap_or(&config.user));
+    let (uid, gid) = crate::sandbox::user_ids(spec.user.as_deref().unwrap_or(&config.user));
     let image = spec.image.clone().unwrap_or_else(|| config.image.clone());
     let mut env: Vec<serde_json::Value> = spec
         .env
