@@ -58,7 +58,7 @@ kube-down:
 
 # Applies deploy/kubernetes/ to that cluster and runs a sandbox pod of our
 # image with the agent (smoke test). Not part of `make test`.
-test-kube: kube agent
+test-kube: kube agent postgres
 	@./scripts/test-kube.sh
 
 # The front end: npm ci when the lock file changed, then esbuild.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make test-kube`: against the test cluster of `make kube`, applies
-# deploy/kubernetes/ and runs a smoke test of one sandbox pod (our image, the
-# agent as PID 1, the lock-down of issue #14, a workspace claim whose size
-# the volume enforces) and of its agent over the attach stream. Not part of
-# `make test`. Prints "N passed, N failed".
+# deploy/kubernetes/'s RBAC and checks it, runs a smoke test of one sandbox
+# pod (our image, the agent as PID 1, the lock-down of issue #14, a
+# workspace claim whose size the volume enforces) and of its agent over the
+# attach stream, runs tests/kube.rs (the backend) as the server's account,
+# and last runs the server itself as deploy/kubernetes/'s Deployment. Not
+# part of `make test`. Prints "N passed, N failed".
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -25,16 +27,10 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
 kubectl get --raw /readyz >/dev/null || { echo "no cluster answers at $KUBECONFIG: run \`make kube\`"; exit 1; }
 [ -x "$AGENT" ] || { echo "no agent at $AGENT: run \`make agent\`"; exit 1; }
 
-say "applying deploy/kubernetes/"
-check "namespaces, RBAC, NetworkPolicy and database Secret apply" \
+say "applying deploy/kubernetes/ (the server's Deployment comes last, below)"
+check "namespaces, RBAC and NetworkPolicy apply" \
   kubectl apply -f "$ROOT/deploy/kubernetes/namespaces.yaml" -f "$ROOT/deploy/kubernetes/rbac.yaml" \
-  -f "$ROOT/deploy/kubernetes/networkpolicy.yaml" -f "$ROOT/deploy/kubernetes/database-secret.yaml"
-# The server cannot run yet (no Kubernetes backend, no server image): the
-# apiserver validates its Deployment and Service without creating them.
-check "server Deployment and Service pass the apiserver's validation (dry run)" \
-  kubectl apply --dry-run=server -f "$ROOT/deploy/kubernetes/server.yaml"
-# `can-i VERB pods/exec` would ask about a pod NAMED exec (kubectl reads
-# TYPE/NAME): subresources go in --subresource.
+  -f "$ROOT/deploy/kubernetes/networkpolicy.yaml"
 can() {
   local verb=$1 res=${2%%/*} sub=
   [ "$2" = "$res" ] || sub=--subresource=${2#*/}
@@ -62,8 +58,13 @@ if ! docker image inspect "$AGENT_IMAGE" >/dev/null 2>&1; then
   printf 'FROM scratch\nCOPY agent /agent\n' > "$ctx/Dockerfile"
   docker build -q -t "$AGENT_IMAGE" "$ctx" >/dev/null; rm -rf "$ctx"
 fi
+docker tag "$AGENT_IMAGE" localhost/replbox/agent:test
 "$HERE/ensure-kube.sh" import "$AGENT_IMAGE"
+"$HERE/ensure-kube.sh" import localhost/replbox/agent:test
 "$HERE/ensure-kube.sh" import "$IMAGE" 2>/dev/null || true
+
+# TEST_KUBE_ONLY=server: only the server's Deployment (below), to work on it.
+if [ "${TEST_KUBE_ONLY:-}" != server ]; then
 
 say "a workspace claim of class replbox-quota (scripts/kube/provisioner.py)"
 run=$(date +%s)
@@ -198,5 +199,77 @@ while read -r name verdict; do
   if [ "$verdict" = ok ]; then ok "backend: $name"; else bad "backend: $name"; fi
 done < <(echo "$out" | awk '/^test [a-z_]+ \.\.\. /{name=$2} /(^| )(ok|FAILED)$/{if (name != "") {print name, $NF; name=""}}')
 echo "$out" | grep -q '^test result: ok' || bad "backend tests: $(echo "$out" | grep -E 'panicked|test result' | head -5)"
+fi
+
+# The server itself in the cluster: deploy/kubernetes/ as an operator
+# applies it, through tests/kube/server/ (this cluster's few differences:
+# the node's network on 127.0.0.1, one replica, local images). Its
+# identity is the ServiceAccount's token in the pod, its state a database
+# of its own on our PostgreSQL.
+say "the server as a Deployment (kubectl apply -k tests/kube/server: deploy/kubernetes/ for this cluster)"
+say "release build of the server (cargo build --release --bin replbox; minutes the first time)"
+(cd "$ROOT" && cargo build --release --quiet --bin replbox) || bad "release build of the server"
+BIN=$ROOT/target/release/replbox
+sum=$(sha256sum "$BIN" | cut -c1-12)
+SERVER_IMAGE=localhost/replbox/server:$sum
+if ! docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1; then
+  say "server image $SERVER_IMAGE (deploy/server.Dockerfile on $IMAGE)"
+  ctx=$(mktemp -d); cp "$BIN" "$ctx/replbox"
+  docker build -q -f "$ROOT/deploy/server.Dockerfile" --build-arg BASE="$IMAGE" -t "$SERVER_IMAGE" "$ctx" >/dev/null ||
+    bad "docker build of the server image"
+  rm -rf "$ctx"
+fi
+docker tag "$SERVER_IMAGE" localhost/replbox/server:test
+"$HERE/ensure-kube.sh" import localhost/replbox/server:test
+PG_URL=$(cat /var/lib/replbox/postgres.url 2>/dev/null) || { bad "no PostgreSQL: run \`make postgres\`"; PG_URL=; }
+DB=replbox_cluster_${run:-$(date +%s)}
+psql -q "$PG_URL" -c "CREATE DATABASE $DB" >/dev/null || bad "CREATE DATABASE $DB"
+TOKEN=$(openssl rand -hex 16)
+kubectl -n replbox delete secret replbox-database replbox-server --ignore-not-found >/dev/null
+kubectl -n replbox create secret generic replbox-database --from-literal=url="${PG_URL%/*}/$DB" >/dev/null
+kubectl -n replbox create secret generic replbox-server --from-literal=api-tokens="$TOKEN" \
+  --from-file=token.key=<(head -c 32 /dev/urandom) >/dev/null
+check "kubectl apply -k tests/kube/server (namespaces, RBAC, NetworkPolicy, ConfigMap, Deployment, Service)" \
+  kubectl apply -k "$ROOT/tests/kube/server"
+kubectl -n replbox rollout restart deployment/replbox-server >/dev/null # a new image under the same tag
+check "the server's Deployment rolls out (a replica Ready: its /healthz answers)" \
+  kubectl -n replbox rollout status deployment/replbox-server --timeout=180s
+URL=http://127.0.0.1:18480
+server_pod() { kubectl -n replbox get pod -l app.kubernetes.io/name=replbox-server --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
+api() { curl -sS -m 150 -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
+SRV=$(server_pod)
+check "it runs as its ServiceAccount, with no kubeconfig (the in-cluster identity)" want "replbox-server 10001 -" \
+  kubectl -n replbox get pod "$SRV" -o jsonpath='{.spec.serviceAccountName} {.spec.securityContext.runAsUser} {.spec.containers[0].env[?(@.name=="KUBECONFIG")].value}-'
+check "an API sandbox is made (201)" want 201 api -o /dev/null -w '%{http_code}' -X POST "$URL/api/v1/sandboxes" -d '{"taskId": "cluster-1"}'
+check "it is ready" want ready sh -c "curl -sS -m 150 -H 'Authorization: Bearer $TOKEN' '$URL/api/v1/sandboxes/cluster-1?wait=120' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])'"
+# The pod whose annotation names the task (a claimed warm pod is renamed
+# so: its replbox.name annotation).
+sandbox_pod() {
+  kubectl -n $NS get pod -l replbox.managed=replbox-cluster -o json | python3 -c '
+import json, sys
+print(" ".join(p["metadata"]["uid"] for p in json.load(sys.stdin)["items"]
+               if p["metadata"].get("annotations", {}).get("replbox.name", "").endswith("-cluster-1")
+               and not p["metadata"].get("deletionTimestamp")))'
+}
+UID1=$(sandbox_pod)
+check "it is a pod of this deployment in $NS" test -n "$UID1"
+check "a file is written into its workspace" want 204 api -o /dev/null -w '%{http_code}' -X PUT "$URL/api/v1/sandboxes/cluster-1/files/kept.txt" --data-binary kept
+exec_out() { api -X POST "$URL/api/v1/sandboxes/cluster-1/exec" -d "$1" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["stdout"].strip(), r["exitCode"])'; }
+check "python3 runs in it: 42" want "42 0" exec_out '{"command": "python3 -c \"print(6*7)\""}'
+say "the server's pod is deleted; the Deployment makes another, which finds the sandbox in the store"
+kubectl -n replbox delete pod "$SRV" --wait=true --timeout=60s >/dev/null
+check "a new replica rolls out" kubectl -n replbox rollout status deployment/replbox-server --timeout=180s
+for _ in $(seq 1 60); do [ "$(server_pod)" != "$SRV" ] && curl -fsS -m 2 "$URL/healthz" >/dev/null 2>&1 && break; sleep 1; done
+check "a new server pod answers" test "$(server_pod)" != "$SRV"
+check "the file is kept and read by a run: kept" want "kept 0" exec_out '{"command": "cat kept.txt"}'
+check "the same sandbox pod, re-attached (not made again)" want "${UID1:-none}" sandbox_pod
+check "the sandbox is deleted (204)" want 204 api -o /dev/null -w '%{http_code}' -X DELETE "$URL/api/v1/sandboxes/cluster-1"
+gone() { for _ in $(seq 1 60); do [ -z "$(sandbox_pod)" ] && return 0; sleep 1; done; echo "still there: $(sandbox_pod)"; return 1; }
+check "and its pod is gone" gone
+say "removing the server and what it made"
+kubectl -n replbox delete deployment replbox-server --wait=true --timeout=60s >/dev/null 2>&1
+kubectl -n $NS delete pod,pvc -l replbox.managed=replbox-cluster --wait=true --timeout=120s >/dev/null 2>&1
+psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
