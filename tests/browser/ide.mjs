@@ -72,20 +72,6 @@ try {
     const tabs = await page.locator("#tabs [role=tab]").allTextContents();
     if (!tabs.some((t) => t.startsWith("main.py"))) throw new Error(`welcome tab missing: ${tabs}`);
 
-    step("main.py is highlighted as Python (its grammar arrives after the editor shows)");
-    await page.waitForFunction(() => {
-      // A highlighted token is a span inside a line with a class of the highlight style.
-      const spans = [...document.querySelectorAll(".cm-content .cm-line span")];
-      return spans.some((s) => s.className && s.textContent.trim().length > 0);
-    }, null, { timeout: 10_000 });
-
-    step("Ctrl+F opens search (loaded when first wanted) and finds text; Escape closes it");
-    await page.click(".cm-content");
-    await page.keyboard.press("Control+f");
-    await page.waitForSelector(".cm-search input[name=search]", { timeout: 10_000 });
-    await page.keyboard.press("Escape");
-    await page.waitForSelector(".cm-search", { state: "detached", timeout: 10_000 });
-
     step("type a Python program that asks for a name, run it, answer it");
     await setEditor('name = input("Your name? ")\nprint("Hi, " + name + "!")\n');
     await page.keyboard.press("Control+Enter");

@@ -51,9 +51,9 @@ if (exercise) {
 
 export async function highlightPrompt() {
   const { highlightCode, classHighlighter } = await import("@lezer/highlight");
-  const { loadLanguage } = await import("../editor.js");
+  const { languageFor } = await import("../editor.js");
   for (const code of document.querySelectorAll(".prompt pre code[class^='language-']")) {
-    const lang = await loadLanguage(`x.${code.className.replace("language-", "").replace(/^python$/, "py").replace(/^javascript$/, "js").replace(/^(bash|shell)$/, "sh")}`);
+    const lang = languageFor(`x.${code.className.replace("language-", "").replace(/^python$/, "py").replace(/^javascript$/, "js").replace(/^(bash|shell)$/, "sh")}`);
     const parser = lang?.language?.parser ?? lang?.parser;
     if (!parser) continue;
     const text = code.textContent;
