@@ -166,6 +166,9 @@ pub async fn serve(
     ));
     let _pool = registry.start_pool(cancel.clone());
     let _leases = registry.spawn_leases(cancel.clone());
+    // Its own token: it takes activity until the sockets are closed.
+    let activity_stop = CancellationToken::new();
+    let mut activity = registry.spawn_activity(activity_stop.clone());
     let drain_registry = registry.clone();
     let services = services::Services {
         config: config.clone(),
@@ -241,10 +244,15 @@ pub async fn serve(
     // every socket a moment to send its close frame.
     sockets.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), sockets.wait()).await;
+    // The others take this replica's sandboxes at once, not after a lapse:
+    // before the pool's clean-up, which may take seconds a stop's grace
+    // period (Kubernetes: 45 s) may not leave.
+    drop(_leases);
+    // What activity is queued is written, then the leases go.
+    activity_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut activity.0).await;
+    drain_registry.release_leases().await;
     drop(_pool);
     let _ = tokio::time::timeout(Duration::from_secs(10), drain_registry.drain_pool()).await;
-    // The others take this replica's sandboxes at once, not after a lapse.
-    drop(_leases);
-    drain_registry.release_leases().await;
     Ok(())
 }

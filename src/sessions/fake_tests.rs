@@ -194,3 +194,43 @@ async fn one_replica_holds_a_sandbox_until_its_lease_lapses_and_then_another_tak
     })
     .await
 }
+
+#[tokio::test]
+async fn activity_reaches_the_store_off_the_request_path() {
+    within(async {
+        let backend = Arc::new(FakeBackend::default());
+        let (registry, _dir) = registry(config(4), backend).await;
+        let session = registry
+            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
+            .await
+            .unwrap();
+        session.ensure().await.unwrap();
+        let store = registry.shared.store.clone();
+        // The stored activity a minute old, as if the last write was then.
+        let mut row = store.get("b-ada").await.unwrap().unwrap();
+        row.last_active -= 60;
+        store.upsert(&row).await.unwrap();
+        let old = row.last_active;
+        session.lock().persisted_active = old;
+
+        // No writer yet: the touch neither waits nor fails, nothing is written.
+        session.touch().await;
+        assert_eq!(store.get("b-ada").await.unwrap().unwrap().last_active, old);
+
+        // The writer writes what was queued.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _writer = registry.spawn_activity(cancel.clone());
+        let touched = session.lock().last_active;
+        while store.get("b-ada").await.unwrap().unwrap().last_active != touched {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // An older time never moves it back.
+        store.touch("b-ada", old).await.unwrap();
+        assert_eq!(
+            store.get("b-ada").await.unwrap().unwrap().last_active,
+            touched
+        );
+        cancel.cancel();
+    })
+    .await
+}

@@ -93,13 +93,13 @@ impl Session {
         at.is_some_and(|at| now_ms() < at + shared.lease_ms() - shared.lease_margin_ms())
     }
 
-    /// Held, and taken or renewed within one renewal interval: a request
-    /// needs no statement to know it is served here.
-    fn freshly_leased(&self) -> bool {
+    /// Held, and renewed within one renewal interval (and the margin): the
+    /// renewals run, so a loss would be heard of at the next one.
+    fn renewed_in_time(&self) -> bool {
         let at = self.lock().leased_at;
-        at.is_some_and(|at| {
-            now_ms() < at + self.shared.renew_ms().min(self.shared.lease_margin_ms())
-        })
+        let shared = &self.shared;
+        self.leased()
+            && at.is_some_and(|at| now_ms() < at + shared.renew_ms() + shared.lease_margin_ms())
     }
 
     /// Reloads what the store says (another replica acted on it meanwhile).
@@ -156,10 +156,16 @@ impl Registry {
         self.take(owner).await
     }
 
-    /// Takes `owner`'s lease (or finds it freshly renewed here): what acts
-    /// on a sandbox, making one included, goes through this.
+    /// Takes `owner`'s lease (or finds it held here): what acts on a
+    /// sandbox, making one included, goes through this. A lease held here
+    /// while the renewals run needs no statement: no request waits for the
+    /// store's writer. Another replica takes it only once it lapsed (which
+    /// `leased` rules out, with a margin) or when this replica's address
+    /// refused it a connection (`take_from_gone`); the next renewal finds
+    /// that, and a replica whose renewals stopped (a stop, a stall) asks
+    /// the store again.
     async fn take(&self, owner: &str) -> Result<Holder, SessionError> {
-        if self.get(owner).is_some_and(|s| s.freshly_leased()) {
+        if self.get(owner).is_some_and(|s| s.renewed_in_time()) {
             return Ok(Holder::Here);
         }
         let began = now_ms();

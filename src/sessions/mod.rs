@@ -5,6 +5,7 @@
 //! now (if any), the workspace volume it keeps, its jobs with their replay
 //! buffers, and a hub that fans its events out to every socket watching it.
 
+mod activity;
 mod capacity;
 mod error;
 #[cfg(test)]
@@ -139,6 +140,8 @@ struct Shared {
     /// volume), and their container counts against the cap until the
     /// engine has removed it (a one-shot run answers before that).
     removing: Mutex<HashMap<String, Arc<Session>>>,
+    /// Last activity on its way to the store (activity.rs).
+    activity: activity::Activity,
 }
 
 impl Shared {
@@ -312,27 +315,30 @@ impl Session {
         }
     }
 
-    /// Records user input: a run, stdin, a file write, an API call.
+    /// Records user input: a run, stdin, a file write, an API call. The
+    /// store hears of it at most every five seconds, and never on this
+    /// path (activity.rs).
     pub async fn touch(&self) {
-        let (expiry, changed, persist) = {
+        let (expiry, changed) = {
             let mut state = self.lock();
             state.last_active = now();
             let expiry = self.expiry_of(&state);
             let changed = expiry != state.last_expiry_sent;
             state.last_expiry_sent = expiry;
-            (
-                expiry,
-                changed,
-                state.last_active - state.persisted_active >= 5,
-            )
+            // Not held here: another replica's record is the truth.
+            if state.last_active - state.persisted_active >= 5
+                && !state.removed
+                && state.leased_at.is_some()
+                && self.shared.activity.offer(&self.owner, state.last_active)
+            {
+                state.persisted_active = state.last_active;
+            }
+            (expiry, changed)
         };
         if changed {
             self.hub
                 .send(SessionEvent::Expiry { expires_at: expiry })
                 .await;
-        }
-        if persist {
-            self.persist().await;
         }
     }
 

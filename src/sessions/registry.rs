@@ -22,6 +22,7 @@ impl Registry {
                 config,
                 sessions: Mutex::default(),
                 removing: Mutex::default(),
+                activity: activity::Activity::new(),
             }),
         };
         for row in store.all().await? {

@@ -59,13 +59,29 @@ impl Store {
         })
     }
 
+    /// Moves `owner`'s last activity forward to `at` (never back).
+    pub async fn touch(&self, owner: &str, at: i64) -> Result<(), sqlx::Error> {
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE sandboxes SET last_active = $1 WHERE owner = $2 AND last_active < $1",
+        )
+        .bind(at)
+        .bind(owner)
+        .execute(p)
+        .await
+        .map(|_| ()))
+    }
+
+    /// Writes `row` (its last activity only forward: a snapshot that lands
+    /// after the activity writer's newer time does not undo it).
     pub async fn upsert(&self, row: &SandboxRow) -> Result<(), sqlx::Error> {
         on_db!(&self.db, p => sqlx::query(
             "INSERT INTO sandboxes (owner, kind, token_hash, container_id, created_at, container_at,
                 last_active, idle_ttl_secs, image, env, expired_at, workspace_volume)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT(owner) DO UPDATE SET container_id = excluded.container_id,
-                container_at = excluded.container_at, last_active = excluded.last_active,
+                container_at = excluded.container_at,
+                last_active = CASE WHEN excluded.last_active > sandboxes.last_active
+                    THEN excluded.last_active ELSE sandboxes.last_active END,
                 expired_at = excluded.expired_at, workspace_volume = excluded.workspace_volume",
         )
         .bind(&row.owner)
