@@ -56,8 +56,9 @@ kube: docker image
 kube-down:
 	@./scripts/ensure-kube.sh down
 
-# Applies deploy/kubernetes/ to that cluster and runs a sandbox pod of our
-# image with the agent (smoke test). Not part of `make test`.
+# Against that cluster: deploy/kubernetes/'s RBAC, a smoke test of one
+# sandbox pod, tests/kube.rs (the backend), then the server itself as
+# deploy/kubernetes/'s Deployment (scripts/test-kube.sh). Not part of `make test`.
 test-kube: kube agent postgres
 	@./scripts/test-kube.sh
 

@@ -238,8 +238,11 @@ URL=http://127.0.0.1:18480
 server_pod() { kubectl -n replbox get pod -l app.kubernetes.io/name=replbox-server --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
 api() { curl -sS -m 150 -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 SRV=$(server_pod)
-check "it runs as its ServiceAccount, with no kubeconfig (the in-cluster identity)" want "replbox-server 10001 -" \
-  kubectl -n replbox get pod "$SRV" -o jsonpath='{.spec.serviceAccountName} {.spec.securityContext.runAsUser} {.spec.containers[0].env[?(@.name=="KUBECONFIG")].value}-'
+check "it runs as the ServiceAccount replbox-server, uid 10001" want "replbox-server 10001" \
+  kubectl -n replbox get pod "$SRV" -o jsonpath='{.spec.serviceAccountName} {.spec.securityContext.runAsUser}'
+check "with the account's token and no kubeconfig in the pod (the in-cluster identity is what it uses)" want "token no-kubeconfig" \
+  kubectl -n replbox exec "$SRV" -- sh -c 'test -s /var/run/secrets/kubernetes.io/serviceaccount/token && printf "token " &&
+    test -z "${KUBECONFIG:-}" && ! test -e "${HOME:-/}/.kube/config" && echo no-kubeconfig'
 check "an API sandbox is made (201)" want 201 api -o /dev/null -w '%{http_code}' -X POST "$URL/api/v1/sandboxes" -d '{"taskId": "cluster-1"}'
 check "it is ready" want ready sh -c "curl -sS -m 150 -H 'Authorization: Bearer $TOKEN' '$URL/api/v1/sandboxes/cluster-1?wait=120' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])'"
 # The pod whose annotation names the task (a claimed warm pod is renamed
@@ -256,11 +259,19 @@ check "it is a pod of this deployment in $NS" test -n "$UID1"
 check "a file is written into its workspace" want 204 api -o /dev/null -w '%{http_code}' -X PUT "$URL/api/v1/sandboxes/cluster-1/files/kept.txt" --data-binary kept
 exec_out() { api -X POST "$URL/api/v1/sandboxes/cluster-1/exec" -d "$1" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["stdout"].strip(), r["exitCode"])'; }
 check "python3 runs in it: 42" want "42 0" exec_out '{"command": "python3 -c \"print(6*7)\""}'
+# The ConfigMap's limits, as the pod's cgroup and /tmp have them: one CPU
+# (REPLBOX_CPUS 1.0), 256 MiB (REPLBOX_MEMORY_MB), a 64 MiB /tmp (REPLBOX_TMP_MB).
+check "its CPU limit is one CPU (cgroup cpu.max)" want "100000 100000 0" exec_out '{"command": "cat /sys/fs/cgroup/cpu.max"}'
+check "its memory limit is 256 MiB (cgroup memory.max)" want "$((256 << 20)) 0" exec_out '{"command": "cat /sys/fs/cgroup/memory.max"}'
+check "/tmp is 64 MiB: writing 80 MiB fails with No space left on device" want "No space left on device 0" \
+  exec_out '{"command": "head -c 80M /dev/zero 2>&1 >/tmp/big | grep -o \"No space left on device\"; rm -f /tmp/big"}'
 say "the server's pod is deleted; the Deployment makes another, which finds the sandbox in the store"
 kubectl -n replbox delete pod "$SRV" --wait=true --timeout=60s >/dev/null
 check "a new replica rolls out" kubectl -n replbox rollout status deployment/replbox-server --timeout=180s
-for _ in $(seq 1 60); do [ "$(server_pod)" != "$SRV" ] && curl -fsS -m 2 "$URL/healthz" >/dev/null 2>&1 && break; sleep 1; done
-check "a new server pod answers" test "$(server_pod)" != "$SRV"
+# (The replacement may start while the old pod still holds the port, fail
+# to bind and be restarted after a back-off: up to 2 minutes.)
+for _ in $(seq 1 120); do [ "$(server_pod)" != "$SRV" ] && curl -fsS -m 2 "$URL/healthz" >/dev/null 2>&1 && break; sleep 1; done
+check "a new server pod answers" sh -c "test '$(server_pod)' != '$SRV' && curl -fsS -m 5 $URL/healthz"
 check "the file is kept and read by a run: kept" want "kept 0" exec_out '{"command": "cat kept.txt"}'
 check "the same sandbox pod, re-attached (not made again)" want "${UID1:-none}" sandbox_pod
 check "the sandbox is deleted (204)" want 204 api -o /dev/null -w '%{http_code}' -X DELETE "$URL/api/v1/sandboxes/cluster-1"
