@@ -207,10 +207,9 @@ async fn activity_reaches_the_store_off_the_request_path() {
         session.ensure().await.unwrap();
         let store = registry.shared.store.clone();
         // The stored activity a minute old, as if the last write was then.
-        let mut row = store.get("b-ada").await.unwrap().unwrap();
-        row.last_active -= 60;
-        store.upsert(&row).await.unwrap();
-        let old = row.last_active;
+        store.backdate("b-ada", 60).await.unwrap();
+        let old_row = store.get("b-ada").await.unwrap().unwrap();
+        let old = old_row.last_active;
         session.lock().persisted_active = old;
 
         // No writer yet: the touch neither waits nor fails, nothing is written.
@@ -224,8 +223,9 @@ async fn activity_reaches_the_store_off_the_request_path() {
         while store.get("b-ada").await.unwrap().unwrap().last_active != touched {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // An older time never moves it back.
+        // An older time never moves it back, nor does an older snapshot.
         store.touch("b-ada", old).await.unwrap();
+        store.upsert(&old_row).await.unwrap();
         assert_eq!(
             store.get("b-ada").await.unwrap().unwrap().last_active,
             touched

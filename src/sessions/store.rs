@@ -71,6 +71,20 @@ impl Store {
         .map(|_| ()))
     }
 
+    /// Moves `owner`'s stored activity `secs` back (tests: as if the last
+    /// write was then; nothing else moves it back).
+    #[cfg(test)]
+    pub(crate) async fn backdate(&self, owner: &str, secs: i64) -> Result<(), sqlx::Error> {
+        on_db!(&self.db, p => sqlx::query(
+            "UPDATE sandboxes SET last_active = last_active - $1 WHERE owner = $2",
+        )
+        .bind(secs)
+        .bind(owner)
+        .execute(p)
+        .await
+        .map(|_| ()))
+    }
+
     /// Writes `row` (its last activity only forward: a snapshot that lands
     /// after the activity writer's newer time does not undo it).
     pub async fn upsert(&self, row: &SandboxRow) -> Result<(), sqlx::Error> {
