@@ -6,7 +6,7 @@
 //! next touch offers again). The write only moves the time forward, so
 //! writes that land out of order lose nothing.
 
-use super::{AbortOnDrop, Registry};
+use super::{now, AbortOnDrop, Registry, Session, SessionEvent};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -38,6 +38,35 @@ impl Activity {
     /// false when the queue is full (or no writer runs).
     pub(super) fn offer(&self, owner: &str, at: i64) -> bool {
         self.tx.try_send((owner.to_string(), at)).is_ok()
+    }
+}
+
+impl Session {
+    /// Records user input: a run, stdin, a file write, an API call. The
+    /// store hears of it at most every five seconds, through the writer
+    /// below, never on this path.
+    pub async fn touch(&self) {
+        let (expiry, changed) = {
+            let mut state = self.lock();
+            state.last_active = now();
+            let expiry = self.expiry_of(&state);
+            let changed = expiry != state.last_expiry_sent;
+            state.last_expiry_sent = expiry;
+            // Not held here: another replica's record is the truth.
+            if state.last_active - state.persisted_active >= 5
+                && !state.removed
+                && state.leased_at.is_some()
+                && self.shared.activity.offer(&self.owner, state.last_active)
+            {
+                state.persisted_active = state.last_active;
+            }
+            (expiry, changed)
+        };
+        if changed {
+            self.hub
+                .send(SessionEvent::Expiry { expires_at: expiry })
+                .await;
+        }
     }
 }
 

@@ -315,33 +315,6 @@ impl Session {
         }
     }
 
-    /// Records user input: a run, stdin, a file write, an API call. The
-    /// store hears of it at most every five seconds, and never on this
-    /// path (activity.rs).
-    pub async fn touch(&self) {
-        let (expiry, changed) = {
-            let mut state = self.lock();
-            state.last_active = now();
-            let expiry = self.expiry_of(&state);
-            let changed = expiry != state.last_expiry_sent;
-            state.last_expiry_sent = expiry;
-            // Not held here: another replica's record is the truth.
-            if state.last_active - state.persisted_active >= 5
-                && !state.removed
-                && state.leased_at.is_some()
-                && self.shared.activity.offer(&self.owner, state.last_active)
-            {
-                state.persisted_active = state.last_active;
-            }
-            (expiry, changed)
-        };
-        if changed {
-            self.hub
-                .send(SessionEvent::Expiry { expires_at: expiry })
-                .await;
-        }
-    }
-
     /// Whether the container has expired (files kept, none running).
     pub fn expired_at(&self) -> Option<i64> {
         self.lock().expired_at
