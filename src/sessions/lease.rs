@@ -98,8 +98,11 @@ impl Session {
     fn renewed_in_time(&self) -> bool {
         let at = self.lock().leased_at;
         let shared = &self.shared;
-        self.leased()
-            && at.is_some_and(|at| now_ms() < at + shared.renew_ms() + shared.lease_margin_ms())
+        // Also within `leased`'s bound (a lease shorter than a renewal
+        // interval and two margins).
+        let fresh = (shared.renew_ms() + shared.lease_margin_ms())
+            .min(shared.lease_ms() - shared.lease_margin_ms());
+        at.is_some_and(|at| now_ms() < at + fresh)
     }
 
     /// Reloads what the store says (another replica acted on it meanwhile).
