@@ -5,7 +5,8 @@
 //! sandboxes. Kernels run in API sandboxes: the one named by the kernel's
 //! `env.KERNEL_USERNAME`, else one per token. See docs/jupyter.md.
 
-mod kernels;
+mod gateway;
+mod kernel;
 mod messages;
 mod monitor;
 mod socket;
@@ -13,7 +14,7 @@ mod sockets;
 mod specs;
 mod wire;
 
-pub use kernels::Gateway;
+pub use gateway::Gateway;
 
 use super::extract::JsonBody;
 use super::token_auth::tenant_of;
@@ -179,7 +180,7 @@ async fn start(
 async fn list(
     State(state): State<AppState>,
     caller: GatewayCaller,
-) -> Json<Vec<kernels::KernelModel>> {
+) -> Json<Vec<kernel::KernelModel>> {
     Json(
         state
             .jupyter
@@ -194,7 +195,7 @@ async fn model(
     State(state): State<AppState>,
     caller: GatewayCaller,
     Path(id): Path<String>,
-) -> Result<Json<kernels::KernelModel>, AppError> {
+) -> Result<Json<kernel::KernelModel>, AppError> {
     Ok(Json(state.jupyter.get(&caller.0, &id)?.model()))
 }
 
@@ -221,7 +222,7 @@ async fn restart(
     State(state): State<AppState>,
     caller: GatewayCaller,
     Path(id): Path<String>,
-) -> Result<Json<kernels::KernelModel>, AppError> {
+) -> Result<Json<kernel::KernelModel>, AppError> {
     let kernel = state.jupyter.get(&caller.0, &id)?;
     state.jupyter.restart(&kernel).await?;
     Ok(Json(kernel.model()))

@@ -1,7 +1,8 @@
 //! A kernel's start (until its first answer) and its monitor: the task that
 //! reads the sandbox's events for it.
 
-use super::kernels::{Gateway, Kernel};
+use super::gateway::Gateway;
+use super::kernel::Kernel;
 use super::messages::to_wire;
 use crate::error::{echo, AppError, ErrorCode};
 use crate::sessions::{JobRecord, Session, SessionEvent};

@@ -1,7 +1,8 @@
 //! The channels socket (`/jupyter/api/kernels/{id}/channels`): one client's
 //! socket relayed to its kernel, in either framing.
 
-use super::kernels::{Kernel, SocketSlot};
+use super::kernel::Kernel;
+use super::sockets::SocketSlot;
 use super::{wire, GatewayCaller};
 use crate::error::{AppError, ErrorCode};
 use crate::routes::outbox::{Outbox, Queued};
