@@ -1,6 +1,7 @@
 // The notebook page: cells run in a Jupyter kernel inside the sandbox
 // (docs/protocol.md, kernel.* frames); the notebook is an .ipynb
-// (nbformat 4) in /workspace, saved shortly after each change and on Ctrl+S.
+// (nbformat 4) in /workspace, saved shortly after each change and on Ctrl+S
+// (notebook/file.js); outputs are drawn by notebook/outputs.js.
 
 import { EditorState, Prec } from "@codemirror/state";
 import { EditorView, keymap, lineNumbers } from "@codemirror/view";
@@ -8,9 +9,9 @@ import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirro
 import { syntaxHighlighting, defaultHighlightStyle, bracketMatching } from "@codemirror/language";
 import { autocompletion, startCompletion, completionStatus } from "@codemirror/autocomplete";
 import { python } from "@codemirror/lang-python";
-import { marked } from "marked";
-import DOMPurify from "dompurify";
 import { Connection } from "./connection.js";
+import { NotebookFile, cellsOf, toNotebook } from "./notebook/file.js";
+import { markdownHtml, outputElement } from "./notebook/outputs.js";
 import "./notebook.css";
 
 const $ = (id) => document.getElementById(id);
@@ -18,7 +19,6 @@ const path = decodeURIComponent(document.body.dataset.path);
 let kernel = null;
 let ready = null;
 let counter = 0;
-let saveTimer = null;
 const pending = new Map(); // msgId -> { cell, done }
 const cells = [];
 
@@ -27,6 +27,10 @@ const conn = new Connection("/ws", {
   onClose: () => status("reconnecting…"),
   onFrame: (f) => onFrame(f),
 });
+const file = new NotebookFile(conn, path, () => JSON.stringify(toNotebook(cells, source), null, 1) + "\n");
+const scheduleSave = () => file.scheduleSave();
+const save = (force) => file.save(force);
+let loaded = false;
 
 function status(text) {
   $("kernel-status").textContent = text;
@@ -188,10 +192,7 @@ function renderPrompt(cell) {
 }
 
 function renderMarkdown(cell) {
-  // DOMPurify removes scripts, handlers and javascript: URLs; <style> and
-  // forms it keeps by default, and a notebook's Markdown has no need to
-  // restyle the page or post anywhere.
-  cell.rendered.innerHTML = DOMPurify.sanitize(marked.parse(source(cell)), { FORBID_TAGS: ["style", "form"] });
+  cell.rendered.innerHTML = markdownHtml(source(cell));
   cell.rendered.hidden = false;
   cell.editorBox.hidden = true;
 }
@@ -240,46 +241,9 @@ function addOutput(cell, o) {
   scheduleSave();
 }
 
-const ANSI = /\x1b\[[0-9;]*m/g;
-
 function renderOutput(cell, o) {
-  let el;
-  if (o.output_type === "stream") {
-    el = document.createElement("pre");
-    el.className = `stream ${o.name}`;
-    el.textContent = Array.isArray(o.text) ? o.text.join("") : o.text;
-    if (Array.isArray(o.text)) o.text = o.text.join("");
-  } else if (o.output_type === "error") {
-    el = document.createElement("pre");
-    el.className = "error";
-    el.textContent = (o.traceback ?? [`${o.ename}: ${o.evalue}`]).join("\n").replace(ANSI, "");
-  } else {
-    const d = o.data ?? {};
-    const text = (k) => (Array.isArray(d[k]) ? d[k].join("") : d[k]);
-    if (d["image/png"]) {
-      el = document.createElement("img");
-      el.src = `data:image/png;base64,${text("image/png").replace(/\s/g, "")}`;
-      el.alt = text("text/plain") ?? "plot";
-    } else if (d["image/svg+xml"]) {
-      el = document.createElement("img");
-      el.src = `data:image/svg+xml;base64,${btoa(unescape(encodeURIComponent(text("image/svg+xml"))))}`;
-      el.alt = text("text/plain") ?? "figure";
-    } else if (d["text/html"]) {
-      // Kernel HTML never runs with the page's rights: a sandboxed frame
-      // with no scripts and an opaque origin.
-      el = document.createElement("iframe");
-      el.className = "html-output";
-      el.setAttribute("sandbox", "");
-      el.title = "HTML output";
-      el.srcdoc = `<!doctype html><meta charset="utf-8"><style>body{font:13px system-ui,sans-serif;margin:4px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>${text("text/html")}`;
-    } else {
-      el = document.createElement("pre");
-      el.className = "result";
-      el.textContent = text("text/plain") ?? "";
-    }
-  }
-  o.el = el;
-  cell.outputBox.append(el);
+  o.el = outputElement(o);
+  cell.outputBox.append(o.el);
 }
 
 function runCell(cell, advance) {
@@ -342,105 +306,27 @@ function remove() {
   scheduleSave();
 }
 
-// ------------------------------------------------------------ files
-
-let loaded = false;
-// The file's version as this tab last read or wrote it: a save lands only
-// if the file still has it (the agent checks), so another tab's save is
-// never overwritten unknowingly. Undefined for a notebook not yet on disk.
-let version;
-let conflict = false;
-
-function toSource(s) {
-  return Array.isArray(s) ? s.join("") : (s ?? "");
-}
+// ------------------------------------------------------------ file
 
 async function load() {
   loaded = true;
-  let nb = null;
+  let nb;
   try {
-    const f = await conn.request({ type: "file.read", path });
-    version = f.version;
-    nb = JSON.parse(f.data);
+    nb = await file.read();
   } catch (e) {
-    if (e.code !== "not_found") {
-      status(`cannot open ${path}: ${e.message}`);
-      return;
-    }
+    status(`cannot open ${path}: ${e.message}`);
+    return;
   }
   const list = $("cells");
   list.replaceChildren();
   cells.length = 0;
-  for (const c of nb?.cells ?? []) {
-    if (c.cell_type !== "code" && c.cell_type !== "markdown") continue;
-    const cell = {
-      id: c.id ?? newId(), cell_type: c.cell_type, source: toSource(c.source),
-      outputs: (c.outputs ?? []).map((o) => ({ ...o })), execution_count: c.execution_count ?? null,
-    };
+  for (const cell of cellsOf(nb, newId)) {
     cells.push(cell);
     list.append(renderCell(cell));
   }
   if (cells.length === 0) addCell("code");
   document.body.dataset.loaded = "true";
 }
-
-function toNotebook() {
-  const output = (o) => {
-    const { el, ...rest } = o;
-    return rest;
-  };
-  return {
-    cells: cells.map((c) => c.cell_type === "code"
-      ? { cell_type: "code", id: c.id, metadata: {}, source: source(c), outputs: c.outputs.map(output), execution_count: c.execution_count ?? null }
-      : { cell_type: "markdown", id: c.id, metadata: {}, source: source(c) }),
-    metadata: {
-      kernelspec: { name: "python3", display_name: "Python 3 (ipykernel)", language: "python" },
-      language_info: { name: "python" },
-    },
-    nbformat: 4,
-    nbformat_minor: 5,
-  };
-}
-
-function scheduleSave() {
-  if (conflict) return;
-  $("saved").textContent = "unsaved changes";
-  clearTimeout(saveTimer);
-  saveTimer = setTimeout(save, 800);
-}
-
-// Saves run one after another, so each carries the version the one before
-// it got back (two in flight would refuse each other as another tab's).
-let saving = Promise.resolve();
-function save(force = false) {
-  clearTimeout(saveTimer);
-  saving = saving.then(() => saveNow(force));
-  return saving;
-}
-
-async function saveNow(force) {
-  const text = JSON.stringify(toNotebook(), null, 1) + "\n";
-  try {
-    const frame = { type: "file.write", path, data: text };
-    if (!force && version) frame.ifVersion = version;
-    version = (await conn.request(frame)).version;
-    conflict = false;
-    $("conflict").hidden = true;
-    $("saved").textContent = "saved";
-  } catch (e) {
-    if (e.code === "file_changed") {
-      // Another tab (or a program) saved it since: ask, lose nothing.
-      conflict = true;
-      $("saved").textContent = "changed in another tab";
-      $("conflict").hidden = false;
-      return;
-    }
-    $("saved").textContent = `not saved: ${e.message}`;
-  }
-}
-
-$("conflict-reload").addEventListener("click", () => location.reload());
-$("conflict-keep").addEventListener("click", () => save(true));
 
 // ------------------------------------------------------------ toolbar
 
