@@ -614,6 +614,11 @@ async fn idle_load_and_page(
     wait_pool_of(&prefix, 4).await;
     let mut ws = browser(&server.addr, "binary").await;
     run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
+    // The baseline before the idle set: the same runs on the same server,
+    // the same host spawns, with no other session.
+    let runs = timed_runs(&mut ws).await;
+    runs.report("before the idle set");
+    insert_tails(out, "no_idle", runs);
     // --- IDLE sessions alive at once, each with its tab open; the host's
     // used memory before and after, over their number, is what one idle
     // sandbox costs everywhere (agent, shim, engine, cgroup, kernel).
@@ -684,38 +689,13 @@ async fn idle_load_and_page(
         "server_rss_per_session_kb".into(),
         json!(((rss_after as f64 - rss_before as f64) / idle.len() as f64 * 10.0).round() / 10.0),
     );
-    let mut with_idle = Vec::new();
-    let mut when = Vec::new(); // (ms since the first run began, its time)
-    let began = Instant::now();
-    while with_idle.len() < RUNS_WITH_IDLE || began.elapsed() < IDLE_RUNS_FOR {
-        let at = ms(began.elapsed());
-        let took = ms(run(&mut ws, json!({"type": "run", "argv": ["true"]}))
-            .await
-            .0);
-        with_idle.push(took);
-        when.push((at, took));
-    }
-    out.insert("runs_with_idle".into(), json!(with_idle.len()));
-    {
-        // When the slowest came (a period in them names what wakes up).
-        when.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let worst: Vec<String> = when[..12]
-            .iter()
-            .map(|(at, took)| format!("{took:.1} ms at {:.2} s", at / 1000.0))
-            .collect();
-        eprintln!(
-            "bench: the slowest runs beside the idle set: {}",
-            worst.join(", ")
-        );
-    }
-    out.insert(
-        "run_p99_ms_with_idle".into(),
-        json!(pct(&mut with_idle, 0.99)),
-    );
-    out.insert(
-        "run_max_ms_with_idle".into(),
-        json!(pct(&mut with_idle, 1.0)),
-    );
+    // The same runs beside the idle set, each followed by a baseline that
+    // has no server and no sandbox in it: the host spawning `true` itself.
+    // Its tail beside the tail before the idle set is the host's share.
+    let runs = timed_runs(&mut ws).await;
+    out.insert("runs_with_idle".into(), json!(runs.run.len()));
+    runs.report("beside the idle set");
+    insert_tails(out, "with_idle", runs);
 
     // --- Load: 100 of those tabs run 20 jobs each, all at once.
     eprintln!("bench: load, {LOAD_CLIENTS} sockets x {LOAD_RUNS} runs");
@@ -796,6 +776,77 @@ async fn idle_load_and_page(
     }
     server.stop();
     remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
+}
+
+/// Runs of `true` on one socket, back to back for at least `IDLE_RUNS_FOR`
+/// and `RUNS_WITH_IDLE` runs, each followed by the host spawning `true`
+/// itself (no server, no engine, no sandbox: what the host's scheduler and
+/// fork/exec cost at that moment).
+struct TimedRuns {
+    run: Vec<f64>,
+    host: Vec<f64>,
+    /// (ms since the first run began, its time)
+    when: Vec<(f64, f64)>,
+}
+
+async fn timed_runs(ws: &mut Ws) -> TimedRuns {
+    let mut runs = TimedRuns {
+        run: Vec::new(),
+        host: Vec::new(),
+        when: Vec::new(),
+    };
+    let began = Instant::now();
+    while runs.run.len() < RUNS_WITH_IDLE || began.elapsed() < IDLE_RUNS_FOR {
+        let at = ms(began.elapsed());
+        let took = ms(run(ws, json!({"type": "run", "argv": ["true"]})).await.0);
+        runs.run.push(took);
+        runs.when.push((at, took));
+        let host = tokio::task::spawn_blocking(|| {
+            let t = Instant::now();
+            let ok = Command::new("true").status().is_ok_and(|s| s.success());
+            (ok, t.elapsed())
+        })
+        .await
+        .expect("the host spawn");
+        assert!(host.0, "the host could not run `true`");
+        runs.host.push(ms(host.1));
+    }
+    runs
+}
+
+impl TimedRuns {
+    /// When the slowest came (a period in them names what wakes up).
+    fn report(&self, what: &str) {
+        let mut when = self.when.clone();
+        when.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let worst: Vec<String> = when
+            .iter()
+            .take(12)
+            .map(|(at, took)| format!("{took:.1} ms at {:.2} s", at / 1000.0))
+            .collect();
+        eprintln!(
+            "bench: the slowest runs {what} ({} runs): {}",
+            self.run.len(),
+            worst.join(", ")
+        );
+    }
+}
+
+/// `run_p99_ms_<suffix>`, `run_max_ms_<suffix>`, `host_spawn_p99_ms_<suffix>`.
+fn insert_tails(out: &mut serde_json::Map<String, Value>, suffix: &str, mut runs: TimedRuns) {
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    out.insert(
+        format!("run_p99_ms_{suffix}"),
+        json!(round(pct(&mut runs.run, 0.99))),
+    );
+    out.insert(
+        format!("run_max_ms_{suffix}"),
+        json!(round(pct(&mut runs.run, 1.0))),
+    );
+    out.insert(
+        format!("host_spawn_p99_ms_{suffix}"),
+        json!(round(pct(&mut runs.host, 0.99))),
+    );
 }
 
 /// `REPLBOX_BENCH_SERVER_ENV="REPLBOX_LEASE_RENEW_SECS=3600,..."`: more
@@ -975,9 +1026,13 @@ const KEYS: &[(&str, Target)] = &[
     ("system_used_idle_after_mb", Target::None),
     ("bench_client_rss_growth_mb", Target::None),
     ("system_mem_per_idle_sandbox_mb", Target::AtMost(8.0)),
+    ("run_p99_ms_no_idle", Target::None),
+    ("run_max_ms_no_idle", Target::None),
+    ("host_spawn_p99_ms_no_idle", Target::None),
     ("run_p99_ms_with_idle", Target::AtMost(10.0)),
     ("run_max_ms_with_idle", Target::None),
     ("runs_with_idle", Target::None),
+    ("host_spawn_p99_ms_with_idle", Target::None),
     ("load_clients", Target::None),
     ("load_runs", Target::None),
     ("load_errors", Target::Exactly(0.0)),
