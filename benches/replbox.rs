@@ -31,6 +31,9 @@ const RUNS: usize = 200;
 /// slowest, which one stall of the host moved by 10 ms between runs.
 const RUNS_WITH_IDLE: usize = 1000;
 const IDLE_RUNS_FOR: Duration = Duration::from_secs(16);
+/// How long the host's CPU is watched with nothing asked of it, before and
+/// beside the idle set.
+const QUIET_WINDOW: Duration = Duration::from_secs(10);
 const STARTS: usize = 15;
 const STREAM_BYTES: u64 = 268_435_456;
 const STREAM_RUNS: usize = 11;
@@ -616,6 +619,7 @@ async fn idle_load_and_page(
     run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
     // The baseline before the idle set: the same runs on the same server,
     // the same host spawns, with no other session.
+    quiet_cpu(out, "no_idle", QUIET_WINDOW).await;
     let runs = timed_runs(&mut ws).await;
     runs.report("before the idle set");
     insert_tails(out, "no_idle", runs);
@@ -692,6 +696,7 @@ async fn idle_load_and_page(
     // The same runs beside the idle set, each followed by a baseline that
     // has no server and no sandbox in it: the host spawning `true` itself.
     // Its tail beside the tail before the idle set is the host's share.
+    quiet_cpu(out, "with_idle", QUIET_WINDOW).await;
     let runs = timed_runs(&mut ws).await;
     out.insert("runs_with_idle".into(), json!(runs.run.len()));
     runs.report("beside the idle set");
@@ -776,6 +781,79 @@ async fn idle_load_and_page(
     }
     server.stop();
     remove_all(&Sandboxes::new(sandbox_config(&prefix)).unwrap()).await;
+}
+
+/// CPU ticks so far by process name (every process's and kernel thread's
+/// user + system time, `/proc/<pid>/stat`), and the host's busy and total
+/// ticks (`/proc/stat`).
+fn cpu_ticks() -> (std::collections::HashMap<String, u64>, u64, u64) {
+    let mut by_name = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        // After the name: state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = fields
+            .get(11)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        *by_name.entry(name).or_insert(0) += ticks;
+    }
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    // idle and iowait
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (by_name, total - idle, total)
+}
+
+/// The host's CPU over `window` while the bench does nothing: the share of
+/// all cores busy (`idle_cpu_pct_<suffix>`), and on stderr the processes
+/// that used most of it (a process that ended in the window is missed).
+async fn quiet_cpu(out: &mut serde_json::Map<String, Value>, suffix: &str, window: Duration) {
+    let (before, busy0, total0) = cpu_ticks();
+    tokio::time::sleep(window).await;
+    let (after, busy1, total1) = cpu_ticks();
+    let pct = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * 100.0;
+    out.insert(
+        format!("idle_cpu_pct_{suffix}"),
+        json!((pct * 10.0).round() / 10.0),
+    );
+    let mut used: Vec<(String, u64)> = after
+        .into_iter()
+        .map(|(name, t)| {
+            let was = before.get(&name).copied().unwrap_or(0);
+            (name, t.saturating_sub(was))
+        })
+        .filter(|(_, t)| *t > 0)
+        .collect();
+    used.sort_by_key(|u| std::cmp::Reverse(u.1));
+    let top: Vec<String> = used
+        .iter()
+        .take(10)
+        .map(|(name, t)| format!("{name} {} ms", t * 10))
+        .collect();
+    eprintln!(
+        "bench: host CPU {suffix} over {} s: {pct:.1}% of all cores; by process: {}",
+        window.as_secs(),
+        top.join(", ")
+    );
 }
 
 /// Runs of `true` on one socket, back to back for at least `IDLE_RUNS_FOR`
@@ -1026,6 +1104,8 @@ const KEYS: &[(&str, Target)] = &[
     ("system_used_idle_after_mb", Target::None),
     ("bench_client_rss_growth_mb", Target::None),
     ("system_mem_per_idle_sandbox_mb", Target::AtMost(8.0)),
+    ("idle_cpu_pct_no_idle", Target::None),
+    ("idle_cpu_pct_with_idle", Target::None),
     ("run_p99_ms_no_idle", Target::None),
     ("run_max_ms_no_idle", Target::None),
     ("host_spawn_p99_ms_no_idle", Target::None),
