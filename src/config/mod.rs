@@ -107,6 +107,17 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_WARM_POOL", default_value_t = 4)]
     pub warm_pool: usize,
 
+    /// How long the pool waits after a claim before it starts a replacement:
+    /// the new student's first second (the page, the socket, the first
+    /// run) does not share the two cores with the engine starting a
+    /// container. Claims during the wait do not extend it.
+    #[arg(
+        long,
+        env = "REPLBOX_WARM_POOL_REFILL_DELAY_MS",
+        default_value_t = 1000
+    )]
+    pub warm_pool_refill_delay_ms: u64,
+
     /// Live sandboxes at most, a Check's two containers included (0: as many
     /// as the machine's memory holds at their full use: memory limit plus
     /// /tmp each, after REPLBOX_HOST_RESERVE_MB).

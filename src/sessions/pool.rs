@@ -23,6 +23,8 @@ pub struct Warm {
 
 pub struct WarmPool {
     target: usize,
+    /// The wait after a claim before a replacement is started.
+    refill_delay: Duration,
     ready: Mutex<VecDeque<Warm>>,
     wake: Notify,
     /// Containers of the pool, ready or being started (they use capacity).
@@ -30,9 +32,10 @@ pub struct WarmPool {
 }
 
 impl WarmPool {
-    pub fn new(target: usize) -> Arc<Self> {
+    pub fn new(target: usize, refill_delay: Duration) -> Arc<Self> {
         Arc::new(Self {
             target,
+            refill_delay,
             ready: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             size: AtomicUsize::new(0),
@@ -110,7 +113,13 @@ impl WarmPool {
                     };
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = pool.wake.notified() => {}
+                        _ = pool.wake.notified() => {
+                            // A claim: its student goes first.
+                            tokio::select! {
+                                _ = cancel.cancelled() => break,
+                                _ = tokio::time::sleep(pool.refill_delay) => {}
+                            }
+                        }
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }

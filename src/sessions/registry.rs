@@ -17,7 +17,10 @@ impl Registry {
                 sandboxes,
                 store: store.clone(),
                 metrics,
-                pool: pool::WarmPool::new(config.warm_pool),
+                pool: pool::WarmPool::new(
+                    config.warm_pool,
+                    Duration::from_millis(config.warm_pool_refill_delay_ms),
+                ),
                 capacity: capacity::Capacity::new(max, config.evict_grace_secs),
                 config,
                 sessions: Mutex::default(),
