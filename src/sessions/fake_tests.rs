@@ -234,3 +234,38 @@ async fn activity_reaches_the_store_off_the_request_path() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_claimed_pool_container_is_replaced_only_after_the_refill_delay() {
+    within(async {
+        let backend = Arc::new(FakeBackend::default());
+        let config = Config {
+            warm_pool: 1,
+            warm_pool_refill_delay_ms: 400,
+            ..config(4)
+        };
+        let (registry, _dir) = registry(config, backend.clone()).await;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _pool = registry.start_pool(cancel.clone());
+        while registry.shared.pool.size() < 1 || backend.created() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let session = registry
+            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
+            .await
+            .unwrap();
+        let claimed = std::time::Instant::now();
+        session.ensure().await.unwrap();
+        // The new student's sandbox came from the pool, and no replacement
+        // is started while the student's first moments run.
+        assert_eq!(backend.created(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(backend.created(), 1, "the refill did not wait");
+        while backend.created() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(claimed.elapsed() >= Duration::from_millis(400));
+        cancel.cancel();
+    })
+    .await
+}
