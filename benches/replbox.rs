@@ -34,6 +34,10 @@ const IDLE_RUNS_FOR: Duration = Duration::from_secs(16);
 /// How long the host's CPU is watched with nothing asked of it, before and
 /// beside the idle set.
 const QUIET_WINDOW: Duration = Duration::from_secs(10);
+/// The wait before such a window, after the last container started.
+const SETTLE: Duration = Duration::from_secs(3);
+/// Runs, then host spawns, in blocks of this many, alternating.
+const TAIL_BLOCK: usize = 50;
 const STARTS: usize = 15;
 const STREAM_BYTES: u64 = 268_435_456;
 const STREAM_RUNS: usize = 11;
@@ -64,7 +68,7 @@ async fn wait_pool_of(prefix: &str, n: usize) {
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| c.name.contains("-pool-"))
+            .filter(|c| c.name.contains("-pool-") && c.running)
             .count();
         // Exactly `n` by name: a claimed container still named as the
         // pool's (its rename is asynchronous) would make it n + 1.
@@ -638,6 +642,10 @@ async fn idle_load_and_page(
     run(&mut ws, json!({"type": "run", "argv": ["true"]})).await;
     // The baseline before the idle set: the same runs on the same server,
     // the same host spawns, with no other session.
+    // The first session's claim is replaced (after the pool's refill
+    // delay) before the host is watched: nothing is starting in the window.
+    wait_pool_of(&prefix, 4).await;
+    tokio::time::sleep(SETTLE).await;
     quiet_cpu(out, "no_idle", QUIET_WINDOW).await;
     let runs = timed_runs(&mut ws).await;
     runs.report("before the idle set");
@@ -715,6 +723,7 @@ async fn idle_load_and_page(
     // The same runs beside the idle set, each followed by a baseline that
     // has no server and no sandbox in it: the host spawning `true` itself.
     // Its tail beside the tail before the idle set is the host's share.
+    tokio::time::sleep(SETTLE).await;
     quiet_cpu(out, "with_idle", QUIET_WINDOW).await;
     let runs = timed_runs(&mut ws).await;
     out.insert("runs_with_idle".into(), json!(runs.run.len()));
@@ -805,10 +814,10 @@ async fn idle_load_and_page(
 /// CPU ticks so far by process id, with the process's name (every
 /// process's and kernel thread's user + system time, `/proc/<pid>/stat`;
 /// a kernel worker's name after its first `-` is the work it does now, and
-/// is cut), and the host's busy and total ticks (`/proc/stat`).
+/// is cut).
 type Ticks = std::collections::HashMap<u32, (String, u64)>;
 
-fn cpu_ticks() -> (Ticks, u64, u64) {
+fn process_ticks() -> Ticks {
     let mut by_pid = Ticks::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -836,6 +845,13 @@ fn cpu_ticks() -> (Ticks, u64, u64) {
                 .unwrap_or(0);
         by_pid.insert(pid, (name, ticks));
     }
+    by_pid
+}
+
+/// The host's busy and total ticks (`/proc/stat`'s first line): busy is
+/// user, nice, system, irq and softirq; total adds idle and iowait. Steal
+/// (another VM's) and guest (already in user) are in neither.
+fn host_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let cpu: Vec<u64> = stat
         .lines()
@@ -845,19 +861,22 @@ fn cpu_ticks() -> (Ticks, u64, u64) {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    let total: u64 = cpu.iter().sum();
-    // idle and iowait
-    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
-    (by_pid, total - idle, total)
+    let at = |i: usize| cpu.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    (busy, busy + at(3) + at(4))
 }
 
 /// The host's CPU over `window` while the bench does nothing: the share of
 /// all cores busy (`idle_cpu_pct_<suffix>`), and on stderr the processes
 /// that used most of it (a process that ended in the window is missed).
 async fn quiet_cpu(out: &mut serde_json::Map<String, Value>, suffix: &str, window: Duration) {
-    let (before, busy0, total0) = cpu_ticks();
+    // The scans of /proc are outside the host's window: with 1000
+    // sandboxes they read thousands of files.
+    let before = process_ticks();
+    let (busy0, total0) = host_ticks();
     tokio::time::sleep(window).await;
-    let (after, busy1, total1) = cpu_ticks();
+    let (busy1, total1) = host_ticks();
+    let after = process_ticks();
     let pct = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * 100.0;
     out.insert(
         format!("idle_cpu_pct_{suffix}"),
@@ -884,9 +903,10 @@ async fn quiet_cpu(out: &mut serde_json::Map<String, Value>, suffix: &str, windo
     );
 }
 
-/// Runs of `true` on one socket, back to back for at least `IDLE_RUNS_FOR`
-/// and `RUNS_WITH_IDLE` runs, each followed by the host spawning `true`
-/// itself (no server, no engine, no sandbox: what the host's scheduler and
+/// Runs of `true` on one socket, for at least `IDLE_RUNS_FOR` and
+/// `RUNS_WITH_IDLE` runs, in blocks of `TAIL_BLOCK` back to back,
+/// alternating with blocks of as many spawns of `true` by the host itself
+/// (no server, no engine, no sandbox: what the host's scheduler and
 /// fork/exec cost at that moment).
 struct TimedRuns {
     run: Vec<f64>,
@@ -903,19 +923,25 @@ async fn timed_runs(ws: &mut Ws) -> TimedRuns {
     };
     let began = Instant::now();
     while runs.run.len() < RUNS_WITH_IDLE || began.elapsed() < IDLE_RUNS_FOR {
-        let at = ms(began.elapsed());
-        let took = ms(run(ws, json!({"type": "run", "argv": ["true"]})).await.0);
-        runs.run.push(took);
-        runs.when.push((at, took));
-        let host = tokio::task::spawn_blocking(|| {
-            let t = Instant::now();
-            let ok = Command::new("true").status().is_ok_and(|s| s.success());
-            (ok, t.elapsed())
+        for _ in 0..TAIL_BLOCK {
+            let at = ms(began.elapsed());
+            let took = ms(run(ws, json!({"type": "run", "argv": ["true"]})).await.0);
+            runs.run.push(took);
+            runs.when.push((at, took));
+        }
+        let spawns = tokio::task::spawn_blocking(|| {
+            (0..TAIL_BLOCK)
+                .map(|_| {
+                    let t = Instant::now();
+                    let ok = Command::new("true").status().is_ok_and(|s| s.success());
+                    assert!(ok, "the host could not run `true`");
+                    ms(t.elapsed())
+                })
+                .collect::<Vec<f64>>()
         })
         .await
-        .expect("the host spawn");
-        assert!(host.0, "the host could not run `true`");
-        runs.host.push(ms(host.1));
+        .expect("the host's spawns");
+        runs.host.extend(spawns);
     }
     runs
 }

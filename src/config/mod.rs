@@ -107,10 +107,13 @@ pub struct Config {
     #[arg(long, env = "REPLBOX_WARM_POOL", default_value_t = 4)]
     pub warm_pool: usize,
 
-    /// How long the pool waits after a claim before it starts a replacement:
-    /// the new student's first second (the page, the socket, the first
-    /// run) does not share the two cores with the engine starting a
-    /// container. Claims during the wait do not extend it.
+    /// How long the pool waits after a claim before it starts a replacement,
+    /// while it still has a ready container for the next arrival: the new
+    /// student's first second (the page, the socket, the first run) does
+    /// not share the server's cores with the engine starting a container.
+    /// A claim that empties the pool, or finds it empty, starts the refill
+    /// at once. At most 10 s. Where sandboxes start on other machines
+    /// (Kubernetes with more than one node), 0.
     #[arg(
         long,
         env = "REPLBOX_WARM_POOL_REFILL_DELAY_MS",

@@ -235,36 +235,72 @@ async fn activity_reaches_the_store_off_the_request_path() {
     .await
 }
 
+/// A registry with a running pool of `n` on the fake engine, its refill
+/// delay 400 ms, once the pool is full.
+async fn pool_of(
+    n: usize,
+) -> (
+    Registry,
+    Arc<FakeBackend>,
+    tempfile::TempDir,
+    tokio_util::sync::CancellationToken,
+    AbortOnDrop,
+) {
+    let backend = Arc::new(FakeBackend::default());
+    let config = Config {
+        warm_pool: n,
+        warm_pool_refill_delay_ms: 400,
+        ..config(8)
+    };
+    let (registry, dir) = registry(config, backend.clone()).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let pool = registry.start_pool(cancel.clone());
+    while registry.shared.pool.size() < n || backend.created() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (registry, backend, dir, cancel, pool)
+}
+
 #[tokio::test]
 async fn a_claimed_pool_container_is_replaced_only_after_the_refill_delay() {
     within(async {
-        let backend = Arc::new(FakeBackend::default());
-        let config = Config {
-            warm_pool: 1,
-            warm_pool_refill_delay_ms: 400,
-            ..config(4)
-        };
-        let (registry, _dir) = registry(config, backend.clone()).await;
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let _pool = registry.start_pool(cancel.clone());
-        while registry.shared.pool.size() < 1 || backend.created() < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (registry, backend, _dir, cancel, _pool) = pool_of(2).await;
         let session = registry
             .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
             .await
             .unwrap();
         let claimed = std::time::Instant::now();
         session.ensure().await.unwrap();
-        // The new student's sandbox came from the pool, and no replacement
-        // is started while the student's first moments run.
-        assert_eq!(backend.created(), 1);
+        // The new student's sandbox came from the pool, one is left for the
+        // next arrival, and no replacement starts during the student's
+        // first moments.
+        assert_eq!(backend.created(), 2);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(backend.created(), 1, "the refill did not wait");
-        while backend.created() < 2 {
+        assert_eq!(backend.created(), 2, "the refill did not wait");
+        while backend.created() < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(claimed.elapsed() >= Duration::from_millis(400));
+        cancel.cancel();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_claim_that_empties_the_pool_refills_it_at_once() {
+    within(async {
+        let (registry, backend, _dir, cancel, _pool) = pool_of(1).await;
+        let session = registry
+            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
+            .await
+            .unwrap();
+        let claimed = std::time::Instant::now();
+        session.ensure().await.unwrap();
+        // Nobody would be left a warm container by waiting: no wait.
+        while backend.created() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(claimed.elapsed() < Duration::from_millis(400));
         cancel.cancel();
     })
     .await

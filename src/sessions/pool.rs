@@ -10,7 +10,7 @@ use crate::sync::Lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
@@ -23,8 +23,11 @@ pub struct Warm {
 
 pub struct WarmPool {
     target: usize,
-    /// The wait after a claim before a replacement is started.
+    /// The wait after a claim before a replacement is started, while the
+    /// pool still has a ready container for the next arrival.
     refill_delay: Duration,
+    /// When the last claim that left a ready container behind was made.
+    quiet_since: Mutex<Option<Instant>>,
     ready: Mutex<VecDeque<Warm>>,
     wake: Notify,
     /// Containers of the pool, ready or being started (they use capacity).
@@ -36,6 +39,7 @@ impl WarmPool {
         Arc::new(Self {
             target,
             refill_delay,
+            quiet_since: Mutex::new(None),
             ready: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             size: AtomicUsize::new(0),
@@ -53,14 +57,32 @@ impl WarmPool {
         while let Some(w) = ready.pop_front() {
             self.size.fetch_sub(1, Ordering::Relaxed);
             if w.handle.is_alive() {
+                // Its student goes first, unless nobody would be left a
+                // warm container by waiting (then the refill starts now).
+                let left = ready.iter().any(|w| w.handle.is_alive());
+                *self.quiet_since.locked() = left.then(Instant::now);
                 drop(ready);
                 self.wake.notify_one();
                 return Some(w);
             }
         }
         drop(ready);
+        *self.quiet_since.locked() = None;
         self.wake.notify_one();
         None
+    }
+
+    /// How long the refill should still wait before its next start: what
+    /// is left of the delay after the last claim, while a ready container
+    /// remains for the next arrival; nothing otherwise.
+    fn wait_before_start(&self) -> Duration {
+        let since = *self.quiet_since.locked();
+        match since {
+            Some(t) if !self.ready.locked().is_empty() => {
+                (t + self.refill_delay).saturating_duration_since(Instant::now())
+            }
+            _ => Duration::ZERO,
+        }
     }
 
     /// Takes every ready container out of the pool (at shutdown).
@@ -95,6 +117,14 @@ impl WarmPool {
                     });
                     let mut failed = false;
                     while pool.size() < pool.target && room() && !cancel.is_cancelled() {
+                        let wait = pool.wait_before_start();
+                        if !wait.is_zero() {
+                            tokio::select! {
+                                _ = cancel.cancelled() => break,
+                                _ = tokio::time::sleep(wait) => {}
+                            }
+                            continue;
+                        }
                         pool.size.fetch_add(1, Ordering::Relaxed);
                         match start_one(sandboxes.as_ref()).await {
                             Ok(w) => pool.ready.locked().push_back(w),
@@ -113,13 +143,7 @@ impl WarmPool {
                     };
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = pool.wake.notified() => {
-                            // A claim: its student goes first.
-                            tokio::select! {
-                                _ = cancel.cancelled() => break,
-                                _ = tokio::time::sleep(pool.refill_delay) => {}
-                            }
-                        }
+                        _ = pool.wake.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }

@@ -19,7 +19,7 @@ impl Registry {
                 metrics,
                 pool: pool::WarmPool::new(
                     config.warm_pool,
-                    Duration::from_millis(config.warm_pool_refill_delay_ms),
+                    Duration::from_millis(config.warm_pool_refill_delay_ms.min(10_000)),
                 ),
                 capacity: capacity::Capacity::new(max, config.evict_grace_secs),
                 config,
