@@ -255,31 +255,41 @@ async fn pool_of(
     let (registry, dir) = registry(config, backend.clone()).await;
     let cancel = tokio_util::sync::CancellationToken::new();
     let pool = registry.start_pool(cancel.clone());
-    while registry.shared.pool.size() < n || backend.created() < n {
+    while registry.shared.pool.ready() < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (registry, backend, dir, cancel, pool)
+}
+
+async fn until_created(backend: &FakeBackend, n: usize) {
+    while backend.created() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A new student's session takes its sandbox; when it asked.
+async fn new_student_claims(registry: &Registry) -> std::time::Instant {
+    let session = registry
+        .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
+        .await
+        .unwrap();
+    let claimed = std::time::Instant::now();
+    session.ensure().await.unwrap();
+    claimed
 }
 
 #[tokio::test]
 async fn a_claimed_pool_container_is_replaced_only_after_the_refill_delay() {
     within(async {
         let (registry, backend, _dir, cancel, _pool) = pool_of(2).await;
-        let session = registry
-            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
-            .await
-            .unwrap();
-        let claimed = std::time::Instant::now();
-        session.ensure().await.unwrap();
+        let claimed = new_student_claims(&registry).await;
         // The new student's sandbox came from the pool, one is left for the
         // next arrival, and no replacement starts during the student's
         // first moments.
         assert_eq!(backend.created(), 2);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(backend.created(), 2, "the refill did not wait");
-        while backend.created() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_created(&backend, 3).await;
         assert!(claimed.elapsed() >= Duration::from_millis(400));
         cancel.cancel();
     })
@@ -290,16 +300,9 @@ async fn a_claimed_pool_container_is_replaced_only_after_the_refill_delay() {
 async fn a_claim_that_empties_the_pool_refills_it_at_once() {
     within(async {
         let (registry, backend, _dir, cancel, _pool) = pool_of(1).await;
-        let session = registry
-            .get_or_create("b-ada", OwnerKind::Browser, NewSession::default())
-            .await
-            .unwrap();
-        let claimed = std::time::Instant::now();
-        session.ensure().await.unwrap();
+        let claimed = new_student_claims(&registry).await;
         // Nobody would be left a warm container by waiting: no wait.
-        while backend.created() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_created(&backend, 2).await;
         assert!(claimed.elapsed() < Duration::from_millis(400));
         cancel.cancel();
     })

@@ -51,6 +51,11 @@ impl WarmPool {
         self.size.load(Ordering::Relaxed)
     }
 
+    /// Containers started and waiting for a session.
+    pub fn ready(&self) -> usize {
+        self.ready.locked().len()
+    }
+
     /// A warm container, if one is ready.
     pub fn claim(&self) -> Option<Warm> {
         let mut ready = self.ready.locked();
