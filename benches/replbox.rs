@@ -909,25 +909,22 @@ async fn quiet_cpu(out: &mut serde_json::Map<String, Value>, suffix: &str, windo
 /// (no server, no engine, no sandbox: what the host's scheduler and
 /// fork/exec cost at that moment).
 struct TimedRuns {
-    run: Vec<f64>,
+    /// Each run: (ms since the first run began, its time in ms).
+    run: Vec<(f64, f64)>,
     host: Vec<f64>,
-    /// (ms since the first run began, its time)
-    when: Vec<(f64, f64)>,
 }
 
 async fn timed_runs(ws: &mut Ws) -> TimedRuns {
     let mut runs = TimedRuns {
         run: Vec::new(),
         host: Vec::new(),
-        when: Vec::new(),
     };
     let began = Instant::now();
     while runs.run.len() < RUNS_WITH_IDLE || began.elapsed() < IDLE_RUNS_FOR {
         for _ in 0..TAIL_BLOCK {
             let at = ms(began.elapsed());
             let took = ms(run(ws, json!({"type": "run", "argv": ["true"]})).await.0);
-            runs.run.push(took);
-            runs.when.push((at, took));
+            runs.run.push((at, took));
         }
         let spawns = tokio::task::spawn_blocking(|| {
             (0..TAIL_BLOCK)
@@ -949,7 +946,7 @@ async fn timed_runs(ws: &mut Ws) -> TimedRuns {
 impl TimedRuns {
     /// When the slowest came (a period in them names what wakes up).
     fn report(&self, what: &str) {
-        let mut when = self.when.clone();
+        let mut when = self.run.clone();
         when.sort_by(|a, b| b.1.total_cmp(&a.1));
         let worst: Vec<String> = when
             .iter()
@@ -966,14 +963,15 @@ impl TimedRuns {
 
 /// `run_p99_ms_<suffix>`, `run_max_ms_<suffix>`, `host_spawn_p99_ms_<suffix>`.
 fn insert_tails(out: &mut serde_json::Map<String, Value>, suffix: &str, mut runs: TimedRuns) {
+    let mut took: Vec<f64> = runs.run.iter().map(|r| r.1).collect();
     let round = |v: f64| (v * 100.0).round() / 100.0;
     out.insert(
         format!("run_p99_ms_{suffix}"),
-        json!(round(pct(&mut runs.run, 0.99))),
+        json!(round(pct(&mut took, 0.99))),
     );
     out.insert(
         format!("run_max_ms_{suffix}"),
-        json!(round(pct(&mut runs.run, 1.0))),
+        json!(round(pct(&mut took, 1.0))),
     );
     out.insert(
         format!("host_spawn_p99_ms_{suffix}"),
